@@ -1,0 +1,41 @@
+"""`padir` console entry point: one command, subcommands dispatched to their modules.
+
+Each subcommand lives in its own module as `main(argv) -> int`; modules are imported only when
+their subcommand runs, so `padir --help` is instant and never imports seqio/TensorFlow.
+"""
+import importlib
+import sys
+
+SUBCOMMANDS = {
+    "train": ("padir.trainer", "Train a model (T5X-style --gin_file / --gin.NAME=VALUE flags)."),
+    "eval": ("padir.evaluation", "Evaluate checkpoints on a task split (sacreBLEU, chrF, speed)."),
+    "infer": ("padir.translator", "Translate a file (or stdin) with a checkpoint."),
+    "distill": ("padir.distill", "Distill a training split with an AR teacher into a TSV task."),
+    "vocab": ("padir.vocab", "Train a joint SentencePiece vocabulary (PAD=0 EOS=1 UNK=2 BOS=3)."),
+    "demo": ("padir.demo", "Teacher -> distillation -> PaDIR students -> evaluation, offline."),
+    "theory": ("padir.theory", "The paper's theory as synthetic experiments."),
+}
+
+
+def usage() -> str:
+  lines = ["usage: padir <command> [flags]", "", "commands:"]
+  lines += [f"  {name:<8} {doc}" for name, (_, doc) in SUBCOMMANDS.items()]
+  lines += ["", "`padir <command> --help` shows a command's flags."]
+  return "\n".join(lines)
+
+
+def main(argv=None) -> int:
+  argv = list(sys.argv[1:] if argv is None else argv)
+  if not argv or argv[0] in ("-h", "--help", "help"):
+    print(usage())
+    return 0
+  name, rest = argv[0], argv[1:]
+  if name not in SUBCOMMANDS:
+    print(f"padir: unknown command {name!r}\n\n{usage()}", file=sys.stderr)
+    return 2
+  module = importlib.import_module(SUBCOMMANDS[name][0])
+  return int(module.main(rest) or 0)
+
+
+if __name__ == "__main__":
+  sys.exit(main())
