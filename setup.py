@@ -29,7 +29,9 @@ INSTALL_REQUIRES = [
 
 EXTRAS_REQUIRE = {
     "test": ["pytest==9.2.0"],
-    "xm": ["xmanager==0.8.5.post1"],
+    # google-cloud-bigquery pinned: uv ignores Requires-Python upper bounds and would pick
+    # 2.28.1 (Python <3.10 only), which pip then refuses.
+    "xm": ["xmanager==0.8.5.post1", "google-cloud-bigquery==3.47.0"],
 }
 
 setuptools.setup(
