@@ -1,0 +1,911 @@
+"""Decoding loops driven by logits callbacks: AR sampling / beam search and PaDIR refinement.
+
+This module knows nothing of the network (T5X's and Flax's pattern): models hand it callbacks.
+
+AR decoding (`ARModel`, with a KV cache):
+  `tokens_to_logits(ids [N, 1] int32, cache) -> (logits [N, V] float32, new_cache)`. The cache is
+  any pytree; its leaves with ndim >= 1 have the batch first (they are repeated per decode / beam
+  and gathered when beams are reordered), leaves with ndim 0 (e.g. `cache_index`) are shared.
+  - `temperature_sample`: greedy (temperature 0), or temperature / top-k / top-p sampling.
+  - `beam_search`: beam search with T5X's (GNMT) brevity penalty.
+  Both are `lax.while_loop`s that stop when every row has ended (EOS) or at `max_decode_len`, and
+  return `(tokens [B, num_decodes, T], scores [B, num_decodes])`, best first, PAD after EOS.
+
+PaDIR decoding (`PadirModel`):
+  `logits_fn(decoder_input_tokens [N, T]) -> (logits [N, T, V], accept_logits [N, T] or None)`,
+  one full non-causal decoder pass (accept logits come from the learned rejecter's head).
+  - `RefinementConfig`: every decoding option, validated.
+  - Pieces, public so that the model's unrolled multi-stage training uses what inference uses:
+    `length_candidates`, `initial_decoder_inputs`, `choose_tokens`, `stutter_mask`, `reject`,
+    `remask`, `score_candidates`.
+  - `refine`: the refinement loop (one `lax.while_loop` over a `RefinementState`).
+  - `padir_decode`: candidates -> refine -> score (-> optional rescoring) -> best per example.
+  - Output clean-up: `cut_at_eos`, `remove_stutter`, `postprocess`.
+
+Conventions: a "length" counts the real tokens *and* the EOS, so a candidate of length L has EOS
+at position L - 1 and PAD after it. PaDIR candidate rows are example-major: row `b * C + c` is
+candidate `c` of example `b`, with `C = config.num_candidates` (static), so a model repeats its
+encoder states `C` times (`jnp.repeat(x, C, axis=0)`) before building `logits_fn`.
+
+Avoids the public reference's decoding mistakes (DESIGN.md 5-11): range masks sized by
+`SpecialTokens.max_target_length` only; lengths clipped so EOS is never dropped; the candidate
+count derived from the config and duplicate lengths removed; V read from the logits and the
+[N, T, V] logits sum allocated only for the `logits_sum` scheme; convergence tracked per row; no
+deletion of tokens equal to their initial value; no wrap-around in the stutter mask.
+"""
+import dataclasses
+from typing import Any, Callable, Dict, Optional, Tuple
+
+import flax
+import jax
+import jax.numpy as jnp
+from jax import lax
+
+from padir.special_tokens import BOS_ID, EOS_ID, PAD_ID, SpecialTokens
+
+Array = jax.Array
+TokensToLogits = Callable[[Array, Any], Tuple[Array, Any]]
+LogitsFn = Callable[[Array], Tuple[Array, Optional[Array]]]
+RescoreFn = Callable[[Array], Array]
+
+NEG_INF = -jnp.inf
+
+DECODER_INPUT_SCHEMES = ("random", "mask", "mask_range")
+REJECTERS = ("passthrough", "stutter", "linear", "constant_k", "constant_fraction", "learned")
+REMASKING_SCHEMES = ("initial", "previous", "logits_sum")
+SCORINGS = ("mean", "sum")
+
+
+# ------------------------------------------------------------------------------------------------
+# Shared helpers.
+
+
+def brevity_penalty(length: Array, alpha: float) -> Array:
+  """T5X / GNMT length penalty `((5 + length) / 6) ** alpha`; scores are log-probs divided by it."""
+  return jnp.power((5.0 + jnp.asarray(length, jnp.float32)) / 6.0, alpha)
+
+
+def filter_logits(logits: Array, top_k: int = 0, top_p: float = 1.0) -> Array:
+  """Keeps the top-k and the top-p (nucleus) ids of each row; the rest get -inf.
+
+  Args:
+    logits: [..., V] float.
+    top_k: keep the k largest logits (0: no top-k filter).
+    top_p: keep the smallest set of largest ids whose probability reaches `top_p` (the largest
+      id is always kept; 1.0: no nucleus filter).
+
+  Returns:
+    [..., V] logits, filtered ids at -inf.
+  """
+  if top_k > 0:
+    kth = lax.top_k(logits, min(top_k, logits.shape[-1]))[0][..., -1:]
+    logits = jnp.where(logits < kth, NEG_INF, logits)
+  if top_p < 1.0:
+    sorted_logits = -jnp.sort(-logits, axis=-1)
+    probs = jax.nn.softmax(sorted_logits, axis=-1)
+    mass_before = jnp.cumsum(probs, axis=-1) - probs
+    kept = mass_before < top_p
+    threshold = jnp.min(jnp.where(kept, sorted_logits, jnp.inf), axis=-1, keepdims=True)
+    logits = jnp.where(logits < threshold, NEG_INF, logits)
+  return logits
+
+
+def _check_sampling(temperature: float, top_k: int, top_p: float):
+  if temperature < 0:
+    raise ValueError(f"temperature={temperature} must be >= 0 (0 means argmax / greedy)")
+  if top_k < 0:
+    raise ValueError(f"top_k={top_k} must be >= 0 (0 means no top-k filter)")
+  if not 0.0 < top_p <= 1.0:
+    raise ValueError(f"top_p={top_p} must be in (0, 1] (1 means no nucleus filter)")
+
+
+def _repeat_batch(tree: Any, times: int) -> Any:
+  """Repeats every batch-first leaf (ndim >= 1) `times` times: row b -> rows b*times .. +times-1."""
+  return jax.tree_util.tree_map(lambda x: jnp.repeat(x, times, axis=0) if x.ndim else x, tree)
+
+
+# ------------------------------------------------------------------------------------------------
+# AR decoding.
+
+
+@flax.struct.dataclass
+class SamplingState:
+  """Loop state of `temperature_sample` (N = batch * num_decodes rows)."""
+  step: Array  # [] int32, tokens generated so far.
+  sequences: Array  # [N, T + 1] int32, column 0 holds BOS.
+  log_probs: Array  # [N] float32, summed log-probs of the generated (non-forced) tokens.
+  ended: Array  # [N] bool, the row has produced EOS.
+  cache: Any
+  rng: Optional[Array]
+
+
+def _prepare_ar(prompt: Array, max_decode_len: Optional[int]) -> Tuple[Array, int]:
+  """Pads `prompt [B, P]` to `[B, T]`; returns it with T."""
+  prompt = jnp.asarray(prompt, jnp.int32)
+  max_decode_len = prompt.shape[1] if max_decode_len is None else max_decode_len
+  if max_decode_len < 1:
+    raise ValueError(f"max_decode_len={max_decode_len} must be >= 1")
+  if prompt.shape[1] > max_decode_len:
+    raise ValueError(f"the prompt ({prompt.shape[1]} tokens) is longer than "
+                     f"max_decode_len={max_decode_len}")
+  return jnp.pad(prompt, ((0, 0), (0, max_decode_len - prompt.shape[1]))), max_decode_len
+
+
+def temperature_sample(prompt: Array,
+                       cache: Any,
+                       tokens_to_logits: TokensToLogits,
+                       *,
+                       max_decode_len: Optional[int] = None,
+                       rng: Optional[Array] = None,
+                       temperature: float = 0.0,
+                       top_k: int = 0,
+                       top_p: float = 1.0,
+                       num_decodes: int = 1,
+                       eos_id: int = EOS_ID,
+                       bos_id: int = BOS_ID,
+                       pad_id: int = PAD_ID) -> Tuple[Array, Array]:
+  """Greedy decoding (temperature 0) or temperature / top-k / top-p sampling with a KV cache.
+
+  Args:
+    prompt: [B, P] int32 forced prefix: a non-zero id at position i forces output token i (T5X's
+      decoder prompt; all zeros, or P = 0, for free decoding).
+    cache: the decoder's cache for B rows (expanded here to B * num_decodes rows).
+    tokens_to_logits: `(ids [N, 1], cache) -> (logits [N, V], new_cache)`.
+    max_decode_len: T, the most tokens to generate (default P).
+    rng: PRNG key, needed when temperature > 0.
+    temperature: 0 for argmax; otherwise sample from softmax(logits / temperature).
+    top_k: sample among the k most likely ids only (0: all).
+    top_p: sample within the nucleus of probability top_p (1.0: all).
+    num_decodes: samples per example.
+    eos_id, bos_id, pad_id: ids; BOS is the first decoder input, PAD fills after EOS.
+
+  Returns:
+    tokens [B, num_decodes, T] int32 (PAD after EOS) and scores [B, num_decodes] float32 (summed
+    log-probs of the generated tokens under the model, forced prompt tokens excluded), sorted by
+    score, best first.
+  """
+  _check_sampling(temperature, top_k, top_p)
+  if num_decodes < 1:
+    raise ValueError(f"num_decodes={num_decodes} must be >= 1")
+  if temperature > 0 and rng is None:
+    raise ValueError("temperature > 0 samples: pass an rng")
+  prompt, length = _prepare_ar(prompt, max_decode_len)
+  batch = prompt.shape[0]
+  rows = batch * num_decodes
+  prompt = jnp.repeat(prompt, num_decodes, axis=0)
+
+  def body(state: SamplingState) -> SamplingState:
+    ids = lax.dynamic_slice_in_dim(state.sequences, state.step, 1, axis=1)
+    logits, cache = tokens_to_logits(ids, state.cache)
+    logits = logits.astype(jnp.float32)
+    rng = state.rng
+    if temperature == 0:
+      tokens = jnp.argmax(logits, axis=-1)
+    else:
+      rng, step_rng = jax.random.split(rng)
+      tokens = jax.random.categorical(step_rng, filter_logits(logits, top_k, top_p) / temperature)
+    forced = lax.dynamic_index_in_dim(prompt, state.step, axis=1, keepdims=False)
+    tokens = jnp.where(forced != 0, forced, tokens).astype(jnp.int32)
+    token_log_probs = jnp.take_along_axis(
+        jax.nn.log_softmax(logits), tokens[:, None], axis=-1)[:, 0]
+    counted = ~state.ended & (forced == 0)
+    tokens = jnp.where(state.ended, pad_id, tokens)
+    return state.replace(
+        step=state.step + 1,
+        sequences=lax.dynamic_update_slice_in_dim(
+            state.sequences, tokens[:, None], state.step + 1, axis=1),
+        log_probs=state.log_probs + jnp.where(counted, token_log_probs, 0.0),
+        ended=state.ended | (tokens == eos_id),
+        cache=cache,
+        rng=rng)
+
+  def cond(state: SamplingState) -> Array:
+    return (state.step < length) & ~jnp.all(state.ended)
+
+  sequences = jnp.full((rows, length + 1), pad_id, jnp.int32).at[:, 0].set(bos_id)
+  state = SamplingState(
+      step=jnp.array(0, jnp.int32),
+      sequences=sequences,
+      log_probs=jnp.zeros((rows,), jnp.float32),
+      ended=jnp.zeros((rows,), bool),
+      cache=_repeat_batch(cache, num_decodes),
+      rng=rng)
+  state = lax.while_loop(cond, body, state)
+  tokens = state.sequences[:, 1:].reshape(batch, num_decodes, length)
+  scores = state.log_probs.reshape(batch, num_decodes)
+  order = jnp.argsort(-scores, axis=-1)
+  return (jnp.take_along_axis(tokens, order[:, :, None], axis=1),
+          jnp.take_along_axis(scores, order, axis=1))
+
+
+@flax.struct.dataclass
+class BeamState:
+  """Loop state of `beam_search` (B examples, K beams)."""
+  step: Array  # [] int32, tokens generated so far.
+  alive_sequences: Array  # [B, K, T + 1] int32, column 0 holds BOS.
+  alive_log_probs: Array  # [B, K] float32, sorted best first (-inf: empty beam).
+  finished_sequences: Array  # [B, K, T] int32, PAD after EOS.
+  finished_scores: Array  # [B, K] float32, brevity-penalised, sorted best first (-inf: empty).
+  cache: Any  # leaves [B * K, ...], row b * K + k is beam k of example b.
+
+
+def _gather_beams(x: Array, beam_indices: Array) -> Array:
+  """x [B, M, ...], beam_indices [B, K] -> [B, K, ...]."""
+  return x[jnp.arange(x.shape[0])[:, None], beam_indices]
+
+
+def beam_search(prompt: Array,
+                cache: Any,
+                tokens_to_logits: TokensToLogits,
+                *,
+                beam_size: int,
+                max_decode_len: Optional[int] = None,
+                alpha: float = 0.6,
+                eos_id: int = EOS_ID,
+                bos_id: int = BOS_ID,
+                pad_id: int = PAD_ID) -> Tuple[Array, Array]:
+  """Beam search with a KV cache and T5X's brevity penalty.
+
+  Each step expands every alive beam and keeps the 2K best continuations. A continuation ending
+  in EOS is finished when it ranks among the K best of them (fairseq's rule, which makes beam
+  size 1 exactly greedy decoding); the K best continuations without EOS stay alive. At
+  `max_decode_len` the K best continuations are finished whatever their last token. The loop
+  ends, per example, when K hypotheses are finished and no alive beam can beat the worst of them
+  (T5X's bound), or at `max_decode_len`.
+
+  Args:
+    prompt: [B, P] int32 forced prefix (non-zero ids force the token at their position; forced
+      tokens add nothing to the score).
+    cache: the decoder's cache for B rows (expanded here to B * beam_size rows).
+    tokens_to_logits: `(ids [N, 1], cache) -> (logits [N, V], new_cache)`.
+    beam_size: K.
+    max_decode_len: T (default P).
+    alpha: brevity penalty exponent; a hypothesis of n tokens (EOS included) scores
+      `log_prob / ((5 + n) / 6) ** alpha`. 0: plain log-prob.
+    eos_id, bos_id, pad_id: ids.
+
+  Returns:
+    tokens [B, beam_size, T] int32 (PAD after EOS) and scores [B, beam_size] float32, best first.
+  """
+  if beam_size < 1:
+    raise ValueError(f"beam_size={beam_size} must be >= 1")
+  if alpha < 0:
+    raise ValueError(f"alpha={alpha} must be >= 0")
+  prompt, length = _prepare_ar(prompt, max_decode_len)
+  batch = prompt.shape[0]
+  k = beam_size
+  best_alive_penalty = brevity_penalty(length, alpha)
+
+  def body(state: BeamState) -> BeamState:
+    ids = lax.dynamic_slice_in_dim(state.alive_sequences, state.step, 1, axis=2)
+    logits, cache = tokens_to_logits(ids.reshape(batch * k, 1), state.cache)
+    log_probs = jax.nn.log_softmax(logits.astype(jnp.float32)).reshape(batch, k, -1)
+    vocab = log_probs.shape[-1]
+    forced = lax.dynamic_index_in_dim(prompt, state.step, axis=1, keepdims=False)[:, None, None]
+    forced_log_probs = jnp.where(jnp.arange(vocab) == forced, 0.0, NEG_INF)
+    log_probs = jnp.where(forced != 0, forced_log_probs, log_probs)
+    candidates = (state.alive_log_probs[:, :, None] + log_probs).reshape(batch, k * vocab)
+    top_log_probs, top_indices = lax.top_k(candidates, 2 * k)
+    origins = top_indices // vocab  # [B, 2K] beam each continuation extends.
+    tokens = (top_indices % vocab).astype(jnp.int32)
+    sequences = lax.dynamic_update_slice_in_dim(
+        _gather_beams(state.alive_sequences, origins), tokens[:, :, None], state.step + 1, axis=2)
+    # Finished: EOS continuations among the K best (all K best at the last step).
+    is_eos = tokens == eos_id
+    last = state.step + 1 == length
+    newly_finished = (jnp.arange(2 * k) < k) & (is_eos | last) & (top_log_probs > NEG_INF)
+    new_scores = jnp.where(
+        newly_finished, top_log_probs / brevity_penalty(state.step + 1, alpha), NEG_INF)
+    finished_scores, finished_indices = lax.top_k(
+        jnp.concatenate([state.finished_scores, new_scores], axis=1), k)
+    finished_sequences = _gather_beams(
+        jnp.concatenate([state.finished_sequences, sequences[:, :, 1:]], axis=1),
+        finished_indices)
+    # Alive: the K best continuations without EOS.
+    alive_log_probs, alive_indices = lax.top_k(jnp.where(is_eos, NEG_INF, top_log_probs), k)
+    beam_origins = jnp.take_along_axis(origins, alive_indices, axis=1)
+    flat_origins = (jnp.arange(batch)[:, None] * k + beam_origins).reshape(-1)
+    cache = jax.tree_util.tree_map(lambda x: x[flat_origins] if x.ndim else x, cache)
+    return BeamState(
+        step=state.step + 1,
+        alive_sequences=_gather_beams(sequences, alive_indices),
+        alive_log_probs=alive_log_probs,
+        finished_sequences=finished_sequences,
+        finished_scores=finished_scores,
+        cache=cache)
+
+  def cond(state: BeamState) -> Array:
+    best_alive = state.alive_log_probs[:, 0] / best_alive_penalty
+    settled = state.finished_scores[:, -1] >= best_alive
+    return (state.step < length) & ~jnp.all(settled)
+
+  sequences = jnp.full((batch, k, length + 1), pad_id, jnp.int32).at[:, :, 0].set(bos_id)
+  state = BeamState(
+      step=jnp.array(0, jnp.int32),
+      # Only beam 0 is alive at first: the K beams would otherwise expand identically.
+      alive_sequences=sequences,
+      alive_log_probs=jnp.tile(jnp.array([0.0] + [NEG_INF] * (k - 1), jnp.float32), (batch, 1)),
+      finished_sequences=jnp.full((batch, k, length), pad_id, jnp.int32),
+      finished_scores=jnp.full((batch, k), NEG_INF, jnp.float32),
+      cache=_repeat_batch(cache, k))
+  state = lax.while_loop(cond, body, state)
+  return state.finished_sequences, state.finished_scores
+
+
+# ------------------------------------------------------------------------------------------------
+# PaDIR: configuration.
+
+
+@dataclasses.dataclass(frozen=True)
+class RefinementConfig:
+  """Every option of PaDIR decoding. Frozen and hashable (a static argument under jit).
+
+  Attributes:
+    num_decode_iterations: most refinement iterations (decoder passes).
+    decoder_input_scheme: initial decoder input: 'random' (random real pieces), 'mask' ([MASK]
+      everywhere) or 'mask_range' ([MASK_i] at position i).
+    rejecter: which predicted tokens are re-masked between iterations: 'passthrough' (none),
+      'stutter' (equal to the left neighbour), 'linear' (mask-predict: the lowest-confidence
+      fraction (T-t-1)/T of the real positions at iteration t of T), 'constant_k' (the
+      `rejecter_k` lowest-confidence), 'constant_fraction' (the lowest-confidence
+      `rejecter_fraction`), 'learned' (accept logit below `rejecter_threshold`).
+    rejecter_k: for 'constant_k'.
+    rejecter_fraction: for 'constant_fraction', in [0, 1].
+    rejecter_threshold: for 'learned', a logit (0.0 is probability 0.5).
+    remasking_scheme: what replaces a rejected token: 'initial' (the initial decoder input token),
+      'previous' (this iteration's decoder input token) or 'logits_sum' (argmax of the logits
+      summed over the iterations so far).
+    stutter_remasking: also reject tokens equal to their left neighbour, every iteration; after
+      the last one stuttering tokens are removed, so no adjacent repeats remain.
+    temperature: 0 chooses tokens by argmax; otherwise sample from softmax(logits / temperature).
+    top_k, top_p: sampling filters (0 / 1.0: off).
+    top_k_lengths: most likely lengths kept from the length predictor.
+    length_beam: odd number of offsets (-(n // 2) .. n // 2) tried around each length.
+    num_parallel_samples: candidates per length from different random initial inputs
+      ('random' scheme only).
+    scoring: candidate score, 'mean' or 'sum' of the log-probs of its tokens (EOS included).
+    alpha: brevity penalty exponent: the score is divided by ((5 + length) / 6) ** alpha.
+    return_all_candidates: `padir_decode` also returns every candidate.
+    return_history: also return the tokens predicted at every iteration.
+  """
+  num_decode_iterations: int = 4
+  decoder_input_scheme: str = "random"
+  rejecter: str = "passthrough"
+  rejecter_k: int = 1
+  rejecter_fraction: float = 0.1
+  rejecter_threshold: float = 0.0
+  remasking_scheme: str = "previous"
+  stutter_remasking: bool = False
+  temperature: float = 0.0
+  top_k: int = 0
+  top_p: float = 1.0
+  top_k_lengths: int = 1
+  length_beam: int = 1
+  num_parallel_samples: int = 1
+  scoring: str = "mean"
+  alpha: float = 0.0
+  return_all_candidates: bool = False
+  return_history: bool = False
+
+  def __post_init__(self):
+    for name, value, allowed in (("decoder_input_scheme", self.decoder_input_scheme,
+                                  DECODER_INPUT_SCHEMES),
+                                 ("rejecter", self.rejecter, REJECTERS),
+                                 ("remasking_scheme", self.remasking_scheme, REMASKING_SCHEMES),
+                                 ("scoring", self.scoring, SCORINGS)):
+      if value not in allowed:
+        raise ValueError(f"{name}={value!r}: expected one of {allowed}")
+    if self.num_decode_iterations < 1:
+      raise ValueError(f"num_decode_iterations={self.num_decode_iterations} must be >= 1")
+    if self.rejecter_k < 0:
+      raise ValueError(f"rejecter_k={self.rejecter_k} must be >= 0")
+    if not 0.0 <= self.rejecter_fraction <= 1.0:
+      raise ValueError(f"rejecter_fraction={self.rejecter_fraction} must be in [0, 1]")
+    _check_sampling(self.temperature, self.top_k, self.top_p)
+    if self.top_k_lengths < 1:
+      raise ValueError(f"top_k_lengths={self.top_k_lengths} must be >= 1")
+    if self.length_beam < 1 or self.length_beam % 2 == 0:
+      raise ValueError(f"length_beam={self.length_beam} must be odd (offsets -n//2 .. n//2)")
+    if self.num_parallel_samples < 1:
+      raise ValueError(f"num_parallel_samples={self.num_parallel_samples} must be >= 1")
+    if self.num_parallel_samples > 1 and self.decoder_input_scheme != "random":
+      raise ValueError(
+          f"num_parallel_samples={self.num_parallel_samples} needs decoder_input_scheme="
+          f"'random' (with {self.decoder_input_scheme!r} every sample would be identical)")
+    if self.alpha < 0:
+      raise ValueError(f"alpha={self.alpha} must be >= 0")
+
+  @property
+  def num_candidates(self) -> int:
+    """C, candidates per example: top_k_lengths x length_beam x num_parallel_samples."""
+    return self.top_k_lengths * self.length_beam * self.num_parallel_samples
+
+
+# ------------------------------------------------------------------------------------------------
+# PaDIR: pieces.
+
+
+def length_candidates(length_predictions: Array, config: RefinementConfig,
+                      max_decode_len: int) -> Tuple[Array, Array]:
+  """Candidate lengths per example: top-k lengths x length beam x parallel samples.
+
+  Args:
+    length_predictions: either length classifier scores [B, num_classes] (class n = length n;
+      class 0 is never chosen), or predicted lengths [B] (float or int, e.g. affine, fertility or
+      oracle predictors), whose top-k lengths are the k integers nearest to the prediction.
+    config: `top_k_lengths`, `length_beam`, `num_parallel_samples`.
+    max_decode_len: T; lengths are clipped to [1, T], so EOS always fits (never dropped).
+
+  Returns:
+    lengths [B, C] int32 and valid [B, C] bool, C = `config.num_candidates`, ordered
+    (length rank, offset, sample). A length equal to an earlier candidate's (from clipping or
+    overlapping beams) is marked invalid; its parallel samples are all valid.
+  """
+  if max_decode_len < 1:
+    raise ValueError(f"max_decode_len={max_decode_len} must be >= 1")
+  k = config.top_k_lengths
+  if length_predictions.ndim == 2:
+    num_classes = length_predictions.shape[1]
+    if k > num_classes - 1:
+      raise ValueError(f"top_k_lengths={k} exceeds the {num_classes - 1} lengths the predictor "
+                       "scores")
+    scores = length_predictions.astype(jnp.float32).at[:, 0].set(NEG_INF)
+    top = lax.top_k(scores, k)[1]
+  elif length_predictions.ndim == 1:
+    prediction = length_predictions.astype(jnp.float32)[:, None]
+    window = jnp.floor(prediction) + jnp.arange(1 - k, k + 1, dtype=jnp.float32)  # [B, 2k]
+    nearest = lax.top_k(-jnp.abs(window - prediction), k)[1]
+    top = jnp.take_along_axis(window, nearest, axis=1)
+  else:
+    raise ValueError("length_predictions must be scores [B, num_classes] or lengths [B], got "
+                     f"shape {length_predictions.shape}")
+  half = config.length_beam // 2
+  offsets = jnp.arange(-half, half + 1)
+  lengths = (top.astype(jnp.int32)[:, :, None] + offsets).reshape(top.shape[0], -1)
+  lengths = jnp.clip(lengths, 1, max_decode_len)
+  num = lengths.shape[1]
+  earlier = jnp.tril(jnp.ones((num, num), bool), k=-1)  # earlier[j, i]: i < j.
+  duplicate = jnp.any((lengths[:, :, None] == lengths[:, None, :]) & earlier, axis=-1)
+  samples = config.num_parallel_samples
+  return jnp.repeat(lengths, samples, axis=1), jnp.repeat(~duplicate, samples, axis=1)
+
+
+def initial_decoder_inputs(lengths: Array,
+                           max_len: int,
+                           scheme: str,
+                           special_tokens: SpecialTokens,
+                           rng: Optional[Array] = None) -> Array:
+  """The first decoder input of each row, EOS at length - 1 and PAD after.
+
+  Args:
+    lengths: [N] int lengths (EOS included), clipped to [1, max_len].
+    max_len: T.
+    scheme: 'random' (uniform over real pieces other than PAD/EOS/UNK/BOS), 'mask' ([MASK]) or
+      'mask_range' ([MASK_{i+1}] at position i; needs T <= special_tokens.max_target_length, the
+      one size of the range in training and inference).
+    special_tokens: the id layout.
+    rng: PRNG key, for 'random'.
+
+  Returns:
+    [N, T] int32.
+  """
+  if scheme not in DECODER_INPUT_SCHEMES:
+    raise ValueError(f"decoder input scheme {scheme!r}: expected one of {DECODER_INPUT_SCHEMES}")
+  shape = (lengths.shape[0], max_len)
+  positions = jnp.arange(max_len)
+  if scheme == "random":
+    if rng is None:
+      raise ValueError("the 'random' decoder input scheme needs an rng")
+    low = max(special_tokens.pad_id, special_tokens.eos_id, special_tokens.unk_id,
+              special_tokens.bos_id) + 1
+    if low >= special_tokens.num_pieces:
+      raise ValueError(f"no real piece above the special ids to draw from "
+                       f"(num_pieces={special_tokens.num_pieces})")
+    tokens = jax.random.randint(rng, shape, low, special_tokens.num_pieces, jnp.int32)
+  elif scheme == "mask":
+    tokens = jnp.full(shape, special_tokens.mask_id, jnp.int32)
+  else:
+    if max_len > special_tokens.max_target_length:
+      raise ValueError(f"max_len={max_len} exceeds the [MASK_i] range (max_target_length="
+                       f"{special_tokens.max_target_length})")
+    tokens = jnp.broadcast_to(special_tokens.mask_range_id(positions).astype(jnp.int32), shape)
+  lengths = jnp.clip(lengths, 1, max_len)[:, None]
+  tokens = jnp.where(positions == lengths - 1, special_tokens.eos_id, tokens)
+  return jnp.where(positions >= lengths, special_tokens.pad_id, tokens)
+
+
+def _output_log_probs(logits: Array, special_tokens: SpecialTokens) -> Array:
+  """log_softmax over the ids a translation may contain: real pieces but PAD and BOS. [.., V]."""
+  ids = jnp.arange(logits.shape[-1])  # V from the logits, never from a config.
+  allowed = (special_tokens.is_real_piece(ids) & (ids != special_tokens.pad_id)
+             & (ids != special_tokens.bos_id))
+  return jax.nn.log_softmax(jnp.where(allowed, logits.astype(jnp.float32), NEG_INF), axis=-1)
+
+
+def _argmax_without_eos(log_probs: Array, special_tokens: SpecialTokens) -> Array:
+  eos = jnp.arange(log_probs.shape[-1]) == special_tokens.eos_id
+  return jnp.argmax(jnp.where(eos, NEG_INF, log_probs), axis=-1).astype(jnp.int32)
+
+
+def choose_tokens(logits: Array,
+                  rng: Optional[Array],
+                  config: RefinementConfig,
+                  special_tokens: SpecialTokens,
+                  initial_tokens: Optional[Array] = None) -> Tuple[Array, Array]:
+  """Chooses a token per position: argmax, or temperature / top-k / top-p sampling.
+
+  Only real pieces other than PAD, EOS and BOS are chosen (never a [MASK], a [LENGTH] or a
+  padding id of the vocabulary); EOS appears only where `initial_tokens` puts it.
+
+  Args:
+    logits: [N, T, V].
+    rng: PRNG key (used when config.temperature > 0).
+    config: `temperature`, `top_k`, `top_p`.
+    special_tokens: the id layout.
+    initial_tokens: [N, T] optional; where it holds EOS or PAD the output keeps them (EOS at
+      length - 1, PAD after), so predictions at padding are never used.
+
+  Returns:
+    tokens [N, T] int32 and token_log_probs [N, T] float32, the log-probs of the returned tokens
+    under the model's distribution over real pieces but PAD and BOS (0 at PAD).
+  """
+  log_probs = _output_log_probs(logits, special_tokens)
+  if config.temperature == 0:
+    tokens = _argmax_without_eos(log_probs, special_tokens)
+  else:
+    if rng is None:
+      raise ValueError("temperature > 0 samples tokens: pass an rng")
+    eos = jnp.arange(log_probs.shape[-1]) == special_tokens.eos_id
+    filtered = filter_logits(jnp.where(eos, NEG_INF, log_probs), config.top_k, config.top_p)
+    tokens = jax.random.categorical(rng, filtered / config.temperature).astype(jnp.int32)
+  if initial_tokens is not None:
+    keep = (initial_tokens == special_tokens.eos_id) | (initial_tokens == special_tokens.pad_id)
+    tokens = jnp.where(keep, initial_tokens, tokens)
+  token_log_probs = jnp.take_along_axis(log_probs, tokens[..., None], axis=-1)[..., 0]
+  return tokens, jnp.where(tokens == special_tokens.pad_id, 0.0, token_log_probs)
+
+
+def _real_positions(tokens: Array, pad_id: int, eos_id: int) -> Array:
+  return (tokens != pad_id) & (tokens != eos_id)
+
+
+def stutter_mask(tokens: Array, pad_id: int = PAD_ID, eos_id: int = EOS_ID) -> Array:
+  """True where a token equals its left neighbour. [..., T] -> [..., T] bool.
+
+  No wrap-around: position 0 has no left neighbour and is never a stutter. PAD and EOS are never
+  stutters. Of a run of equal tokens all but the first are marked.
+  """
+  repeats = tokens[..., 1:] == tokens[..., :-1]
+  first = jnp.zeros(tokens.shape[:-1] + (1,), bool)
+  return jnp.concatenate([first, repeats], axis=-1) & _real_positions(tokens, pad_id, eos_id)
+
+
+def _linear_schedule_count(num_real: Array, iteration: Array, num_iterations: int) -> Array:
+  """floor(num_real * (T - t - 1) / T): how many positions the linear rejecter re-masks."""
+  return num_real * (num_iterations - iteration - 1) // num_iterations
+
+
+def _lowest_confidence(token_log_probs: Array, real: Array, count: Array) -> Array:
+  """True at the `count [N]` real positions with the lowest log-prob (ties: leftmost first)."""
+  order = jnp.argsort(jnp.where(real, token_log_probs, jnp.inf), axis=-1, stable=True)
+  rank = jnp.argsort(order, axis=-1)
+  return real & (rank < count[:, None])
+
+
+def reject(tokens: Array,
+           token_log_probs: Array,
+           iteration: Array,
+           config: RefinementConfig,
+           special_tokens: SpecialTokens,
+           accept_logits: Optional[Array] = None) -> Array:
+  """Which predicted tokens the rejecter re-masks (`config.rejecter`; see `RefinementConfig`).
+
+  Only real positions (not PAD, not EOS) are ever rejected.
+
+  Args:
+    tokens: [N, T] predicted tokens.
+    token_log_probs: [N, T] their log-probs (the confidence of the ranking rejecters).
+    iteration: [] int, 0-based (for 'linear': t of T = config.num_decode_iterations).
+    config: `rejecter` and its parameters.
+    special_tokens: the id layout.
+    accept_logits: [N, T] the learned rejecter's logits ('learned' only).
+
+  Returns:
+    [N, T] bool, True = rejected.
+  """
+  pad_id, eos_id = special_tokens.pad_id, special_tokens.eos_id
+  real = _real_positions(tokens, pad_id, eos_id)
+  if config.rejecter == "passthrough":
+    return jnp.zeros_like(real)
+  if config.rejecter == "stutter":
+    return stutter_mask(tokens, pad_id, eos_id)
+  if config.rejecter == "learned":
+    if accept_logits is None:
+      raise ValueError("rejecter='learned' needs accept_logits from logits_fn (the model's "
+                       "rejecter head)")
+    return real & (accept_logits < config.rejecter_threshold)
+  num_real = jnp.sum(real, axis=-1, dtype=jnp.int32)
+  if config.rejecter == "linear":
+    count = _linear_schedule_count(num_real, iteration, config.num_decode_iterations)
+  elif config.rejecter == "constant_k":
+    count = jnp.minimum(config.rejecter_k, num_real)
+  else:
+    count = jnp.floor(config.rejecter_fraction * num_real).astype(jnp.int32)
+  return _lowest_confidence(token_log_probs, real, count)
+
+
+def remask(tokens: Array,
+           rejected: Array,
+           config: RefinementConfig,
+           special_tokens: SpecialTokens,
+           *,
+           initial_tokens: Array,
+           previous_tokens: Array,
+           logits_sum: Optional[Array] = None) -> Array:
+  """Replaces rejected tokens by `config.remasking_scheme`'s replacement.
+
+  Args:
+    tokens: [N, T] predicted tokens.
+    rejected: [N, T] bool.
+    config: `remasking_scheme`: 'initial' -> `initial_tokens`, 'previous' -> `previous_tokens`,
+      'logits_sum' -> argmax of `logits_sum` (over real pieces but PAD, EOS and BOS).
+    special_tokens: the id layout.
+    initial_tokens: [N, T] the initial decoder input.
+    previous_tokens: [N, T] the decoder input that produced `tokens`.
+    logits_sum: [N, T, V] the logits summed over the iterations so far ('logits_sum' only).
+
+  Returns:
+    [N, T] int32, the next decoder input.
+  """
+  if config.remasking_scheme == "initial":
+    replacement = initial_tokens
+  elif config.remasking_scheme == "previous":
+    replacement = previous_tokens
+  else:
+    if logits_sum is None:
+      raise ValueError("remasking_scheme='logits_sum' needs the logits sum")
+    replacement = _argmax_without_eos(_output_log_probs(logits_sum, special_tokens),
+                                      special_tokens)
+  return jnp.where(rejected, replacement, tokens)
+
+
+def _compact(keep: Array, tokens: Array, token_log_probs: Array,
+             pad_id: int) -> Tuple[Array, Array]:
+  """Moves the kept positions of each row to the front, in order; PAD (log-prob 0) after."""
+  order = jnp.argsort(~keep, axis=-1, stable=True)
+  filled = jnp.arange(keep.shape[-1]) < jnp.sum(keep, axis=-1, keepdims=True)
+  tokens = jnp.where(filled, jnp.take_along_axis(tokens, order, axis=-1), pad_id)
+  token_log_probs = jnp.where(filled, jnp.take_along_axis(token_log_probs, order, axis=-1), 0.0)
+  return tokens, token_log_probs
+
+
+def cut_at_eos(tokens: Array, eos_id: int = EOS_ID, pad_id: int = PAD_ID) -> Array:
+  """PAD after the first EOS of each row (the EOS stays). [..., T] -> [..., T]."""
+  eos = tokens == eos_id
+  after_eos = (jnp.cumsum(eos, axis=-1) - eos) > 0
+  return jnp.where(after_eos, pad_id, tokens)
+
+
+def remove_stutter(tokens: Array, pad_id: int = PAD_ID, eos_id: int = EOS_ID) -> Array:
+  """Removes every token equal to its left neighbour and closes the gap. [N, T] -> [N, T]."""
+  keep = (tokens != pad_id) & ~stutter_mask(tokens, pad_id, eos_id)
+  return _compact(keep, tokens, jnp.zeros(tokens.shape, jnp.float32), pad_id)[0]
+
+
+def postprocess(tokens: Array,
+                collapse_stutter: bool = True,
+                eos_id: int = EOS_ID,
+                pad_id: int = PAD_ID) -> Array:
+  """Output clean-up: cut at the first EOS, then (optionally) remove stutter. [N, T] -> [N, T].
+
+  Tokens are never deleted for equalling their initial decoder input (reference mistake 10).
+  """
+  tokens = cut_at_eos(tokens, eos_id, pad_id)
+  return remove_stutter(tokens, pad_id, eos_id) if collapse_stutter else tokens
+
+
+def score_candidates(tokens: Array, token_log_probs: Array, config: RefinementConfig,
+                     pad_id: int = PAD_ID) -> Array:
+  """Candidate scores: mean or summed token log-probs over non-PAD tokens, brevity-penalised.
+
+  Args:
+    tokens: [N, T] final tokens.
+    token_log_probs: [N, T] their log-probs.
+    config: `scoring` ('mean' | 'sum') and `alpha`.
+    pad_id: PAD.
+
+  Returns:
+    [N] float32: `sum(log_probs) / (n if mean else 1) / ((5 + n) / 6) ** alpha`, n the number of
+    non-PAD tokens.
+  """
+  present = tokens != pad_id
+  total = jnp.sum(jnp.where(present, token_log_probs, 0.0), axis=-1)
+  n = jnp.sum(present, axis=-1)
+  if config.scoring == "mean":
+    total = total / jnp.maximum(n, 1)
+  return total / brevity_penalty(n, config.alpha)
+
+
+# ------------------------------------------------------------------------------------------------
+# PaDIR: the refinement loop.
+
+
+@flax.struct.dataclass
+class RefinementState:
+  """Loop state of `refine` (N rows, T positions, I = config.num_decode_iterations)."""
+  iteration: Array  # [] int32, iterations run so far.
+  inputs: Array  # [N, T] int32, the next decoder input.
+  tokens: Array  # [N, T] int32, the latest predictions.
+  token_log_probs: Array  # [N, T] float32.
+  done: Array  # [N] bool, the row has converged.
+  iterations: Array  # [N] int32, iterations the row used.
+  rng: Array
+  logits_sum: Optional[Array] = None  # [N, T, V] float32, 'logits_sum' remasking only.
+  history: Optional[Array] = None  # [I, N, T] int32, return_history only.
+
+
+def refine(logits_fn: LogitsFn,
+           initial_tokens: Array,
+           rng: Array,
+           config: RefinementConfig,
+           special_tokens: SpecialTokens) -> Tuple[Array, Array, Dict[str, Array]]:
+  """Parallel iterative refinement of N rows of fixed lengths.
+
+  Each iteration makes one `logits_fn` call on all rows, chooses tokens (EOS and PAD kept where
+  the initial input has them), then, except on the last iteration, re-masks the rejecter's
+  tokens; with `stutter_remasking` tokens equal to their left neighbour are re-masked too (and
+  removed after the last iteration). A row is done when its next decoder input equals its
+  current one and nothing iteration-dependent is left to change it (the linear schedule still
+  re-masking something, or the logits sum replacing something): with argmax choice it is then a
+  fixed point, so stopping it changes nothing. Done rows are frozen; the loop stops when every
+  row is done or after `config.num_decode_iterations`.
+
+  Args:
+    logits_fn: `(decoder_input_tokens [N, T]) -> (logits [N, T, V], accept_logits [N, T] | None)`.
+    initial_tokens: [N, T] int32 from `initial_decoder_inputs`.
+    rng: PRNG key (token sampling).
+    config: the refinement options.
+    special_tokens: the id layout.
+
+  Returns:
+    tokens [N, T] int32 (EOS-terminated, PAD after), token_log_probs [N, T] float32 (0 at PAD),
+    and aux: 'iterations' [N] int32 (decoder passes each row used) and, with
+    `config.return_history`, 'history' [I, N, T] (each iteration's predictions; a row's final
+    predictions repeat after it is done).
+  """
+  num_iterations = config.num_decode_iterations
+  pad_id, eos_id = special_tokens.pad_id, special_tokens.eos_id
+  rows, length = initial_tokens.shape
+  initial_tokens = initial_tokens.astype(jnp.int32)
+  if config.remasking_scheme == "logits_sum":
+    vocab = jax.eval_shape(logits_fn, initial_tokens)[0].shape[-1]
+    logits_sum = jnp.zeros((rows, length, vocab), jnp.float32)
+  else:
+    logits_sum = None
+
+  def body(state: RefinementState) -> RefinementState:
+    t = state.iteration
+    logits, accept_logits = logits_fn(state.inputs)
+    rng, choice_rng = jax.random.split(state.rng)
+    tokens, token_log_probs = choose_tokens(logits, choice_rng, config, special_tokens,
+                                            initial_tokens)
+    summed = None if state.logits_sum is None else state.logits_sum + logits.astype(jnp.float32)
+    rejected = reject(tokens, token_log_probs, t, config, special_tokens, accept_logits)
+    rejected &= t < num_iterations - 1
+    if config.stutter_remasking:
+      rejected |= stutter_mask(tokens, pad_id, eos_id)
+    next_inputs = remask(tokens, rejected, config, special_tokens, initial_tokens=initial_tokens,
+                         previous_tokens=state.inputs, logits_sum=summed)
+    converged = jnp.all(next_inputs == state.inputs, axis=-1)
+    if config.rejecter == "linear":
+      num_real = jnp.sum(_real_positions(tokens, pad_id, eos_id), axis=-1)
+      converged &= _linear_schedule_count(num_real, t, num_iterations) == 0
+    if summed is not None:
+      converged &= ~jnp.any(rejected, axis=-1)
+    active = ~state.done
+    update = active[:, None]
+    tokens = jnp.where(update, tokens, state.tokens)
+    return RefinementState(
+        iteration=t + 1,
+        inputs=jnp.where(update, next_inputs, state.inputs),
+        tokens=tokens,
+        token_log_probs=jnp.where(update, token_log_probs, state.token_log_probs),
+        done=state.done | converged,
+        iterations=jnp.where(active, t + 1, state.iterations),
+        rng=rng,
+        logits_sum=summed,
+        history=None if state.history is None else state.history.at[t].set(tokens))
+
+  def cond(state: RefinementState) -> Array:
+    return (state.iteration < num_iterations) & ~jnp.all(state.done)
+
+  state = RefinementState(
+      iteration=jnp.array(0, jnp.int32),
+      inputs=initial_tokens,
+      tokens=initial_tokens,
+      token_log_probs=jnp.zeros((rows, length), jnp.float32),
+      done=jnp.zeros((rows,), bool),
+      iterations=jnp.zeros((rows,), jnp.int32),
+      rng=rng,
+      logits_sum=logits_sum,
+      history=(jnp.zeros((num_iterations, rows, length), jnp.int32)
+               if config.return_history else None))
+  state = lax.while_loop(cond, body, state)
+  tokens, token_log_probs = state.tokens, state.token_log_probs
+  if config.stutter_remasking:
+    keep = (tokens != pad_id) & ~stutter_mask(tokens, pad_id, eos_id)
+    tokens, token_log_probs = _compact(keep, tokens, token_log_probs, pad_id)
+  aux = {"iterations": state.iterations}
+  if config.return_history:
+    ran = jnp.arange(num_iterations)[:, None, None] < state.iteration
+    aux["history"] = jnp.where(ran, state.history, state.tokens[None])
+  return tokens, token_log_probs, aux
+
+
+def padir_decode(logits_fn: LogitsFn,
+                 length_predictions: Array,
+                 rng: Array,
+                 config: RefinementConfig,
+                 special_tokens: SpecialTokens,
+                 max_decode_len: int,
+                 rescore_fn: Optional[RescoreFn] = None) -> Tuple[Array, Dict[str, Array]]:
+  """PaDIR decoding: length candidates -> refinement -> scoring -> the best candidate.
+
+  Args:
+    logits_fn: `(decoder_input_tokens [B * C, T]) -> (logits [B * C, T, V], accept_logits
+      [B * C, T] | None)`, rows example-major (row b * C + c), C = `config.num_candidates`.
+    length_predictions: length scores [B, num_classes] or predicted lengths [B]
+      (see `length_candidates`).
+    rng: PRNG key (random initial inputs, token sampling).
+    config: the refinement options.
+    special_tokens: the id layout.
+    max_decode_len: T.
+    rescore_fn: optional `(tokens [B * C, T]) -> scores [B * C]` (higher is better, e.g. an AR
+      teacher's log-likelihood) that replaces the candidates' own scores for ranking.
+
+  Returns:
+    tokens [B, T] int32, the best candidate of each example (EOS-terminated, PAD after, no
+    stutter when `stutter_remasking`), and aux:
+      'scores' [B, C] ranking scores (-inf for duplicate candidates);
+      'model_scores' [B, C] the candidates' own scores (when rescoring);
+      'candidate_lengths' [B, C], 'candidate_valid' [B, C];
+      'best' [B] index of the chosen candidate, 'lengths' [B] its length;
+      'iterations' [B] decoder passes the chosen candidate used;
+      'candidates' [B, C, T] (with `return_all_candidates`);
+      'history' [B, I, T] the chosen candidate's predictions at every iteration (with
+      `return_history`).
+  """
+  lengths, valid = length_candidates(length_predictions, config, max_decode_len)
+  batch, num = lengths.shape
+  init_rng, refine_rng = jax.random.split(rng)
+  initial = initial_decoder_inputs(lengths.reshape(-1), max_decode_len,
+                                   config.decoder_input_scheme, special_tokens, init_rng)
+  tokens, token_log_probs, refine_aux = refine(logits_fn, initial, refine_rng, config,
+                                               special_tokens)
+  model_scores = score_candidates(tokens, token_log_probs, config,
+                                  special_tokens.pad_id).reshape(batch, num)
+  scores = model_scores if rescore_fn is None else (
+      rescore_fn(tokens).astype(jnp.float32).reshape(batch, num))
+  scores = jnp.where(valid, scores, NEG_INF)
+  best = jnp.argmax(scores, axis=-1)
+  candidates = tokens.reshape(batch, num, max_decode_len)
+
+  def pick(x):  # [B, C, ...] -> [B, ...], the chosen candidate.
+    return x[jnp.arange(batch), best]
+
+  aux = {
+      "scores": scores,
+      "candidate_lengths": lengths,
+      "candidate_valid": valid,
+      "best": best,
+      "lengths": pick(lengths),
+      "iterations": pick(refine_aux["iterations"].reshape(batch, num)),
+  }
+  if rescore_fn is not None:
+    aux["model_scores"] = model_scores
+  if config.return_all_candidates:
+    aux["candidates"] = candidates
+  if config.return_history:
+    history = refine_aux["history"].reshape(-1, batch, num, max_decode_len)
+    aux["history"] = jnp.moveaxis(history, 0, 2)[jnp.arange(batch), best]
+  return pick(candidates), aux

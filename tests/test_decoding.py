@@ -1,0 +1,434 @@
+"""Decoding loops against hand-made logits callbacks, so every expectation is exact."""
+import functools
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+
+from padir import decoding
+from padir.special_tokens import EOS_ID, PAD_ID, SpecialTokens
+
+ST = SpecialTokens.create(num_pieces=20, max_target_length=8)
+MASK = ST.mask_id
+KEY = jax.random.PRNGKey(0)
+
+# ------------------------------------------------------------------------------------------------
+# AR: a stateful toy model. The cache holds a per-row hash of the history (batch first, so beam
+# reordering must gather it) and a shared step counter (ndim 0).
+
+AR_VOCAB, AR_STATES = 7, 11
+
+
+def _ar_table(seed):
+  table = np.random.RandomState(seed).randn(AR_STATES, AR_VOCAB).astype(np.float32) * 2.0
+  table[:, PAD_ID] = -1e4
+  return jnp.asarray(table)
+
+
+def _ar_step(table, ids, cache):
+  state = (cache["state"] * 3 + ids[:, 0]) % AR_STATES
+  return table[state], {"state": state, "index": cache["index"] + 1}
+
+
+def _ar_cache(batch):
+  return {"state": jnp.zeros((batch,), jnp.int32), "index": jnp.array(0, jnp.int32)}
+
+
+@jax.jit
+def _forced_step(table, ids, cache):
+  logits, cache = _ar_step(table, ids, cache)
+  return jax.nn.log_softmax(logits[0]), cache
+
+
+def _rescore(table, tokens):
+  """Teacher-forced log-prob of a token row (up to its EOS), step by step from a fresh cache."""
+  cache, ids, total = _ar_cache(1), np.array([[decoding.BOS_ID]], np.int32), 0.0
+  for token in tokens:
+    if token == PAD_ID:
+      break
+    log_probs, cache = _forced_step(table, ids, cache)
+    total += float(log_probs[token])
+    ids = np.array([[token]], np.int32)
+  return total
+
+
+def _greedy(table, batch=3, length=6, **kwargs):
+  fn = jax.jit(functools.partial(decoding.temperature_sample, tokens_to_logits=functools.partial(
+      _ar_step, table), max_decode_len=length, **kwargs))
+  return fn(jnp.zeros((batch, 0), jnp.int32), _ar_cache(batch))
+
+
+def _beam(table, beam_size, batch=3, length=6, alpha=0.0):
+  fn = jax.jit(functools.partial(decoding.beam_search, tokens_to_logits=functools.partial(
+      _ar_step, table), beam_size=beam_size, max_decode_len=length, alpha=alpha))
+  return fn(jnp.zeros((batch, 0), jnp.int32), _ar_cache(batch))
+
+
+def test_greedy_equals_beam_size_one():
+  for seed in range(3):
+    table = _ar_table(seed)
+    greedy_tokens, greedy_scores = _greedy(table)
+    beam_tokens, beam_scores = _beam(table, 1)
+    np.testing.assert_array_equal(greedy_tokens, beam_tokens)
+    np.testing.assert_allclose(greedy_scores, beam_scores, rtol=1e-5)
+
+
+def test_beam_scores_sorted_and_match_teacher_forced_rescoring():
+  table = _ar_table(1)
+  tokens, scores = _beam(table, 4)
+  assert tokens.shape == (3, 4, 6) and scores.shape == (3, 4)
+  assert np.all(np.diff(np.asarray(scores), axis=1) <= 0)
+  for b in range(3):  # Cache gathering is right iff the cached scores equal fresh rescoring.
+    for k in range(4):
+      assert _rescore(table, list(np.asarray(tokens[b, k]))) == pytest.approx(
+          float(scores[b, k]), abs=1e-4)
+
+
+def _counting_stopper(calls):
+  """Predicts 4, 5, ... then EOS from the row's stop step (a cache leaf); counts the calls."""
+
+  def step(ids, cache):
+    del ids
+    jax.debug.callback(lambda: calls.append(1))
+    index, stops = cache["index"], cache["stops"]
+    token = jnp.where(index >= stops, EOS_ID, 4 + index % 3)
+    return jax.nn.one_hot(token, AR_VOCAB) * 10.0, {"index": index + 1, "stops": stops}
+
+  return step
+
+
+@pytest.mark.parametrize("search", ["greedy", "beam"])
+def test_ar_stops_when_every_row_ended_and_respects_max_length(search):
+  for stops, length in (([1, 3], 8), ([20, 20], 5)):
+    calls = []
+    step = _counting_stopper(calls)
+    cache = {"index": jnp.array(0, jnp.int32), "stops": jnp.array(stops)}
+    if search == "greedy":
+      fn = functools.partial(decoding.temperature_sample, tokens_to_logits=step,
+                             max_decode_len=length)
+    else:
+      fn = functools.partial(decoding.beam_search, tokens_to_logits=step, beam_size=2,
+                             max_decode_len=length)
+    tokens, _ = jax.jit(fn)(jnp.zeros((2, 0), jnp.int32), cache)
+    jax.effects_barrier()
+    if max(stops) >= length:
+      assert len(calls) == length
+    elif search == "greedy":
+      assert len(calls) == max(stops) + 1
+    else:  # Beam search also waits for K finished hypotheses, but not for max_decode_len.
+      assert len(calls) < length
+    best = np.asarray(tokens[:, 0])
+    assert best.shape == (2, length)
+    for row, stop in enumerate(stops):
+      if stop < length:
+        assert best[row, stop] == EOS_ID and np.all(best[row, stop + 1:] == PAD_ID)
+        assert np.all(best[row, :stop] >= 4)
+      else:
+        assert EOS_ID not in best[row] and PAD_ID not in best[row]
+
+
+def test_sampling_with_top_k_one_equals_greedy_and_samples_sorted():
+  table = _ar_table(2)
+  greedy_tokens, greedy_scores = _greedy(table)
+  tokens, scores = _greedy(table, temperature=1.0, top_k=1, rng=KEY)
+  np.testing.assert_array_equal(tokens, greedy_tokens)
+  np.testing.assert_allclose(scores, greedy_scores, rtol=1e-5)
+  tokens, scores = _greedy(table, temperature=1.0, top_p=0.9, rng=KEY, num_decodes=5)
+  assert tokens.shape == (3, 5, 6)
+  assert np.all(np.diff(np.asarray(scores), axis=1) <= 0)
+
+
+def test_prompt_forces_tokens():
+  table = _ar_table(0)
+  step = functools.partial(_ar_step, table)
+  prompt = jnp.array([[5, 0], [6, 4]], jnp.int32)
+  tokens, _ = jax.jit(functools.partial(decoding.temperature_sample, tokens_to_logits=step,
+                                        max_decode_len=5))(prompt, _ar_cache(2))
+  beams, _ = jax.jit(functools.partial(decoding.beam_search, tokens_to_logits=step, beam_size=2,
+                                       max_decode_len=5))(prompt, _ar_cache(2))
+  for out in (tokens, beams):
+    assert list(np.asarray(out[:, 0, 0])) == [5, 6] and int(out[1, 0, 1]) == 4
+
+
+# ------------------------------------------------------------------------------------------------
+# PaDIR pieces.
+
+
+def test_config_validation_and_candidate_count():
+  assert decoding.RefinementConfig(top_k_lengths=2, length_beam=3).num_candidates == 6
+  assert decoding.RefinementConfig(top_k_lengths=2, length_beam=3,
+                                   num_parallel_samples=2).num_candidates == 12
+  for bad in (dict(length_beam=2), dict(rejecter="nope"), dict(num_decode_iterations=0),
+              dict(num_parallel_samples=2, decoder_input_scheme="mask"), dict(top_p=0.0),
+              dict(rejecter_fraction=1.5), dict(scoring="max")):
+    with pytest.raises(ValueError):
+      decoding.RefinementConfig(**bad)
+
+
+def test_length_candidates_derived_deduplicated_and_clipped():
+  config = decoding.RefinementConfig(top_k_lengths=2, length_beam=3)
+  scores = np.full((1, 9), -5.0, np.float32)
+  scores[0, [5, 6, 0]] = [3.0, 2.0, 9.0]
+  candidates = jax.jit(decoding.length_candidates, static_argnums=(1, 2))
+  lengths, valid = candidates(scores, config, 8)
+  assert lengths.tolist() == [[4, 5, 6, 5, 6, 7]]  # Class 0 (length 0) never chosen.
+  assert valid.tolist() == [[True, True, True, False, False, True]]
+  lengths, valid = candidates(np.array([4.4, 50.0], np.float32), config, 6)
+  assert lengths.tolist() == [[3, 4, 5, 4, 5, 6], [6, 6, 6, 6, 6, 6]]
+  assert valid.tolist() == [[True, True, True, False, False, True], [True] + [False] * 5]
+  config = decoding.RefinementConfig(length_beam=1, num_parallel_samples=2)
+  lengths, valid = candidates(np.array([3, 3], np.int32), config, 6)
+  assert lengths.tolist() == [[3, 3], [3, 3]] and bool(valid.all())
+
+
+def test_initial_decoder_inputs_schemes():
+  lengths = jnp.array([1, 3, 9])
+  for scheme in decoding.DECODER_INPUT_SCHEMES:
+    x = np.asarray(jax.jit(decoding.initial_decoder_inputs, static_argnums=(1, 2, 3))(
+        lengths, 5, scheme, ST, KEY))
+    assert x[0].tolist()[:2] == [EOS_ID, PAD_ID]
+    assert x[1, 2] == EOS_ID and np.all(x[1, 3:] == PAD_ID)
+    assert x[2, 4] == EOS_ID  # Clipped: the EOS is kept.
+    body = np.concatenate([x[1, :2], x[2, :4]])
+    if scheme == "random":
+      assert np.all((body >= 4) & (body < ST.num_pieces))
+    elif scheme == "mask":
+      assert np.all(body == MASK)
+    else:
+      assert x[2, :4].tolist() == [ST.mask_range_id(i) for i in range(4)]
+  with pytest.raises(ValueError):
+    decoding.initial_decoder_inputs(lengths, 9, "mask_range", ST)
+
+
+def test_stutter_mask_no_wrap_around_and_clean_up():
+  tokens = jnp.array([[5, 6, 7, 5], [5, 5, 6, 6], [7, 8, 8, EOS_ID], [5, EOS_ID, 0, 0]])
+  assert jax.jit(decoding.stutter_mask)(tokens).tolist() == [
+      [False] * 4, [False, True, False, True], [False, False, True, False], [False] * 4]
+  dirty = jnp.array([[5, 5, 6, EOS_ID, 7, 7], [4, 4, 4, 9, 9, EOS_ID]])
+  assert jax.jit(decoding.postprocess)(dirty).tolist() == [[5, 6, EOS_ID, 0, 0, 0],
+                                                            [4, 9, EOS_ID, 0, 0, 0]]
+  assert jax.jit(decoding.cut_at_eos)(dirty)[0].tolist() == [5, 5, 6, EOS_ID, 0, 0]
+
+
+def test_choose_tokens_only_real_pieces_and_keeps_eos_pad():
+  logits = np.zeros((1, 4, ST.vocab_size), np.float32)
+  logits[..., [MASK, PAD_ID, EOS_ID, 7]] = [9.0, 9.0, 8.0, 1.0]
+  initial = jnp.array([[MASK, MASK, EOS_ID, PAD_ID]])
+  for temperature, top_k in ((0.0, 0), (1.0, 1)):
+    config = decoding.RefinementConfig(temperature=temperature, top_k=top_k)
+    tokens, log_probs = jax.jit(decoding.choose_tokens, static_argnums=(2, 3))(
+        logits, KEY, config, ST, initial)
+    assert tokens.tolist() == [[7, 7, EOS_ID, PAD_ID]]
+    assert float(log_probs[0, 3]) == 0.0 and float(log_probs[0, 2]) < 0
+
+
+def _real_lowest(log_probs, real, count):
+  order = [i for i in np.argsort(log_probs, kind="stable") if real[i]]
+  return sorted(order[:count])
+
+
+def test_linear_and_constant_rejecters_remask_the_lowest_confidence():
+  tokens = jnp.array([[5, 6, 7, 8, 9, 10, EOS_ID, PAD_ID]])
+  log_probs = jnp.array([[-0.5, -3.0, -0.1, -2.0, -1.0, -4.0, -9.0, 0.0]])
+  real = [True] * 6 + [False, False]
+  reject = jax.jit(decoding.reject, static_argnums=(3, 4))
+  for t, expected_count in enumerate([4, 3, 1, 0]):  # floor(6 * (4 - t - 1) / 4).
+    config = decoding.RefinementConfig(rejecter="linear", num_decode_iterations=4)
+    rejected = np.asarray(reject(tokens, log_probs, jnp.array(t), config, ST))[0]
+    assert np.flatnonzero(rejected).tolist() == _real_lowest(log_probs[0], real, expected_count)
+  for config, count in ((decoding.RefinementConfig(rejecter="constant_k", rejecter_k=2), 2),
+                        (decoding.RefinementConfig(rejecter="constant_k", rejecter_k=10), 6),
+                        (decoding.RefinementConfig(rejecter="constant_fraction",
+                                                   rejecter_fraction=0.5), 3)):
+    rejected = np.asarray(reject(tokens, log_probs, jnp.array(0), config, ST))[0]
+    assert np.flatnonzero(rejected).tolist() == _real_lowest(log_probs[0], real, count)
+  with pytest.raises(ValueError):
+    decoding.reject(tokens, log_probs, 0, decoding.RefinementConfig(rejecter="learned"), ST)
+
+
+# ------------------------------------------------------------------------------------------------
+# PaDIR refinement loop.
+
+
+def _favourites(favourite, strength, vocab=ST.vocab_size):
+  """Logits [N, T, V] whose argmax at each position is `favourite`, with that margin."""
+  return jax.nn.one_hot(favourite, vocab) * strength[..., None]
+
+
+def _fixed_fn(target):
+  """Ignores its input: always predicts `target [T]` (a fixed point after one pass)."""
+  def logits_fn(x):
+    fav = jnp.broadcast_to(jnp.asarray(target), x.shape)
+    return _favourites(fav, jnp.full(x.shape, 5.0)), None
+  return logits_fn
+
+
+def _cycling_fn(x):
+  """Predicts the successor of its input token (MASK -> 4): never converges."""
+  fav = jnp.where(x == MASK, 4, 4 + (x - 3) % 16)
+  return _favourites(fav, jnp.full(x.shape, 5.0)), None
+
+
+def _refine(logits_fn, initial, config, rng=KEY):
+  return jax.jit(functools.partial(decoding.refine, logits_fn, config=config,
+                                   special_tokens=ST))(initial, rng)
+
+
+def test_refine_early_exit_iterations_and_determinism():
+  lengths = jnp.array([3, 6])
+  initial = decoding.initial_decoder_inputs(lengths, 6, "mask", ST)
+  config = decoding.RefinementConfig(num_decode_iterations=5, decoder_input_scheme="mask",
+                                     return_history=True)
+  tokens, _, aux = _refine(_fixed_fn([9, 10, 11, 12, 13, 14]), initial, config)
+  assert aux["iterations"].tolist() == [2, 2]  # Pass 2 sees its own input again: done.
+  assert tokens.tolist() == [[9, 10, EOS_ID, 0, 0, 0], [9, 10, 11, 12, 13, EOS_ID]]
+  assert aux["history"].shape == (5, 2, 6)
+  assert np.all(np.asarray(aux["history"]) == np.asarray(tokens)[None])
+
+  config = decoding.RefinementConfig(num_decode_iterations=3, decoder_input_scheme="mask",
+                                     return_history=True)
+  tokens, _, aux = _refine(_cycling_fn, initial, config)
+  assert aux["iterations"].tolist() == [3, 3]
+  assert [int(h[1, 0]) for h in aux["history"]] == [4, 5, 6]
+  again, _, _ = _refine(_cycling_fn, initial, config, rng=jax.random.PRNGKey(7))
+  np.testing.assert_array_equal(tokens, again)
+
+
+def test_refine_converges_per_row():
+  initial = decoding.initial_decoder_inputs(jnp.array([4, 4]), 4, "mask", ST)
+
+  def logits_fn(x):  # Row 0 ignores its input, row 1 cycles.
+    fixed = jnp.full(x.shape, 9)
+    cycling = jnp.where(x == MASK, 4, 4 + (x - 3) % 16)
+    fav = jnp.where(jnp.arange(2)[:, None] == 0, fixed, cycling)
+    return _favourites(fav, jnp.full(x.shape, 5.0)), None
+
+  config = decoding.RefinementConfig(num_decode_iterations=4, decoder_input_scheme="mask")
+  _, _, aux = _refine(logits_fn, initial, config)
+  assert aux["iterations"].tolist() == [2, 4]
+
+
+def test_linear_schedule_in_the_loop_remasks_the_scheduled_count():
+  strengths = jnp.array([3.0, 1.0, 5.0, 2.0, 4.0, 6.0, 7.0, 0.0])
+
+  def logits_fn(x):  # Position 0 reports how many [MASK]s its input holds.
+    count = jnp.sum(x == MASK, axis=-1, keepdims=True)
+    fav = jnp.where(jnp.arange(8) == 0, 4 + count, 11 + jnp.arange(8))
+    return _favourites(fav, jnp.broadcast_to(strengths, x.shape)), None
+
+  initial = decoding.initial_decoder_inputs(jnp.array([7]), 8, "mask", ST)
+  config = decoding.RefinementConfig(num_decode_iterations=4, decoder_input_scheme="mask",
+                                     rejecter="linear", remasking_scheme="initial",
+                                     return_history=True)
+  _, _, aux = _refine(logits_fn, initial, config)
+  masks_seen = [int(h[0, 0]) - 4 for h in aux["history"]]
+  assert masks_seen == [6, 4, 3, 1]  # 6 real positions, then floor(6 * (4 - t - 1) / 4).
+
+
+@pytest.mark.parametrize("scheme,expected", [("initial", 5), ("previous", 6), ("logits_sum", 8)])
+def test_remasking_schemes_do_what_their_names_say(scheme, expected):
+  """Position 1 is rejected once, at iteration 1 (input A there, [MASK] initially).
+
+  MASK -> A (C close), A -> B (C close), C -> D: the replacement is visible in the last pass:
+  initial ([MASK]) -> A, previous (A) -> B, logits sum (A+C, B+C: C wins) -> D.
+  """
+  a, b, c, d = 5, 6, 7, 8
+  vocab = 32  # Not the SpecialTokens vocab size: V is read from the logits.
+
+  def logits_fn(x):
+    logits = (jax.nn.one_hot(jnp.where(x == MASK, a, jnp.where(x == a, b, d)), vocab) * 3.0
+              + jax.nn.one_hot(jnp.where((x == MASK) | (x == a), c, 0), vocab) * 2.5)
+    reject_now = (jnp.arange(x.shape[1]) == 1) & (x[:, :1] != MASK)
+    return logits, jnp.where(reject_now, -5.0, 5.0)
+
+  initial = decoding.initial_decoder_inputs(jnp.array([4]), 5, "mask", ST)
+  config = decoding.RefinementConfig(num_decode_iterations=3, decoder_input_scheme="mask",
+                                     rejecter="learned", remasking_scheme=scheme)
+  tokens, _, _ = _refine(logits_fn, initial, config)
+  assert int(tokens[0, 1]) == expected
+  assert tokens[0, 3:].tolist() == [EOS_ID, PAD_ID]
+
+
+def test_stutter_remasking_leaves_no_adjacent_repeats():
+  target = [5, 5, 6, 6, 6, 7, 8, 8]
+  initial = decoding.initial_decoder_inputs(jnp.array([8, 5]), 8, "random", ST, KEY)
+  plain = decoding.RefinementConfig(num_decode_iterations=3)
+  tokens, _, _ = _refine(_fixed_fn(target), initial, plain)
+  assert bool(decoding.stutter_mask(tokens).any())
+  config = decoding.RefinementConfig(num_decode_iterations=3, stutter_remasking=True)
+  tokens, log_probs, _ = _refine(_fixed_fn(target), initial, config)
+  assert not bool(decoding.stutter_mask(tokens).any())
+  assert tokens.tolist() == [[5, 6, 7, 8, EOS_ID, 0, 0, 0], [5, 6, EOS_ID, 0, 0, 0, 0, 0]]
+  assert np.all(np.asarray(log_probs)[np.asarray(tokens) == PAD_ID] == 0.0)
+
+
+# ------------------------------------------------------------------------------------------------
+# padir_decode.
+
+
+def _decode(logits_fn, length_predictions, config, max_decode_len, rescore_fn=None):
+  fn = jax.jit(functools.partial(decoding.padir_decode, logits_fn, config=config,
+                                 special_tokens=ST, max_decode_len=max_decode_len,
+                                 rescore_fn=rescore_fn))
+  return fn(length_predictions, KEY)
+
+
+def _length_scored_fn(x):
+  """Favours 9 everywhere, the EOS most where the length is 4 (so length 4 scores best)."""
+  eos_at = jnp.argmax(x == EOS_ID, axis=-1)[:, None]
+  eos_strength = jnp.where(eos_at == 3, 6.0, 0.5)
+  fav = jnp.where(jnp.arange(x.shape[1]) == eos_at, EOS_ID, 9 + jnp.arange(x.shape[1]))
+  strength = jnp.where(jnp.arange(x.shape[1]) == eos_at, eos_strength, 5.0)
+  return _favourites(fav, strength), None
+
+
+def test_padir_decode_eos_at_chosen_length_and_all_candidates():
+  config = decoding.RefinementConfig(length_beam=5, num_parallel_samples=2,
+                                     return_all_candidates=True, return_history=True,
+                                     num_decode_iterations=3)
+  tokens, aux = _decode(_length_scored_fn, jnp.array([4, 2]), config, 8)
+  assert aux["scores"].shape == (2, config.num_candidates) == (2, 10)
+  assert aux["candidates"].shape == (2, 10, 8) and aux["history"].shape == (2, 3, 8)
+  assert aux["lengths"].tolist() == [4, 4]
+  for row in np.asarray(tokens):
+    assert row.tolist() == [9, 10, 11, EOS_ID, 0, 0, 0, 0]
+  assert np.all(np.asarray(aux["iterations"]) <= 2)
+  dup = ~np.asarray(aux["candidate_valid"])
+  assert np.all(np.isneginf(np.asarray(aux["scores"])[dup]))
+  lengths = np.asarray(aux["candidate_lengths"])
+  for b in range(2):
+    for c in range(10):
+      cand = np.asarray(aux["candidates"][b, c])
+      assert cand[lengths[b, c] - 1] == EOS_ID and np.all(cand[lengths[b, c]:] == PAD_ID)
+
+
+def test_padir_decode_clips_long_predicted_length():
+  config = decoding.RefinementConfig(decoder_input_scheme="mask", length_beam=3)
+  tokens, aux = _decode(_fixed_fn([9, 10, 11, 12, 13, 14]), jnp.array([50]), config, 6)
+  assert aux["candidate_lengths"].tolist() == [[6, 6, 6]]
+  assert aux["candidate_valid"].tolist() == [[True, False, False]]
+  assert tokens.tolist() == [[9, 10, 11, 12, 13, EOS_ID]]
+
+
+def test_rescoring_picks_the_candidate_the_rescorer_prefers():
+  def rescore_fn(tokens):  # An "AR teacher" that likes length 3.
+    return -jnp.abs(jnp.sum(tokens != PAD_ID, axis=-1) - 3).astype(jnp.float32)
+
+  config = decoding.RefinementConfig(length_beam=5, decoder_input_scheme="mask")
+  tokens, aux = _decode(_length_scored_fn, jnp.array([4]), config, 8)
+  assert aux["lengths"].tolist() == [4]
+  tokens, aux = _decode(_length_scored_fn, jnp.array([4]), config, 8, rescore_fn)
+  assert aux["lengths"].tolist() == [3] and "model_scores" in aux
+  assert tokens.tolist() == [[9, 10, EOS_ID, 0, 0, 0, 0, 0]]
+
+
+def test_score_candidates_mean_sum_and_brevity():
+  tokens = jnp.array([[5, 6, EOS_ID, 0]])
+  log_probs = jnp.array([[-1.0, -2.0, -3.0, 0.0]])
+  mean = decoding.score_candidates(tokens, log_probs, decoding.RefinementConfig())
+  total = decoding.score_candidates(tokens, log_probs, decoding.RefinementConfig(scoring="sum"))
+  penalised = decoding.score_candidates(tokens, log_probs,
+                                        decoding.RefinementConfig(scoring="sum", alpha=1.0))
+  assert float(mean[0]) == pytest.approx(-2.0) and float(total[0]) == pytest.approx(-6.0)
+  assert float(penalised[0]) == pytest.approx(-6.0 / (8.0 / 6.0))
