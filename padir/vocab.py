@@ -1,0 +1,241 @@
+"""The PaDIR vocabulary: SentencePiece training (`padir vocab`) and `PadirVocabulary`.
+
+A PaDIR SentencePiece model is trained with PAD=0, EOS=1, UNK=2, BOS=3 (the ids of
+`padir.special_tokens`). `PadirVocabulary` is a `seqio.SentencePieceVocabulary` that also knows the
+model's maximum target length, and so the PaDIR special ids (`[MASK]`, `[LENGTH]`, `[MASK_1..N]`)
+and the model vocabulary size, through `.special_tokens` (the one source of truth for those ids).
+
+  padir vocab --input train.en.gz train.de.gz --vocab_size 8000 --output vocab/ende
+"""
+import argparse
+import dataclasses
+import logging
+import os
+import tempfile
+from typing import Callable, Iterator, Optional, Sequence, Tuple
+
+import seqio
+import sentencepiece as spm
+
+from padir import data
+from padir import special_tokens as special_tokens_lib
+
+DEFAULT_MAX_TARGET_LENGTH = 128
+_SPECIAL_IDS = {
+    "pad_id": special_tokens_lib.PAD_ID,
+    "eos_id": special_tokens_lib.EOS_ID,
+    "unk_id": special_tokens_lib.UNK_ID,
+    "bos_id": special_tokens_lib.BOS_ID,
+}
+
+
+def _training_sentences(input_files: Sequence[str]) -> Iterator[str]:
+  """Non-empty lines of every input file, in order (UTF-8 errors name file and line)."""
+  for path in input_files:
+    for line in data.iter_text_lines(path):
+      if line.strip():
+        yield line
+
+
+def train_sentencepiece(input_files: Sequence[str],
+                        vocab_size: int,
+                        output_prefix: str,
+                        *,
+                        model_type: str = "unigram",
+                        character_coverage: float = 1.0,
+                        input_sentence_size: int = 2_000_000,
+                        seed: int = 0,
+                        verbose: bool = False) -> str:
+  """Trains a joint SentencePiece model with PAD=0, EOS=1, UNK=2, BOS=3.
+
+  Args:
+    input_files: plain or gzip (`.gz`) UTF-8 text files, one sentence a line (for a joint
+      vocabulary, give both languages' files). Empty lines are skipped.
+    vocab_size: requested number of pieces; a small corpus may give fewer (the limit is soft).
+    output_prefix: writes `output_prefix.model` and `output_prefix.vocab`.
+    model_type: "unigram" (T5's choice) or "bpe".
+    character_coverage: share of characters covered by the model (1.0 for small alphabets).
+    input_sentence_size: at most this many sentences are sampled for training.
+    seed: seed of SentencePiece's sampling, for a reproducible model.
+    verbose: print SentencePiece's training log.
+
+  Returns:
+    The path of the written `.model` file.
+  """
+  if not input_files:
+    raise ValueError("train_sentencepiece: no input files")
+  for path in input_files:
+    if not os.path.isfile(path):
+      raise FileNotFoundError(f"train_sentencepiece: input file {path} does not exist")
+  if vocab_size <= len(_SPECIAL_IDS):
+    raise ValueError(f"vocab_size={vocab_size} must exceed the {len(_SPECIAL_IDS)} special ids")
+  directory = os.path.dirname(os.path.abspath(output_prefix))
+  os.makedirs(directory, exist_ok=True)
+  reading_errors = []
+
+  def sentences():
+    try:
+      yield from _training_sentences(input_files)
+    except Exception as e:  # Kept: SentencePiece replaces it with an unhelpful SystemError.
+      reading_errors.append(e)
+      raise
+
+  spm.set_random_generator_seed(seed)
+  try:
+    spm.SentencePieceTrainer.train(
+        sentence_iterator=sentences(),
+        model_prefix=output_prefix,
+        vocab_size=vocab_size,
+        model_type=model_type,
+        character_coverage=character_coverage,
+        input_sentence_size=input_sentence_size,
+        shuffle_input_sentence=True,
+        hard_vocab_limit=False,
+        num_threads=1,
+        minloglevel=0 if verbose else 2,
+        **_SPECIAL_IDS)
+  except Exception:
+    if reading_errors:
+      raise reading_errors[0] from None
+    raise
+  return output_prefix + ".model"
+
+
+def ensure_sentencepiece(input_files: Sequence[str], vocab_size: int, output_prefix: str,
+                         **kwargs) -> str:
+  """`train_sentencepiece` unless `output_prefix.model` exists; safe for concurrent callers.
+
+  The model is trained in a temporary folder beside the output and moved into place, so a
+  reader never sees a half-written model.
+  """
+  model_path = output_prefix + ".model"
+  if os.path.isfile(model_path):
+    return model_path
+  directory = os.path.dirname(os.path.abspath(output_prefix))
+  os.makedirs(directory, exist_ok=True)
+  with tempfile.TemporaryDirectory(dir=directory) as tmp:
+    tmp_prefix = os.path.join(tmp, os.path.basename(output_prefix))
+    train_sentencepiece(input_files, vocab_size, tmp_prefix, **kwargs)
+    os.replace(tmp_prefix + ".vocab", output_prefix + ".vocab")
+    os.replace(tmp_prefix + ".model", model_path)
+  logging.info("trained SentencePiece model %s", model_path)
+  return model_path
+
+
+@dataclasses.dataclass(frozen=True)
+class SentencePieceRecipe:
+  """A SentencePiece model made on first use: calling it runs `ensure_sentencepiece`.
+
+  Give it as a `PadirVocabulary`'s `prepare_fn` for a vocabulary trained from a corpus the
+  first time it is needed (comparable and picklable, unlike a closure).
+  """
+  input_files: Tuple[str, ...]
+  vocab_size: int
+  output_prefix: str
+
+  @property
+  def model_path(self) -> str:
+    return self.output_prefix + ".model"
+
+  def __call__(self) -> str:
+    return ensure_sentencepiece(self.input_files, self.vocab_size, self.output_prefix)
+
+
+class PadirVocabulary(seqio.SentencePieceVocabulary):
+  """A SentencePiece vocabulary with PaDIR's special ids.
+
+  `vocab_size` keeps seqio's meaning (the number of real pieces, what decoding can emit as
+  text); `model_vocab_size` (= `special_tokens.vocab_size`) is the embedding / softmax size.
+
+  Attributes:
+    special_tokens: the `padir.special_tokens.SpecialTokens` of this model and max length.
+    max_target_length: the longest target; sizes the `[MASK_1..N]` range.
+    model_vocab_size: the model's vocabulary size (a multiple of 128).
+  """
+
+  def __init__(self,
+               sentencepiece_model_file: str,
+               max_target_length: int = DEFAULT_MAX_TARGET_LENGTH,
+               prepare_fn: Optional[Callable[[], object]] = None):
+    """Makes a vocabulary; the model file is read lazily, on first use.
+
+    Args:
+      sentencepiece_model_file: a model trained by `train_sentencepiece` / `padir vocab`.
+      max_target_length: maximum target length of the models using this vocabulary.
+      prepare_fn: optional callable run before the model is first loaded, that creates the
+        model file when missing (used by tasks whose vocabulary is trained on first use).
+    """
+    if max_target_length < 1:
+      raise ValueError(f"max_target_length={max_target_length} must be >= 1")
+    self._max_target_length = max_target_length
+    self._prepare_fn = prepare_fn
+    super().__init__(sentencepiece_model_file)
+
+  def _model_context(self):
+    """Loads the model on first use (seqio's hook), checking PaDIR's special ids."""
+    if self._model:
+      return self._model
+    path = self.sentencepiece_model_file
+    if self._prepare_fn is not None:
+      self._prepare_fn()
+    if not os.path.exists(path) and "://" not in path:
+      raise FileNotFoundError(
+          f"SentencePiece model {path} not found: train one with `padir vocab --input FILE ... "
+          f"--vocab_size N --output PREFIX` and give its PREFIX.model as the vocabulary path")
+    context = super()._model_context()
+    tokenizer = context.tokenizer
+    actual = {"pad_id": tokenizer.pad_id(), "eos_id": tokenizer.eos_id(),
+              "unk_id": tokenizer.unk_id(), "bos_id": tokenizer.bos_id()}
+    if actual != _SPECIAL_IDS:
+      self._model = None
+      raise ValueError(f"SentencePiece model {path} has special ids {actual}; PaDIR needs "
+                       f"{_SPECIAL_IDS}: retrain it with `padir vocab`")
+    return context
+
+  @property
+  def max_target_length(self) -> int:
+    return self._max_target_length
+
+  @property
+  def special_tokens(self) -> special_tokens_lib.SpecialTokens:
+    return special_tokens_lib.SpecialTokens.create(self.tokenizer.GetPieceSize(),
+                                                   self._max_target_length)
+
+  @property
+  def model_vocab_size(self) -> int:
+    return self.special_tokens.vocab_size
+
+  def __str__(self) -> str:
+    return (f"PadirVocabulary(file={self.sentencepiece_model_file}, "
+            f"max_target_length={self._max_target_length})")
+
+
+def main(argv: Optional[Sequence[str]] = None) -> int:
+  """`padir vocab --input FILE [FILE ...] --vocab_size N --output PREFIX`."""
+  parser = argparse.ArgumentParser(
+      prog="padir vocab",
+      description="Train a joint SentencePiece vocabulary (PAD=0 EOS=1 UNK=2 BOS=3) from plain "
+                  "or gzip text files, one sentence a line.")
+  parser.add_argument("--input", nargs="+", required=True, metavar="FILE",
+                      help="text files (.gz allowed); give both languages for a joint vocabulary")
+  parser.add_argument("--vocab_size", type=int, required=True, metavar="N")
+  parser.add_argument("--output", required=True, metavar="PREFIX",
+                      help="writes PREFIX.model and PREFIX.vocab")
+  parser.add_argument("--model_type", default="unigram", choices=["unigram", "bpe"])
+  parser.add_argument("--character_coverage", type=float, default=1.0)
+  parser.add_argument("--input_sentence_size", type=int, default=2_000_000,
+                      help="sample at most this many sentences")
+  parser.add_argument("--seed", type=int, default=0)
+  parser.add_argument("--verbose", action="store_true", help="show SentencePiece's log")
+  args = parser.parse_args(argv)
+  try:
+    path = train_sentencepiece(args.input, args.vocab_size, args.output,
+                               model_type=args.model_type,
+                               character_coverage=args.character_coverage,
+                               input_sentence_size=args.input_sentence_size,
+                               seed=args.seed, verbose=args.verbose)
+  except (OSError, ValueError) as e:
+    parser.exit(1, f"padir vocab: {e}\n")
+  pieces = spm.SentencePieceProcessor(model_file=path).GetPieceSize()
+  print(f"wrote {path} ({pieces} pieces; PAD=0 EOS=1 UNK=2 BOS=3)")
+  return 0
