@@ -1,0 +1,739 @@
+"""The AR and PaDIR models behind T5X's model interface.
+
+Every model has
+  `get_initial_variables(rng, input_shapes, input_types=None) -> variables`,
+  `loss_fn(params, batch, dropout_rng) -> (loss, metrics)`,
+  `predict_batch_with_aux(params, batch, rng=None, decoder_params=None) -> (tokens [B, T], aux)`,
+  `score_batch(params, batch) -> [B]`,
+all pure functions of their arguments, to be wrapped in `jax.jit` by the caller. Batches use T5X's
+feature names (`encoder_input_tokens`, `decoder_target_tokens`, `decoder_input_tokens`,
+`decoder_loss_weights`, and for packed AR batches `encoder_segment_ids` / `decoder_segment_ids`).
+Metrics are a flat dict of float32 scalars.
+
+- `ARModel`: causal decoder, teacher forcing; greedy / beam / sampling with the KV cache.
+- `PadirModel`: non-causal decoder, length predictor, rejecter, parallel iterative refinement,
+  unrolled multi-stage training built from `padir.decoding`'s pieces so that training and
+  inference choose, reject and re-mask tokens identically.
+
+The model owns the network-config fields that follow from its options and its vocabulary
+(`vocab_size`, `max_target_length`, `decoder_causal`, `length_head`, `rejecter_head`): it sets
+them on the `module` it is given, so gin only picks the network's size.
+"""
+import abc
+import dataclasses
+from typing import Any, Callable, Dict, List, Mapping, Optional, Tuple
+
+import flax
+import gin
+import jax
+import jax.numpy as jnp
+
+from padir import decoding
+from padir import losses
+from padir import network
+from padir.special_tokens import SpecialTokens
+
+Array = jax.Array
+PyTree = Any
+Batch = Mapping[str, Array]
+Metrics = Dict[str, Array]
+# (encoder_input_tokens [N, S], tokens [N, T]) -> scores [N], higher is better.
+RescoreFn = Callable[[Array, Array], Array]
+
+AR_DECODE_METHODS = ("greedy", "beam", "sample")
+LENGTH_PREDICTORS = ("classifier", "affine", "fertility", "oracle")
+NEG_INF = -1e10  # Logit of ids the AR decoder may not emit (finite: log-softmax stays exact).
+
+
+def _float(x) -> Array:
+  return jnp.asarray(x, jnp.float32)
+
+
+def _ratio(numerator, denominator) -> Array:
+  return _float(numerator) / jnp.maximum(_float(denominator), 1e-8)
+
+
+def shift_right(targets: Array, bos_id: int) -> Array:
+  """AR decoder inputs: targets shifted one position right, BOS first. [B, T] -> [B, T]."""
+  targets = jnp.asarray(targets, jnp.int32)
+  return jnp.pad(targets, ((0, 0), (1, 0)), constant_values=bos_id)[:, :-1]
+
+
+class BaseModel(abc.ABC):
+  """T5X's model interface over a `network.Transformer`.
+
+  Args:
+    module: the network; the model sets the config fields it owns (module docstring).
+    optimizer_def: the optimizer (`padir.optimizers.Optimizer` or any optax transformation);
+      kept for the trainer, unused by the model.
+    special_tokens: the id layout; taken from `vocabulary.special_tokens` when omitted.
+    vocabulary: optional vocabulary with `.special_tokens` (e.g. `padir.vocab.PadirVocabulary`),
+      exposed as `input_vocabulary` / `output_vocabulary` for text decoding by callers.
+    label_smoothing: token cross-entropy label smoothing.
+    z_loss: z-loss coefficient.
+    loss_normalizing_factor: as T5X's: None (summed loss), a number, or one of
+      'NUM_REAL_TARGET_TOKENS' (per token), 'NUM_TOTAL_TARGET_TOKENS', 'AVERAGE_PER_SEQUENCE'.
+  """
+
+  def __init__(self,
+               module: network.Transformer,
+               optimizer_def: Any = None,
+               special_tokens: Optional[SpecialTokens] = None,
+               vocabulary: Any = None,
+               label_smoothing: float = 0.0,
+               z_loss: float = 0.0,
+               loss_normalizing_factor: losses.LossNormalizingFactor = "NUM_REAL_TARGET_TOKENS"):
+    if special_tokens is None:
+      if vocabulary is None:
+        raise ValueError("a model needs special_tokens or a vocabulary with .special_tokens")
+      special_tokens = vocabulary.special_tokens
+    elif vocabulary is not None and vocabulary.special_tokens != special_tokens:
+      raise ValueError(f"special_tokens {special_tokens} differ from the vocabulary's "
+                       f"{vocabulary.special_tokens}")
+    if not 0.0 <= label_smoothing < 1.0:
+      raise ValueError(f"label_smoothing={label_smoothing} must be in [0, 1)")
+    if isinstance(loss_normalizing_factor, str):
+      losses.special_loss_normalizing_factor(loss_normalizing_factor)  # Fails early if unknown.
+    self.special_tokens = special_tokens
+    self.vocabulary = vocabulary
+    self.optimizer_def = optimizer_def
+    self.label_smoothing = label_smoothing
+    self.z_loss = z_loss
+    self.loss_normalizing_factor = loss_normalizing_factor
+    config = dataclasses.replace(module.config, vocab_size=special_tokens.vocab_size,
+                                 max_target_length=special_tokens.max_target_length,
+                                 **self._network_overrides())
+    self.module = module.clone(config=config)
+
+  @property
+  def input_vocabulary(self):
+    return self.vocabulary
+
+  @property
+  def output_vocabulary(self):
+    return self.vocabulary
+
+  @abc.abstractmethod
+  def _network_overrides(self) -> Dict[str, Any]:
+    """Network config fields that follow from the model's options."""
+
+  def _decode_length(self, batch: Batch) -> int:
+    """T at inference: `max_decode_length`, else the batch's decoder length, else the
+    vocabulary's max_target_length."""
+    if self.max_decode_length is not None:
+      return self.max_decode_length
+    for name in ("decoder_input_tokens", "decoder_target_tokens"):
+      if name in batch:
+        return batch[name].shape[1]
+    return self.special_tokens.max_target_length
+
+  def _encoder_inputs(self, encoder_input_tokens: Array) -> Array:
+    """The encoder input the network sees, [B, S] -> [B, S'] (identity here)."""
+    return jnp.asarray(encoder_input_tokens, jnp.int32)
+
+  def _apply(self, params: PyTree, method: Callable, *args, dropout_rng: Optional[Array] = None,
+             **kwargs):
+    rngs = None if dropout_rng is None else {"dropout": dropout_rng}
+    return self.module.apply({"params": params}, *args, method=method, rngs=rngs, **kwargs)
+
+  def _encode(self, params: PyTree, encoder_input_tokens: Array,
+              dropout_rng: Optional[Array] = None, **kwargs) -> Array:
+    """[B, S'] network-ready tokens -> encoded [B, S', D]."""
+    return self._apply(params, self.module.encode, encoder_input_tokens,
+                       dropout_rng is not None, dropout_rng=dropout_rng, **kwargs)
+
+  def _cross_kv(self, params: PyTree, encoded: Array) -> network.CrossKV:
+    return self._apply(params, self.module.precompute_cross_kv, encoded)
+
+  def _token_loss(self, logits: Array, targets: Array, weights: Optional[Array],
+                  batch: Batch) -> Tuple[Array, Array, Array]:
+    """(loss, z_loss, number of weighted tokens) of one [B, T, V] logits tensor."""
+    factor, weights = losses.get_loss_normalizing_factor_and_weights(
+        self.loss_normalizing_factor, {**batch, "decoder_loss_weights": weights})
+    return losses.compute_weighted_cross_entropy(
+        logits, targets, weights, label_smoothing=self.label_smoothing, z_loss=self.z_loss,
+        loss_normalizing_factor=factor)
+
+  def get_initial_variables(self, rng: Array, input_shapes: Mapping[str, Tuple[int, ...]],
+                            input_types: Optional[Mapping[str, Any]] = None) -> PyTree:
+    """Initial variables (`{'params': ...}`, leaves boxed with logical axis names: use
+    `flax.linen.meta.unbox` for plain arrays, `padir.partitioning.tree_shardings` for shardings).
+
+    Args:
+      rng: PRNG key.
+      input_shapes: at least `encoder_input_tokens` and `decoder_input_tokens` (or
+        `decoder_target_tokens`) shapes.
+      input_types: optional dtypes of the same features (default int32).
+    """
+    input_types = {} if input_types is None else input_types
+    decoder_name = ("decoder_input_tokens" if "decoder_input_tokens" in input_shapes
+                    else "decoder_target_tokens")
+    encoder_tokens = jnp.ones(input_shapes["encoder_input_tokens"],
+                              input_types.get("encoder_input_tokens", jnp.int32))
+    decoder_tokens = jnp.ones(input_shapes[decoder_name], input_types.get(decoder_name, jnp.int32))
+    return self.module.init(rng, self._encoder_inputs(encoder_tokens), decoder_tokens,
+                            enable_dropout=False)
+
+  @abc.abstractmethod
+  def loss_fn(self, params: PyTree, batch: Batch,
+              dropout_rng: Optional[Array]) -> Tuple[Array, Metrics]:
+    """(scalar loss, metrics); `dropout_rng=None` means no dropout (evaluation)."""
+
+  @abc.abstractmethod
+  def predict_batch_with_aux(self, params: PyTree, batch: Batch, rng: Optional[Array] = None,
+                             decoder_params: Optional[Mapping[str, Any]] = None
+                             ) -> Tuple[Array, Dict[str, Array]]:
+    """(tokens [B, T], aux) decoded from `batch['encoder_input_tokens']`."""
+
+  def predict_batch(self, params: PyTree, batch: Batch, rng: Optional[Array] = None) -> Array:
+    """The tokens of `predict_batch_with_aux`, [B, T]."""
+    return self.predict_batch_with_aux(params, batch, rng)[0]
+
+  @abc.abstractmethod
+  def score_batch(self, params: PyTree, batch: Batch) -> Array:
+    """Log-likelihood scores of `batch['decoder_target_tokens']`, [B]."""
+
+
+@gin.configurable
+class ARModel(BaseModel):
+  """Autoregressive encoder-decoder (the baseline and the distillation teacher).
+
+  `decoder_input_tokens` are the targets shifted right with BOS; teacher-forced training with
+  label-smoothed cross-entropy and z-loss; decoding with the KV cache.
+
+  Args (beyond `BaseModel`'s):
+    decode_method: 'greedy', 'beam' (beam search with brevity penalty `alpha`) or 'sample'
+      (temperature / top-k / top-p, `num_decodes` samples, the best returned).
+    beam_size: beams of 'beam'.
+    alpha: brevity penalty exponent of 'beam'.
+    temperature, top_k, top_p, num_decodes: for 'sample'.
+    max_decode_length: most generated tokens (default: the batch's target length, else the
+      vocabulary's max_target_length).
+  """
+
+  def __init__(self,
+               module: network.Transformer,
+               optimizer_def: Any = None,
+               special_tokens: Optional[SpecialTokens] = None,
+               vocabulary: Any = None,
+               label_smoothing: float = 0.0,
+               z_loss: float = 0.0,
+               loss_normalizing_factor: losses.LossNormalizingFactor = "NUM_REAL_TARGET_TOKENS",
+               decode_method: str = "beam",
+               beam_size: int = 4,
+               alpha: float = 0.6,
+               temperature: float = 1.0,
+               top_k: int = 0,
+               top_p: float = 1.0,
+               num_decodes: int = 1,
+               max_decode_length: Optional[int] = None):
+    super().__init__(module, optimizer_def, special_tokens, vocabulary, label_smoothing, z_loss,
+                     loss_normalizing_factor)
+    self.decode_params = dict(decode_method=decode_method, beam_size=beam_size, alpha=alpha,
+                              temperature=temperature, top_k=top_k, top_p=top_p,
+                              num_decodes=num_decodes)
+    self._check_decode_params(self.decode_params)
+    self.max_decode_length = max_decode_length
+
+  def _network_overrides(self) -> Dict[str, Any]:
+    return dict(decoder_causal=True, length_head=None, rejecter_head=False)
+
+  def _check_decode_params(self, params: Mapping[str, Any]):
+    unknown = set(params) - set(self.decode_params)
+    if unknown:
+      raise ValueError(f"unknown AR decoder_params {sorted(unknown)}; expected some of "
+                       f"{sorted(self.decode_params)}")
+    if params["decode_method"] not in AR_DECODE_METHODS:
+      raise ValueError(f"decode_method={params['decode_method']!r}: expected one of "
+                       f"{AR_DECODE_METHODS}")
+
+  def _output_logits(self, logits: Array) -> Array:
+    """Logits [..., V] with every id but the real pieces at NEG_INF: the decoder emits only
+    real pieces, never [MASK], [LENGTH] or the vocabulary's padding ids."""
+    output_ids = self.special_tokens.is_real_piece(jnp.arange(logits.shape[-1]))
+    return jnp.where(output_ids, logits, NEG_INF)
+
+  def _packing(self, batch: Batch) -> Dict[str, Array]:
+    return {name: batch[name] for name in ("encoder_segment_ids", "decoder_segment_ids")
+            if name in batch}
+
+  def _logits(self, params: PyTree, batch: Batch, dropout_rng: Optional[Array]) -> Array:
+    """Teacher-forced logits [B, T, V]."""
+    packing = self._packing(batch)
+    encoder_tokens = self._encoder_inputs(batch["encoder_input_tokens"])
+    encoded = self._encode(params, encoder_tokens, dropout_rng,
+                           encoder_segment_ids=packing.get("encoder_segment_ids"))
+    return self._apply(params, self.module.decode, encoded, encoder_tokens,
+                       jnp.asarray(batch["decoder_input_tokens"], jnp.int32),
+                       enable_dropout=dropout_rng is not None, dropout_rng=dropout_rng,
+                       **packing)
+
+  def loss_fn(self, params: PyTree, batch: Batch,
+              dropout_rng: Optional[Array]) -> Tuple[Array, Metrics]:
+    """Teacher-forced cross-entropy (+ z-loss), normalised by `loss_normalizing_factor`.
+
+    Metrics: loss, cross_ent_loss (without z-loss), z_loss, accuracy (over weighted tokens).
+    """
+    targets = jnp.asarray(batch["decoder_target_tokens"], jnp.int32)
+    weights = batch.get("decoder_loss_weights")
+    if weights is None:
+      weights = _float(targets > 0)
+    logits = self._logits(params, batch, dropout_rng)
+    loss, z_loss, _ = self._token_loss(logits, targets, _float(weights), batch)
+    correct, counted = losses.weighted_accuracy(logits, targets, _float(weights))
+    return loss, {"loss": loss, "cross_ent_loss": loss - z_loss, "z_loss": z_loss,
+                  "accuracy": _ratio(correct, counted)}
+
+  def score_batch(self, params: PyTree, batch: Batch) -> Array:
+    """Summed log-probability of each target under teacher forcing, [B].
+
+    The distribution is decoding's (over real pieces), so a greedy or beam (alpha 0) output
+    scores here what decoding reported. Positions count by `decoder_loss_weights` (default:
+    target != 0). `decoder_input_tokens` defaults to the targets shifted right.
+    """
+    targets = jnp.asarray(batch["decoder_target_tokens"], jnp.int32)
+    if "decoder_input_tokens" not in batch:
+      batch = {**batch, "decoder_input_tokens": shift_right(targets, self.special_tokens.bos_id)}
+    weights = batch.get("decoder_loss_weights")
+    weights = _float(targets > 0) if weights is None else _float(weights)
+    log_probs = jax.nn.log_softmax(self._output_logits(self._logits(params, batch, None)))
+    token_log_probs = jnp.take_along_axis(log_probs, targets[..., None], axis=-1)[..., 0]
+    return jnp.sum(token_log_probs * weights, axis=-1)
+
+  def make_rescore_fn(self, params: PyTree, length_normalize: bool = True) -> RescoreFn:
+    """A teacher-rescoring callback for `PadirModel.predict_batch_with_aux`.
+
+    Returns `(encoder_input_tokens [N, S], tokens [N, T]) -> [N]`: the log-probability of each
+    candidate (cut at its first EOS) under this model, divided by its length when
+    `length_normalize`.
+    """
+
+    def rescore(encoder_input_tokens: Array, tokens: Array) -> Array:
+      tokens = decoding.cut_at_eos(jnp.asarray(tokens, jnp.int32), self.special_tokens.eos_id,
+                                   self.special_tokens.pad_id)
+      scores = self.score_batch(params, {"encoder_input_tokens": encoder_input_tokens,
+                                         "decoder_target_tokens": tokens})
+      if length_normalize:
+        scores = scores / jnp.maximum(jnp.sum(tokens != self.special_tokens.pad_id, -1), 1)
+      return scores
+
+    return rescore
+
+  def predict_batch_with_aux(self, params: PyTree, batch: Batch, rng: Optional[Array] = None,
+                             decoder_params: Optional[Mapping[str, Any]] = None,
+                             return_all_decodes: bool = False) -> Tuple[Array, Dict[str, Array]]:
+    """Decodes with the KV cache: the encoder and its cross-attention keys/values run once.
+
+    Args:
+      params: model parameters.
+      batch: `encoder_input_tokens` [B, S]; the decode length T is `max_decode_length`, else the
+        batch's `decoder_input_tokens` / `decoder_target_tokens` length, else the vocabulary's
+        max_target_length.
+      rng: PRNG key for 'sample' (default: key 0).
+      decoder_params: overrides of the constructor's decode options (python values, static
+        under jit): decode_method, beam_size, alpha, temperature, top_k, top_p, num_decodes.
+      return_all_decodes: return every beam / sample.
+
+    Returns:
+      tokens [B, T] int32 (PAD after EOS), or [B, K, T] best first with `return_all_decodes`;
+      aux: 'scores' [B] (or [B, K]): summed log-probs ('greedy', 'sample') or brevity-penalised
+      log-probs ('beam').
+    """
+    options = {**self.decode_params, **(decoder_params or {})}
+    self._check_decode_params(options)
+    method = options["decode_method"]
+    encoder_tokens = self._encoder_inputs(batch["encoder_input_tokens"])
+    batch_size = encoder_tokens.shape[0]
+    length = self._decode_length(batch)
+    num = options["beam_size"] if method == "beam" else (
+        options["num_decodes"] if method == "sample" else 1)
+    encoded = self._encode(params, encoder_tokens)
+    cross_kv = jax.tree_util.tree_map(lambda x: jnp.repeat(x, num, axis=0),
+                                      self._cross_kv(params, encoded))
+    encoder_rows = jnp.repeat(encoder_tokens, num, axis=0)
+
+    def create_cache(p, e):  # Only its shapes are used: the cache starts at zero.
+      return self.module.apply(
+          {"params": p}, None, encoder_tokens, jnp.ones((batch_size, length), jnp.int32),
+          cross_kv=self._cross_kv(p, e), decode=True, max_decode_length=length,
+          mutable=["cache"], method=self.module.decode)[1]["cache"]
+
+    cache = jax.tree_util.tree_map(lambda s: jnp.zeros(s.shape, s.dtype),
+                                   jax.eval_shape(create_cache, params, encoded))
+
+    def tokens_to_logits(ids: Array, step_cache: PyTree) -> Tuple[Array, PyTree]:
+      logits, variables = self.module.apply(
+          {"params": params, "cache": step_cache}, None, encoder_rows, ids, cross_kv=cross_kv,
+          decode=True, max_decode_length=length, mutable=["cache"], method=self.module.decode)
+      return self._output_logits(logits[:, 0]), variables["cache"]
+
+    prompt = jnp.zeros((batch_size, 0), jnp.int32)
+    ids = dict(eos_id=self.special_tokens.eos_id, bos_id=self.special_tokens.bos_id,
+               pad_id=self.special_tokens.pad_id)
+    if method == "beam":
+      tokens, scores = decoding.beam_search(prompt, cache, tokens_to_logits,
+                                            beam_size=options["beam_size"],
+                                            max_decode_len=length, alpha=options["alpha"], **ids)
+    elif method == "greedy":
+      tokens, scores = decoding.temperature_sample(prompt, cache, tokens_to_logits,
+                                                   max_decode_len=length, temperature=0.0, **ids)
+    else:
+      tokens, scores = decoding.temperature_sample(
+          prompt, cache, tokens_to_logits, max_decode_len=length,
+          rng=jax.random.PRNGKey(0) if rng is None else rng, temperature=options["temperature"],
+          top_k=options["top_k"], top_p=options["top_p"], num_decodes=num, **ids)
+    if return_all_decodes:
+      return tokens, {"scores": scores}
+    return tokens[:, 0], {"scores": scores[:, 0]}
+
+
+@flax.struct.dataclass
+class StageOutput:
+  """One stage of PaDIR's unrolled training (B rows, T positions, V ids).
+
+  Attributes:
+    decoder_input_tokens: [B, T] this stage's decoder input.
+    logits: [B, T, V] float32.
+    predictions: [B, T] the chosen tokens (argmax over output pieces; EOS / PAD kept where the
+      gold length puts them).
+    rejected: [B, T] bool, what the rejecter re-masked (all False on the last stage).
+    accept_logits: [B, T] the learned rejecter's logits, or None.
+  """
+  decoder_input_tokens: Array
+  logits: Array
+  predictions: Array
+  rejected: Array
+  accept_logits: Optional[Array]
+
+
+@gin.configurable
+class PadirModel(BaseModel):
+  """PaDIR: a non-causal decoder refining all positions in parallel.
+
+  Training: the batch's `decoder_input_tokens` are the noised targets (aligned, no shift) from
+  the data pipeline, `decoder_loss_weights` mark stage 1's loss positions; the decoder gets the
+  gold length. With `num_train_stages` S > 1 training is unrolled as inference runs: stage i's
+  predictions, after rejection and re-masking with inference's own functions, are stage i+1's
+  input, and stages after the first weight every non-pad position. The encoder runs once per
+  step; every stage has its own dropout key (the stage index folded in); predictions at padding
+  are PAD; the replacements of rejected tokens are what inference would use — the scheme's
+  initial tokens of the gold length (fresh [MASK] / [MASK_i] / random pieces), the previous
+  stage's output (for stage 1: the initial tokens, never the partially gold input) or the argmax
+  of the summed logits.
+
+  Args (beyond `BaseModel`'s):
+    length_predictor: 'classifier' (the [LENGTH] token, prepended here to the encoder input, is
+      classified over lengths 0..max_target_length; top-k lengths), 'affine', 'fertility', or
+      'oracle' (the gold length; analysis only, needs targets at inference).
+    length_loss_weight: weight of the length loss (a per-sequence mean).
+    rejecter: 'passthrough', 'stutter', 'linear', 'constant_k', 'constant_fraction' or
+      'learned' (a binary head on stop-gradient decoder states, trained on "argmax == gold").
+    rejecter_loss_weight: weight of the learned rejecter's loss (a per-position mean).
+    rejecter_k, rejecter_fraction, rejecter_threshold: rejecter parameters.
+    decoder_input_scheme: 'random', 'mask' or 'mask_range' (must match the data pipeline's
+      noise scheme; gin shares the macro DECODER_INPUT_SCHEME).
+    remasking_scheme: 'initial', 'previous' or 'logits_sum'.
+    stutter_remasking: also re-mask tokens equal to their left neighbour.
+    num_train_stages: S, unrolled training stages (the linear rejecter follows an S-step
+      schedule during training).
+    num_decode_iterations, temperature, top_k, top_p, top_k_lengths, length_beam,
+    num_parallel_samples, scoring, alpha, return_all_candidates, return_history: inference
+      options, see `padir.decoding.RefinementConfig`.
+    max_decode_length: T at inference (default: the batch's decoder length, else the
+      vocabulary's max_target_length).
+  """
+
+  def __init__(self,
+               module: network.Transformer,
+               optimizer_def: Any = None,
+               special_tokens: Optional[SpecialTokens] = None,
+               vocabulary: Any = None,
+               label_smoothing: float = 0.0,
+               z_loss: float = 0.0,
+               loss_normalizing_factor: losses.LossNormalizingFactor = "NUM_REAL_TARGET_TOKENS",
+               length_predictor: str = "classifier",
+               length_loss_weight: float = 1.0,
+               rejecter: str = "passthrough",
+               rejecter_loss_weight: float = 1.0,
+               rejecter_k: int = 1,
+               rejecter_fraction: float = 0.1,
+               rejecter_threshold: float = 0.0,
+               decoder_input_scheme: str = "random",
+               remasking_scheme: str = "previous",
+               stutter_remasking: bool = False,
+               num_train_stages: int = 1,
+               num_decode_iterations: int = 4,
+               temperature: float = 0.0,
+               top_k: int = 0,
+               top_p: float = 1.0,
+               top_k_lengths: int = 1,
+               length_beam: int = 1,
+               num_parallel_samples: int = 1,
+               scoring: str = "mean",
+               alpha: float = 0.0,
+               return_all_candidates: bool = False,
+               return_history: bool = False,
+               max_decode_length: Optional[int] = None):
+    if length_predictor not in LENGTH_PREDICTORS:
+      raise ValueError(f"length_predictor={length_predictor!r}: expected one of "
+                       f"{LENGTH_PREDICTORS}")
+    if num_train_stages < 1:
+      raise ValueError(f"num_train_stages={num_train_stages} must be >= 1")
+    self.length_predictor = length_predictor
+    self.length_loss_weight = length_loss_weight
+    self.rejecter_loss_weight = rejecter_loss_weight
+    self.num_train_stages = num_train_stages
+    self.max_decode_length = max_decode_length
+    self.refinement_config = decoding.RefinementConfig(
+        num_decode_iterations=num_decode_iterations, decoder_input_scheme=decoder_input_scheme,
+        rejecter=rejecter, rejecter_k=rejecter_k, rejecter_fraction=rejecter_fraction,
+        rejecter_threshold=rejecter_threshold, remasking_scheme=remasking_scheme,
+        stutter_remasking=stutter_remasking, temperature=temperature, top_k=top_k, top_p=top_p,
+        top_k_lengths=top_k_lengths, length_beam=length_beam,
+        num_parallel_samples=num_parallel_samples, scoring=scoring, alpha=alpha,
+        return_all_candidates=return_all_candidates, return_history=return_history)
+    # Training chooses by argmax and runs the linear schedule over its S stages.
+    self.train_config = dataclasses.replace(
+        self.refinement_config, num_decode_iterations=num_train_stages, temperature=0.0)
+    super().__init__(module, optimizer_def, special_tokens, vocabulary, label_smoothing, z_loss,
+                     loss_normalizing_factor)
+
+  def _network_overrides(self) -> Dict[str, Any]:
+    return dict(decoder_causal=False,
+                length_head=None if self.length_predictor == "oracle" else self.length_predictor,
+                rejecter_head=self.refinement_config.rejecter == "learned")
+
+  def _encoder_inputs(self, encoder_input_tokens: Array) -> Array:
+    """Prepends [LENGTH] for the classifier length predictor: [B, S] -> [B, S + 1]."""
+    tokens = jnp.asarray(encoder_input_tokens, jnp.int32)
+    if self.length_predictor != "classifier":
+      return tokens
+    length_column = jnp.full((tokens.shape[0], 1), self.special_tokens.length_id, jnp.int32)
+    return jnp.concatenate([length_column, tokens], axis=1)
+
+  def _gold_lengths(self, targets: Array) -> Array:
+    """[B, T] -> [B] int32 non-pad target tokens (EOS included)."""
+    return jnp.sum(targets != self.special_tokens.pad_id, axis=-1).astype(jnp.int32)
+
+  def _length_predictions(self, params: PyTree, encoded: Array, encoder_tokens: Array,
+                          batch: Batch) -> Array:
+    """Classifier logits [B, C] or real-valued lengths [B] (the gold ones for 'oracle')."""
+    if self.length_predictor == "oracle":
+      if "decoder_target_tokens" not in batch:
+        raise ValueError("length_predictor='oracle' needs decoder_target_tokens in the batch")
+      return self._gold_lengths(jnp.asarray(batch["decoder_target_tokens"], jnp.int32))
+    return self._apply(params, self.module.predict_length, encoded, encoder_tokens)
+
+  def _length_loss_and_metrics(self, predictions: Array,
+                               gold: Array) -> Tuple[Array, Metrics]:
+    if self.length_predictor == "oracle":
+      return jnp.zeros([], jnp.float32), {}
+    if self.length_predictor == "classifier":
+      loss = losses.length_classifier_loss(predictions, gold, self.label_smoothing, self.z_loss)
+      predicted = jnp.argmax(predictions.at[:, 0].set(-jnp.inf), axis=-1)
+    else:
+      loss = losses.length_regression_loss(predictions, gold)
+      predicted = jnp.round(predictions).astype(jnp.int32)
+    return loss, {"length_loss": loss, "length_accuracy": jnp.mean(_float(predicted == gold))}
+
+  def _decode_pass(self, params: PyTree, encoder_tokens: Array, cross_kv: network.CrossKV,
+                   decoder_input_tokens: Array,
+                   dropout_rng: Optional[Array] = None) -> Tuple[Array, Optional[Array]]:
+    """One full non-causal pass: logits [N, T, V] and accept logits [N, T] (learned rejecter)."""
+    learned = self.refinement_config.rejecter == "learned"
+    out = self._apply(params, self.module.decode, None, encoder_tokens, decoder_input_tokens,
+                      cross_kv=cross_kv, enable_dropout=dropout_rng is not None,
+                      return_hidden=learned, dropout_rng=dropout_rng)
+    if not learned:
+      return out, None
+    logits, hidden = out
+    return logits, self._apply(params, self.module.accept_logits, hidden)
+
+  def unrolled_stages(self, params: PyTree, batch: Batch,
+                      dropout_rng: Optional[Array]) -> Tuple[Array, List[StageOutput]]:
+    """Runs the S training stages (no losses). Public for analysis and tests.
+
+    Args:
+      params: model parameters.
+      batch: encoder_input_tokens [B, S_src], decoder_input_tokens [B, T] (noised targets),
+        decoder_target_tokens [B, T].
+      dropout_rng: PRNG key, or None for no dropout (evaluation; the 'random' scheme's tokens
+        then come from key 0).
+
+    Returns:
+      (length predictions: classifier logits [B, C] or lengths [B]; a list of S `StageOutput`).
+    """
+    st = self.special_tokens
+    config = self.train_config
+    targets = jnp.asarray(batch["decoder_target_tokens"], jnp.int32)
+    if dropout_rng is None:
+      encoder_rng, stage_rng, init_rng = None, None, jax.random.PRNGKey(0)
+    else:
+      encoder_rng, stage_rng, init_rng = jax.random.split(dropout_rng, 3)
+    encoder_tokens = self._encoder_inputs(batch["encoder_input_tokens"])
+    encoded = self._encode(params, encoder_tokens, encoder_rng)
+    length_predictions = self._length_predictions(params, encoded, encoder_tokens, batch)
+    cross_kv = self._cross_kv(params, encoded)
+    # What inference would start from at the gold length: EOS at length - 1, PAD after.
+    initial = decoding.initial_decoder_inputs(self._gold_lengths(targets), targets.shape[1],
+                                              config.decoder_input_scheme, st, init_rng)
+    inputs = jnp.asarray(batch["decoder_input_tokens"], jnp.int32)
+    previous = initial  # Stage 1's "previous tokens": inference's, never the noised gold input.
+    logits_sum = None
+    stages = []
+    for i in range(self.num_train_stages):
+      rng_i = None if stage_rng is None else jax.random.fold_in(stage_rng, i)
+      logits, accept_logits = self._decode_pass(params, encoder_tokens, cross_kv, inputs, rng_i)
+      predictions, token_log_probs = decoding.choose_tokens(logits, None, config, st, initial)
+      last = i == self.num_train_stages - 1
+      rejected = jnp.zeros(predictions.shape, bool)
+      if not last:
+        rejected = decoding.reject(predictions, token_log_probs, jnp.asarray(i), config, st,
+                                   accept_logits)
+        if config.stutter_remasking:
+          rejected |= decoding.stutter_mask(predictions, st.pad_id, st.eos_id)
+      stages.append(StageOutput(inputs, logits, predictions, rejected, accept_logits))
+      if last:
+        break
+      if config.remasking_scheme == "logits_sum":
+        logits_sum = jax.lax.stop_gradient(
+            logits if logits_sum is None else logits_sum + logits)
+      next_inputs = decoding.remask(predictions, rejected, config, st, initial_tokens=initial,
+                                    previous_tokens=previous, logits_sum=logits_sum)
+      previous = inputs = jax.lax.stop_gradient(next_inputs)
+    return length_predictions, stages
+
+  def loss_fn(self, params: PyTree, batch: Batch,
+              dropout_rng: Optional[Array]) -> Tuple[Array, Metrics]:
+    """Sum over stages of the token loss, + length loss, + learned rejecter loss.
+
+    Stage 1 weights `decoder_loss_weights` (default: non-pad), later stages every non-pad
+    position; each stage's loss is normalised by `loss_normalizing_factor` over its weights.
+
+    Metrics: loss, cross_ent_loss, z_loss, accuracy (stage 1, over its weighted positions),
+    stage_{i}/loss and stage_{i}/accuracy for i = 1..S, length_loss and length_accuracy (not for
+    'oracle'), rejecter_loss and rejecter_accuracy ('learned').
+    """
+    st = self.special_tokens
+    targets = jnp.asarray(batch["decoder_target_tokens"], jnp.int32)
+    non_pad = _float(targets != st.pad_id)
+    real = non_pad * _float(targets != st.eos_id)
+    length_predictions, stages = self.unrolled_stages(params, batch, dropout_rng)
+    weights = batch.get("decoder_loss_weights")
+    weights = non_pad if weights is None else _float(weights)
+    total = jnp.zeros([], jnp.float32)
+    total_z = jnp.zeros([], jnp.float32)
+    metrics = {}
+    rejecter_loss, rejecter_correct = jnp.zeros([], jnp.float32), jnp.zeros([], jnp.float32)
+    for i, stage in enumerate(stages):
+      stage_weights = weights if i == 0 else non_pad
+      loss_i, z_i, _ = self._token_loss(stage.logits, targets, stage_weights, batch)
+      correct = _float(stage.predictions == targets) * _float(stage_weights > 0)
+      metrics[f"stage_{i + 1}/loss"] = loss_i
+      metrics[f"stage_{i + 1}/accuracy"] = _ratio(jnp.sum(correct),
+                                                  jnp.sum(_float(stage_weights > 0)))
+      total, total_z = total + loss_i, total_z + z_i
+      if stage.accept_logits is not None:
+        labels = _float(stage.predictions == targets)
+        loss_sum, count = losses.binary_cross_entropy_with_logits(stage.accept_logits, labels,
+                                                                  real)
+        rejecter_loss += _ratio(loss_sum, count)
+        rejecter_correct += _ratio(
+            jnp.sum(_float((stage.accept_logits > 0) == (labels > 0)) * real), jnp.sum(real))
+    metrics["cross_ent_loss"] = total - total_z
+    metrics["z_loss"] = total_z
+    metrics["accuracy"] = metrics["stage_1/accuracy"]
+    length_loss, length_metrics = self._length_loss_and_metrics(length_predictions,
+                                                                self._gold_lengths(targets))
+    metrics.update(length_metrics)
+    total += self.length_loss_weight * length_loss
+    if stages[0].accept_logits is not None:
+      metrics["rejecter_loss"] = rejecter_loss
+      metrics["rejecter_accuracy"] = rejecter_correct / len(stages)
+      total += self.rejecter_loss_weight * rejecter_loss
+    metrics["loss"] = total
+    return total, metrics
+
+  def predict_batch_with_aux(self, params: PyTree, batch: Batch, rng: Optional[Array] = None,
+                             decoder_params: Optional[Mapping[str, Any]] = None,
+                             rescore_fn: Optional[RescoreFn] = None
+                             ) -> Tuple[Array, Dict[str, Array]]:
+    """Parallel iterative refinement (`padir.decoding.padir_decode`).
+
+    The encoder runs once, the cross-attention keys/values are computed once and reused by
+    every candidate and iteration, the lengths are predicted, and `logits_fn` runs the decoder
+    on the C candidates of each example (rows example-major).
+
+    Args:
+      params: model parameters.
+      batch: `encoder_input_tokens` [B, S] (and `decoder_target_tokens` for 'oracle'); T as in
+        the constructor's `max_decode_length`.
+      rng: PRNG key for random initial inputs and sampling (default: key 0).
+      decoder_params: overrides of `RefinementConfig` fields (python values, static under jit),
+        e.g. {'num_decode_iterations': 8, 'length_beam': 3}.
+      rescore_fn: optional `(encoder_input_tokens [B*C, S], tokens [B*C, T]) -> [B*C]` scores
+        that rank the candidates instead of their own, e.g. `ARModel.make_rescore_fn(params)`.
+
+    Returns:
+      tokens [B, T] int32 (EOS-terminated, PAD after) and aux: 'scores' [B] the chosen
+      candidate's ranking score, 'candidate_scores' [B, C], 'lengths' [B], 'iterations' [B]
+      (decoder passes used), 'candidate_lengths', 'candidate_valid', 'best', and on request
+      'candidates' [B, C, T] and 'history' [B, I, T] (see `padir_decode`).
+    """
+    config = dataclasses.replace(self.refinement_config, **(decoder_params or {}))
+    raw_encoder_tokens = jnp.asarray(batch["encoder_input_tokens"], jnp.int32)
+    encoder_tokens = self._encoder_inputs(raw_encoder_tokens)
+    length = self._decode_length(batch)
+    num = config.num_candidates
+    encoded = self._encode(params, encoder_tokens)
+    length_predictions = self._length_predictions(params, encoded, encoder_tokens, batch)
+    cross_kv = jax.tree_util.tree_map(lambda x: jnp.repeat(x, num, axis=0),
+                                      self._cross_kv(params, encoded))
+    encoder_rows = jnp.repeat(encoder_tokens, num, axis=0)
+
+    def logits_fn(decoder_input_tokens: Array) -> Tuple[Array, Optional[Array]]:
+      return self._decode_pass(params, encoder_rows, cross_kv, decoder_input_tokens)
+
+    candidate_rescore = None
+    if rescore_fn is not None:
+      raw_rows = jnp.repeat(raw_encoder_tokens, num, axis=0)
+      candidate_rescore = lambda tokens: rescore_fn(raw_rows, tokens)  # pylint: disable=unnecessary-lambda-assignment
+    tokens, aux = decoding.padir_decode(
+        logits_fn, length_predictions, jax.random.PRNGKey(0) if rng is None else rng, config,
+        self.special_tokens, length, candidate_rescore)
+    aux = dict(aux)
+    aux["candidate_scores"] = aux["scores"]
+    aux["scores"] = aux["scores"][jnp.arange(tokens.shape[0]), aux["best"]]
+    return tokens, aux
+
+  def score_batch(self, params: PyTree, batch: Batch) -> Array:
+    """Log-likelihood of each target under one parallel pass, plus its length log-probability.
+
+    The decoder input is the scheme's initial input of the gold length (what refinement starts
+    from: [MASK] / [MASK_i] / random pieces from key 0, EOS at length - 1); the score is the
+    summed log-softmax of the target tokens at the non-pad positions (EOS included), plus, for
+    the classifier length predictor, the log-probability of the gold length (the other
+    predictors define no distribution and add 0). A single-pass lower-fidelity proxy of the
+    iterative model's likelihood, comparable between PaDIR models, not with AR scores.
+
+    Returns:
+      [B] float32.
+    """
+    st = self.special_tokens
+    targets = jnp.asarray(batch["decoder_target_tokens"], jnp.int32)
+    gold = self._gold_lengths(targets)
+    encoder_tokens = self._encoder_inputs(batch["encoder_input_tokens"])
+    encoded = self._encode(params, encoder_tokens)
+    initial = decoding.initial_decoder_inputs(gold, targets.shape[1],
+                                              self.refinement_config.decoder_input_scheme, st,
+                                              jax.random.PRNGKey(0))
+    logits, _ = self._decode_pass(params, encoder_tokens, self._cross_kv(params, encoded), initial)
+    token_log_probs = jnp.take_along_axis(jax.nn.log_softmax(logits), targets[..., None],
+                                          axis=-1)[..., 0]
+    scores = jnp.sum(token_log_probs * _float(targets != st.pad_id), axis=-1)
+    if self.length_predictor == "classifier":
+      length_logits = self._length_predictions(params, encoded, encoder_tokens, batch)
+      gold_class = jnp.clip(gold, 0, length_logits.shape[-1] - 1)
+      scores += jnp.take_along_axis(jax.nn.log_softmax(length_logits), gold_class[:, None],
+                                    axis=-1)[:, 0]
+    return scores
