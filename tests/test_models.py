@@ -1,15 +1,6 @@
 """AR and PaDIR models: overfitting, every PaDIR option through a jitted train step, multi-stage
 training without the reference's mistakes 1-3, predict and score, the gin model files."""
-import os
-
-# XLA's CPU backend spends most of these tests compiling; its unoptimised mode compiles ~5x
-# faster and these tiny models run fast enough either way. Only effective before JAX starts.
-if "xla_backend_optimization_level" not in os.environ.get("XLA_FLAGS", ""):
-  os.environ["XLA_FLAGS"] = (os.environ.get("XLA_FLAGS", "") +
-                             " --xla_backend_optimization_level=0"
-                             " --xla_llvm_disable_expensive_passes=true").strip()
-
-import dataclasses  # pylint: disable=g-import-not-at-top,g-bad-import-order
+import dataclasses
 import pathlib
 
 import flax.linen as nn
