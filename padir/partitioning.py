@@ -47,7 +47,7 @@ def make_mesh(mesh_shape: Optional[Sequence[int]] = None,
   if data * model != n or data <= 0 or model <= 0:
     raise ValueError(
         f"mesh_shape={tuple(mesh_shape)} (data x model) does not divide the {n} available "
-        f"devices; set --gin.make_mesh.mesh_shape so that data * model == {n}.")
+        f"devices; set the mesh shape (--gin.train.mesh_shape) so that data * model == {n}.")
   return Mesh(np.asarray(devices).reshape(data, model), MESH_AXES)
 
 

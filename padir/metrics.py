@@ -1,0 +1,131 @@
+"""Where training metrics go: TensorBoard event files, `metrics.jsonl`, and a progress line.
+
+Layout in `model_dir` (T5X's):
+  train/events.out.tfevents.*        scalars of the training split
+  validation/events.out.tfevents.*   scalars of the validation split
+  metrics.jsonl                      one JSON object a line: {"step", "split", <name>: <value>}
+
+Only process 0 writes. On resume, entries past the restored step (written before a crash) are
+dropped from `metrics.jsonl` and purged from the event files, so a resumed run's record reads as
+if it had never stopped.
+"""
+import datetime
+import json
+import logging
+import math
+import os
+import sys
+import time
+from typing import Mapping, Optional
+
+import jax
+import numpy as np
+import tqdm
+from tensorboardX import SummaryWriter
+
+logger = logging.getLogger(__name__)
+
+METRICS_FILE = "metrics.jsonl"
+
+
+def _truncate_jsonl(path: str, last_step: int) -> None:
+  """Keeps only the lines of `path` with step <= last_step (atomic rewrite)."""
+  if not os.path.exists(path):
+    return
+  with open(path) as f:
+    lines = f.readlines()
+  kept = []
+  for line in lines:
+    try:
+      if json.loads(line)["step"] <= last_step:
+        kept.append(line)
+    except (ValueError, KeyError):  # A torn last line from a killed run.
+      continue
+  if len(kept) != len(lines):
+    tmp = path + ".tmp"
+    with open(tmp, "w") as f:
+      f.writelines(kept)
+    os.replace(tmp, path)
+
+
+class MetricsWriter:
+  """Writes scalar metrics of the `train` and `validation` splits (process 0 only).
+
+  Args:
+    model_dir: the run directory.
+    start_step: the step the run starts (or resumes) from; later records are dropped.
+  """
+
+  def __init__(self, model_dir: str, start_step: int = 0):
+    self._enabled = jax.process_index() == 0
+    self._writers = {}
+    self._model_dir = model_dir
+    self._start_step = start_step
+    if self._enabled:
+      os.makedirs(model_dir, exist_ok=True)
+      _truncate_jsonl(os.path.join(model_dir, METRICS_FILE), start_step)
+      self._jsonl = open(os.path.join(model_dir, METRICS_FILE), "a")
+
+  def _writer(self, split: str) -> SummaryWriter:
+    if split not in self._writers:
+      self._writers[split] = SummaryWriter(
+          logdir=os.path.join(self._model_dir, split),
+          purge_step=self._start_step + 1 if self._start_step else None,
+          flush_secs=30)
+    return self._writers[split]
+
+  def write(self, step: int, metrics: Mapping[str, float], split: str = "train") -> None:
+    """Writes scalars for `step` (python or numpy scalars; non-finite values kept as strings
+    in JSON, since JSON has no NaN)."""
+    if not self._enabled:
+      return
+    writer = self._writer(split)
+    record = {"step": int(step), "split": split}
+    for name, value in sorted(metrics.items()):
+      value = float(np.asarray(value))
+      writer.add_scalar(name, value, global_step=int(step))
+      record[name] = value if math.isfinite(value) else str(value)
+    self._jsonl.write(json.dumps(record) + "\n")
+    self._jsonl.flush()
+
+  def close(self) -> None:
+    if not self._enabled:
+      return
+    for writer in self._writers.values():
+      writer.close()
+    self._writers = {}
+    self._jsonl.close()
+
+
+class Progress:
+  """Progress of a run: a tqdm bar on a terminal, else one log line per `update` call.
+
+  Shows step / total, loss, tokens/s and the ETA.
+  """
+
+  def __init__(self, start_step: int, total_steps: int, bar: Optional[bool] = None):
+    self._enabled = jax.process_index() == 0
+    self._total = total_steps
+    self._last_step = start_step
+    self._start_step = start_step
+    self._start_time = time.time()
+    use_bar = sys.stderr.isatty() if bar is None else bar
+    self._bar = (tqdm.tqdm(total=total_steps, initial=start_step, unit="step", dynamic_ncols=True)
+                 if self._enabled and use_bar else None)
+
+  def update(self, step: int, loss: float, tokens_per_second: float) -> None:
+    if not self._enabled:
+      return
+    if self._bar is not None:
+      self._bar.update(step - self._last_step)
+      self._bar.set_postfix(loss=f"{loss:.4f}", tok_s=f"{tokens_per_second:,.0f}", refresh=False)
+    else:
+      rate = (step - self._start_step) / max(time.time() - self._start_time, 1e-9)
+      eta = datetime.timedelta(seconds=round((self._total - step) / rate)) if rate > 0 else "?"
+      logger.info("step %d/%d  loss %.4f  tokens/s %.0f  eta %s", step, self._total, loss,
+                   tokens_per_second, eta)
+    self._last_step = step
+
+  def close(self) -> None:
+    if self._bar is not None:
+      self._bar.close()

@@ -1,0 +1,618 @@
+"""`padir train`: sharded training of a T5X-interface model with optax, orbax and gin.
+
+What the trainer asks of a model (T5X's `BaseModel` interface):
+  - `model.get_initial_variables(rng, input_shapes, input_types) -> {"params": ...}`, params
+    possibly boxed by `nn.with_logical_partitioning` (the logical axis names shard them);
+  - `model.loss_fn(params, batch, dropout_rng) -> (loss [], metrics {name: []})`, with
+    `dropout_rng=None` meaning "no dropout" (validation);
+  - `model.optimizer_def`: a `padir.optimizers.Optimizer` (any optax-like object with `init`
+    and `update`; a `learning_rate_fn` attribute, when present, is logged).
+
+What it asks of a dataset function (`train_dataset_fn`, `eval_dataset_fn`):
+  `dataset_fn(batch_size=GLOBAL_BATCH, shard_id=i, num_shards=n, skip_batches=k)` returns an
+  iterable of this process's share of each global batch, from batch `k` on: dicts of numpy
+  arrays `[GLOBAL_BATCH // n, L]` (`encoder_input_tokens`, `decoder_target_tokens`,
+  `decoder_input_tokens`, `decoder_loss_weights`). It must be deterministic (the same batches
+  in the same order on every call): a run resumed at step N asks for `skip_batches=N`. The
+  training one must not run out before `num_train_steps`; the validation one must end.
+  `seqio_dataset_fn` is the SeqIO one (`padir.data.get_dataset`).
+
+One step of training: the global batch (built with `jax.make_array_from_process_local_data`,
+sharded over `data`) is split into `num_microbatches` whose gradients are averaged, then one
+optimizer update is applied — unless the loss or the gradient norm is not finite, in which case
+the update is dropped and `skipped_steps` counts it. Dropout uses
+`fold_in(dropout_key(seed), step)` (and the microbatch index), so a resumed run draws the same
+masks as an uninterrupted one.
+"""
+import argparse
+import itertools
+import logging
+import signal
+import sys
+import threading
+import time
+from typing import Any, Callable, Iterable, Mapping, Optional, Sequence, Tuple
+
+import flax
+import flax.linen as nn
+import gin
+import jax
+import jax.numpy as jnp
+import numpy as np
+import optax
+from jax.experimental import multihost_utils
+from jax.sharding import Mesh
+
+from padir import checkpoints
+from padir import gin_utils
+from padir import metrics as metrics_lib
+from padir import partitioning
+
+logger = logging.getLogger(__name__)
+
+Batch = Mapping[str, np.ndarray]
+DatasetFn = Callable[..., Iterable[Batch]]
+ValidationFn = Callable[..., Mapping[str, float]]
+
+
+class TrainConfigError(ValueError):
+  """A training setting that cannot work (batch size, mesh, dataset shapes); the message says
+  which setting and what to do."""
+
+
+class Preempted(Exception):
+  """Training stopped on SIGTERM/SIGINT after saving a checkpoint at `step`."""
+
+  def __init__(self, signum: int, step: int):
+    super().__init__(f"stopped by {signal.Signals(signum).name} at step {step}; "
+                     f"a checkpoint was saved, run the same command to resume")
+    self.signum = signum
+    self.step = step
+
+
+@flax.struct.dataclass
+class TrainState:
+  """Everything a step changes.
+
+  Attributes:
+    step: [] int32, batches consumed so far (the data position).
+    params: the model parameters (unboxed).
+    opt_state: the optimizer state.
+    skipped_steps: [] int32, steps whose update was dropped (non-finite loss or gradients).
+  """
+  step: jax.Array
+  params: Any
+  opt_state: Any
+  skipped_steps: jax.Array
+
+  def checkpoint_items(self) -> Tuple[Any, Mapping[str, Any]]:
+    """(params, train_state) as `padir.checkpoints` stores them."""
+    return self.params, {"opt_state": self.opt_state, "step": self.step,
+                         "skipped_steps": self.skipped_steps}
+
+  @classmethod
+  def from_checkpoint_items(cls, params, train_state) -> "TrainState":
+    return cls(params=params, **train_state)
+
+
+# --------------------------------------------------------------------------- mesh and data
+
+
+def make_train_mesh(mesh_shape: Optional[Sequence[int]]) -> Mesh:
+  """The ('data', 'model') mesh, with an error naming the gin setting."""
+  try:
+    return partitioning.make_mesh(mesh_shape)
+  except ValueError as e:
+    raise TrainConfigError(
+        f"train.mesh_shape={tuple(mesh_shape)}: data * model must equal the "
+        f"{jax.device_count()} devices (-1 in one slot takes the rest), e.g. "
+        f"--gin.train.mesh_shape='(-1, 1)'") from e
+
+
+def check_batch_size(batch_size: int, mesh: Mesh, num_microbatches: int = 1) -> None:
+  data = mesh.shape["data"]
+  if batch_size < 1 or num_microbatches < 1:
+    raise TrainConfigError(f"batch_size={batch_size} and num_microbatches={num_microbatches} "
+                           "must be positive")
+  if batch_size % (data * num_microbatches):
+    need = "the mesh's data axis" + (" times num_microbatches" if num_microbatches > 1 else "")
+    raise TrainConfigError(
+        f"batch_size={batch_size} is not divisible by {need} ({data} x {num_microbatches} = "
+        f"{data * num_microbatches}); set BATCH_SIZE to a multiple of {data * num_microbatches}, "
+        f"or change train.mesh_shape / train.num_microbatches")
+
+
+def data_layout(mesh: Mesh, batch_size: int) -> Tuple[int, int]:
+  """(shard_id, num_shards) of this process's rows of a `[batch_size, ...]` batch sharded over
+  `data`: processes holding the same rows (model axis across hosts) get the same shard."""
+  indices = partitioning.batch_sharding(mesh).addressable_devices_indices_map((batch_size,))
+  rows = set()
+  for index in indices.values():
+    rows.update(range(*index[0].indices(batch_size)))
+  local = len(rows)
+  first = min(rows)
+  if rows != set(range(first, first + local)) or batch_size % local or first % local:
+    raise TrainConfigError(
+        f"this process's devices hold rows {sorted(rows)[:8]}... of the batch, not one "
+        f"contiguous block; build the mesh with each process's devices adjacent on 'data'")
+  return first // local, batch_size // local
+
+
+def shard_batch(batch: Batch, mesh: Mesh, batch_size: int) -> Mapping[str, jax.Array]:
+  """Global `[batch_size, ...]` arrays sharded over `data`, from this process's rows."""
+  sharding = partitioning.batch_sharding(mesh)
+  return {k: jax.make_array_from_process_local_data(
+      sharding, np.asarray(v), (batch_size,) + np.shape(v)[1:]) for k, v in batch.items()}
+
+
+def _check_local_batch(batch: Batch, rows: int, what: str) -> None:
+  for name, value in batch.items():
+    if np.ndim(value) < 1 or np.shape(value)[0] != rows:
+      raise TrainConfigError(
+          f"{what} gave {name} of shape {np.shape(value)}; expected {rows} rows (the global "
+          f"batch_size divided over the data shards): does the dataset use train.batch_size?")
+
+
+# --------------------------------------------------------------------------- state
+
+
+def _strip_boxes(tree):
+  """Removes the logical-partitioning boxes outside `jit` (where `nn.meta.unbox` would try to
+  apply their sharding constraints to abstract values)."""
+  return nn.meta.map_axis_meta(lambda box: box.value, tree)
+
+
+def abstract_train_state(model, input_shapes: Mapping[str, Sequence[int]],
+                         input_types: Optional[Mapping[str, Any]] = None) -> TrainState:
+  """The TrainState's shapes and dtypes, params still boxed with their logical axis names."""
+
+  def init(rng):
+    params = model.get_initial_variables(rng, input_shapes, input_types)["params"]
+    return TrainState(step=jnp.zeros((), jnp.int32), params=params,
+                      opt_state=model.optimizer_def.init(nn.meta.unbox(params)),
+                      skipped_steps=jnp.zeros((), jnp.int32))
+
+  return jax.eval_shape(init, jax.random.PRNGKey(0))
+
+
+def _opt_state_shardings(mesh: Mesh, opt_state, params, param_shardings):
+  """Optimizer-state leaves shaped as the parameter they belong to (their key path ends with
+  the parameter's) share its sharding; the rest (counts, factored moments) are replicated."""
+  by_path = {}
+  for (path, leaf), sharding in zip(jax.tree_util.tree_flatten_with_path(params)[0],
+                                    jax.tree_util.tree_leaves(param_shardings)):
+    by_path[tuple(path)] = (leaf.shape, sharding)
+  replicated = partitioning.replicated(mesh)
+
+  def pick(path, leaf):
+    for start in range(len(path)):
+      hit = by_path.get(tuple(path[start:]))
+      if hit is not None:
+        return hit[1] if hit[0] == leaf.shape else replicated
+    return replicated
+
+  return jax.tree_util.tree_map_with_path(pick, opt_state)
+
+
+def train_state_shardings(mesh: Mesh, boxed: TrainState,
+                          rules=partitioning.LOGICAL_AXIS_RULES) -> TrainState:
+  """NamedShardings of a TrainState from `abstract_train_state`, by the logical-axis rules."""
+  param_shardings = partitioning.tree_shardings(mesh, boxed.params, rules)
+  replicated = partitioning.replicated(mesh)
+  return TrainState(
+      step=replicated, skipped_steps=replicated, params=param_shardings,
+      opt_state=_opt_state_shardings(mesh, boxed.opt_state, _strip_boxes(boxed.params),
+                                     param_shardings))
+
+
+def init_train_state(model, rng: jax.Array, input_shapes, input_types,
+                     shardings: TrainState) -> TrainState:
+  """Initialises parameters and optimizer state directly into their shardings."""
+
+  def init(rng):
+    params = nn.meta.unbox(model.get_initial_variables(rng, input_shapes, input_types)["params"])
+    return TrainState(step=jnp.zeros((), jnp.int32), params=params,
+                      opt_state=model.optimizer_def.init(params),
+                      skipped_steps=jnp.zeros((), jnp.int32))
+
+  return jax.jit(init, out_shardings=shardings)(rng)
+
+
+# --------------------------------------------------------------------------- steps
+
+
+def _split_microbatches(batch, num_microbatches: int):
+  """[B, ...] -> [k, B/k, ...] with microbatch i = rows i, i+k, i+2k, ...: each data shard's
+  contiguous rows hold an equal part of every microbatch, so the split moves no data."""
+  return jax.tree.map(
+      lambda x: x.reshape((x.shape[0] // num_microbatches, num_microbatches) + x.shape[1:])
+      .swapaxes(0, 1), batch)
+
+
+def make_train_step(model, mesh: Mesh, shardings: TrainState, num_microbatches: int = 1):
+  """The train step, jitted once with explicit shardings (state donated).
+
+  Returns:
+    `step_fn(state, batch, dropout_key) -> (state, metrics)`: `batch` global arrays
+    `[B, L]` sharded over `data`; `dropout_key` the run's base key (replicated); `metrics`
+    replicated scalars: `loss`, the model's metrics, `grad_norm` (before clipping),
+    `learning_rate` (if the optimizer has a schedule), `nonfinite` (1 if the update was
+    dropped), `target_tokens` (non-pad target tokens of the global batch).
+  """
+  optimizer = model.optimizer_def
+  learning_rate_fn = getattr(optimizer, "learning_rate_fn", None)
+  batch_sharding = partitioning.batch_sharding(mesh)
+
+  def loss_and_grads(params, batch, rng):
+    (loss, metrics), grads = jax.value_and_grad(model.loss_fn, has_aux=True)(params, batch, rng)
+    metrics = {k: jnp.asarray(v, jnp.float32) for k, v in metrics.items()}
+    return jnp.asarray(loss, jnp.float32), metrics, grads
+
+  def step_fn(state: TrainState, batch, dropout_key):
+    rng = jax.random.fold_in(dropout_key, state.step)
+    if num_microbatches == 1:
+      loss, metrics, grads = loss_and_grads(state.params, batch, rng)
+    else:
+      def body(total, xs):
+        index, microbatch = xs
+        microbatch = jax.lax.with_sharding_constraint(microbatch, batch_sharding)
+        out = loss_and_grads(state.params, microbatch, jax.random.fold_in(rng, index))
+        return jax.tree.map(jnp.add, total, out), None
+
+      zeros = jax.tree.map(lambda s: jnp.zeros(s.shape, s.dtype), jax.eval_shape(
+          loss_and_grads, state.params, jax.tree.map(lambda x: x[::num_microbatches], batch),
+          rng))
+      total, _ = jax.lax.scan(
+          body, zeros, (jnp.arange(num_microbatches),
+                        _split_microbatches(batch, num_microbatches)))
+      loss, metrics, grads = jax.tree.map(lambda x: x / num_microbatches, total)
+
+    grad_norm = optax.tree.norm(grads)
+    finite = jnp.isfinite(loss) & jnp.isfinite(grad_norm)
+    updates, opt_state = optimizer.update(grads, state.opt_state, state.params)
+    params = optax.apply_updates(state.params, updates)
+    keep_if_finite = lambda new, old: jax.tree.map(lambda n, o: jnp.where(finite, n, o), new, old)
+    new_state = TrainState(
+        step=state.step + 1,
+        params=keep_if_finite(params, state.params),
+        opt_state=keep_if_finite(opt_state, state.opt_state),
+        skipped_steps=state.skipped_steps + (~finite).astype(jnp.int32))
+    metrics = dict(metrics, loss=loss, grad_norm=grad_norm,
+                   nonfinite=(~finite).astype(jnp.float32),
+                   target_tokens=jnp.sum(batch["decoder_target_tokens"] > 0).astype(jnp.float32))
+    if learning_rate_fn is not None:
+      metrics["learning_rate"] = jnp.asarray(
+          learning_rate_fn(state.step - state.skipped_steps), jnp.float32)
+    return new_state, metrics
+
+  replicated = partitioning.replicated(mesh)
+  return jax.jit(step_fn, in_shardings=(shardings, batch_sharding, replicated),
+                 out_shardings=(shardings, replicated), donate_argnums=(0,))
+
+
+def make_eval_step(model, mesh: Mesh, param_shardings):
+  """`eval_fn(params, batch) -> metrics` (`loss` and the model's metrics, no dropout)."""
+
+  def eval_fn(params, batch):
+    loss, metrics = model.loss_fn(params, batch, None)
+    return dict({k: jnp.asarray(v, jnp.float32) for k, v in metrics.items()},
+                loss=jnp.asarray(loss, jnp.float32))
+
+  replicated = partitioning.replicated(mesh)
+  return jax.jit(eval_fn, in_shardings=(param_shardings, partitioning.batch_sharding(mesh)),
+                 out_shardings=replicated)
+
+
+# --------------------------------------------------------------------------- the loop
+
+
+class _StopSignals:
+  """Turns the first SIGTERM/SIGINT into a request to save and stop (single process; a second
+  SIGINT interrupts at once). With several processes JAX's preemption service decides instead,
+  so that all of them stop at the same step."""
+
+  def __init__(self):
+    self.signum = None
+    self._previous = {}
+
+  def _handle(self, signum, frame):
+    del frame
+    if self.signum is not None and signum == signal.SIGINT:
+      raise KeyboardInterrupt
+    self.signum = signum
+    logger.warning("received %s: saving a checkpoint after this step, then stopping",
+                    signal.Signals(signum).name)
+
+  def __enter__(self):
+    if jax.process_count() == 1 and threading.current_thread() is threading.main_thread():
+      for signum in (signal.SIGTERM, signal.SIGINT):
+        self._previous[signum] = signal.signal(signum, self._handle)
+    return self
+
+  def __exit__(self, *exc):
+    for signum, handler in self._previous.items():
+      signal.signal(signum, handler)
+    return False
+
+  def should_stop(self, manager, step: int) -> bool:
+    if jax.process_count() > 1:
+      if manager.reached_preemption(step):
+        self.signum = signal.SIGTERM
+    return self.signum is not None
+
+
+def _mean_over_steps(history: Sequence[Mapping[str, np.ndarray]]) -> dict:
+  """Means of each metric over the steps whose update was applied (non-finite steps excluded;
+  `target_tokens` is summed)."""
+  applied = np.array([m["nonfinite"] == 0 for m in history])
+  out = {}
+  for name in history[0]:
+    values = np.array([m[name] for m in history], np.float64)
+    if name == "target_tokens":
+      out[name] = values.sum()
+    elif name != "nonfinite":
+      out[name] = values[applied].mean() if applied.any() else float("nan")
+  return out
+
+
+def _load_eval_batches(eval_dataset_fn: DatasetFn, *, batch_size: int, shard_id: int,
+                       num_shards: int, eval_steps: Optional[int]) -> list:
+  """This process's validation batches, read once and kept: full batches only (a final smaller
+  one is left out), as many on every process (each step of evaluation is collective)."""
+  rows = batch_size // num_shards
+  batches = eval_dataset_fn(batch_size=batch_size, shard_id=shard_id, num_shards=num_shards,
+                            skip_batches=0)
+  kept = [b for b in itertools.islice(batches, eval_steps)
+          if all(np.shape(v)[0] == rows for v in b.values())]
+  count = int(multihost_utils.process_allgather(np.int32(len(kept))).min())
+  if not count:
+    raise TrainConfigError("the validation dataset gave no full batch; lower train.batch_size "
+                           "or set train.eval_dataset_fn = None")
+  return kept[:count]
+
+
+def _evaluate(eval_step, params, eval_batches: Sequence[Batch], *, mesh: Mesh,
+              batch_size: int) -> dict:
+  """Mean of each metric over the validation batches."""
+  totals = None
+  for batch in eval_batches:
+    metrics = eval_step(params, shard_batch(batch, mesh, batch_size))
+    totals = metrics if totals is None else jax.tree.map(jnp.add, totals, metrics)
+  return {k: float(v) / len(eval_batches) for k, v in jax.device_get(totals).items()}
+
+
+@gin.configurable
+def seqio_dataset_fn(*, batch_size: int, shard_id: int, num_shards: int,
+                     skip_batches: int) -> Iterable[Batch]:
+  """This process's share of the batches of `padir.data.get_dataset`, whose other arguments
+  (task, feature lengths, split, shuffle, seed, epochs) gin binds per split with scopes, as
+  T5X does: `train.train_dataset_fn = @train/seqio_dataset_fn` with
+  `train/get_dataset.split = 'train'`, and `validation/...` likewise (see gin/runs/train.gin).
+  """
+  from padir import data  # pylint: disable=g-import-not-at-top  (seqio/TF only when used)
+  return data.get_dataset(batch_size=batch_size // num_shards, shard_id=shard_id,
+                          num_shards=num_shards, skip_batches=skip_batches)
+
+
+@gin.configurable
+def train(*, model=gin.REQUIRED, model_dir: str = gin.REQUIRED,
+          train_dataset_fn: DatasetFn = gin.REQUIRED,
+          num_train_steps: int = gin.REQUIRED,
+          batch_size: int = gin.REQUIRED,
+          eval_dataset_fn: Optional[DatasetFn] = None,
+          eval_every: Optional[int] = 1000,
+          eval_steps: Optional[int] = None,
+          validation_fn: Optional[ValidationFn] = None,
+          mesh_shape: Optional[Sequence[int]] = None,
+          num_microbatches: int = 1,
+          save_checkpoint_every: int = 1000,
+          keep_checkpoints: Optional[int] = None,
+          log_every: int = 100,
+          seed: int = 0,
+          skip_nonfinite_steps: bool = True,
+          progress_bar: Optional[bool] = None) -> TrainState:
+  """Trains `model` to `num_train_steps`, resuming from `model_dir` if it holds checkpoints.
+
+  Args:
+    model: a T5X-interface model (see the module docstring).
+    model_dir: run directory: checkpoints/, train/ and validation/ event files,
+      metrics.jsonl, config.gin, run_info.json.
+    train_dataset_fn: `(batch_size=, shard_id=, num_shards=, skip_batches=) -> iterable of
+      per-process numpy batches`, deterministic, long enough for `num_train_steps`.
+    num_train_steps: total steps (a resumed run continues to the same total).
+    batch_size: global batch size (sequences per step over all processes).
+    eval_dataset_fn: validation batches (same contract, finite); None: no validation loss.
+    eval_every: validate every this many steps and at the end (None: only at the end).
+    eval_steps: validate on the first this many batches (None: all); they are read once and
+      kept in host memory.
+    validation_fn: optional `validation_fn(model=, params=, step=) -> {name: value}` (e.g.
+      BLEU of a small decoded subset), called with each validation; written to validation/.
+    mesh_shape: (data, model) device mesh; None: every device on `data`.
+    num_microbatches: gradient accumulation: each batch is split into this many microbatches
+      whose gradients (and metrics) are averaged before one update; the same update as the
+      whole batch when the loss is a mean over equally weighted microbatches.
+    save_checkpoint_every: save every this many steps, and at the end.
+    keep_checkpoints: keep only the newest this many checkpoints (None: all).
+    log_every: write averaged train metrics every this many steps.
+    seed: parameter init and dropout seed.
+    skip_nonfinite_steps: drop an update with a non-finite loss or gradient and count it in
+      `skipped_steps` (True), or stop with an error naming the step, keeping the last
+      checkpoint (False).
+    progress_bar: tqdm bar (True), log lines (False), or a bar only on a terminal (None).
+
+  Returns:
+    The final TrainState.
+
+  Raises:
+    Preempted: after SIGTERM/SIGINT, once a checkpoint of the current step is saved.
+    TrainConfigError: settings that cannot work, named in the message.
+  """
+  if num_train_steps < 0 or log_every < 1 or save_checkpoint_every < 1:
+    raise TrainConfigError(f"num_train_steps={num_train_steps}, log_every={log_every} and "
+                           f"save_checkpoint_every={save_checkpoint_every} must be positive")
+  mesh = make_train_mesh(mesh_shape)
+  check_batch_size(batch_size, mesh, num_microbatches)
+  shard_id, num_shards = data_layout(mesh, batch_size)
+  local_rows = batch_size // num_shards
+
+  dataset = lambda skip: iter(train_dataset_fn(
+      batch_size=batch_size, shard_id=shard_id, num_shards=num_shards, skip_batches=skip))
+  batches = dataset(0)
+  first = next(batches, None)
+  if first is None:
+    raise TrainConfigError("the training dataset is empty")
+  _check_local_batch(first, local_rows, "train_dataset_fn")
+  input_shapes = {k: (batch_size,) + np.shape(v)[1:] for k, v in first.items()}
+  input_types = {k: np.asarray(v).dtype for k, v in first.items()}
+  init_key, dropout_key = jax.random.split(jax.random.PRNGKey(seed))
+
+  with jax.set_mesh(mesh), nn.logical_axis_rules(partitioning.LOGICAL_AXIS_RULES):
+    boxed = abstract_train_state(model, input_shapes, input_types)
+    shardings = train_state_shardings(mesh, boxed)
+    abstract = jax.tree.map(lambda a, s: jax.ShapeDtypeStruct(a.shape, a.dtype, sharding=s),
+                            _strip_boxes(boxed), shardings)
+    manager = checkpoints.make_manager(checkpoints.checkpoint_dir(model_dir),
+                                       keep=keep_checkpoints)
+    restored = checkpoints.restore_latest(manager, *abstract.checkpoint_items())
+    if restored is None:
+      state = init_train_state(model, init_key, input_shapes, input_types, shardings)
+    else:
+      state = TrainState.from_checkpoint_items(restored[0], restored[1])
+      logger.info("resumed from %s at step %d", manager.directory, restored[2])
+    start_step = int(state.step)
+    eval_batches = (_load_eval_batches(eval_dataset_fn, batch_size=batch_size,
+                                       shard_id=shard_id, num_shards=num_shards,
+                                       eval_steps=eval_steps)
+                    if eval_dataset_fn is not None else None)
+    checkpoints.write_run_record(
+        model_dir, gin_config=gin.operative_config_str(), seed=seed,
+        extra={"mesh_shape": dict(mesh.shape), "batch_size": batch_size,
+               "num_microbatches": num_microbatches, "start_step": start_step})
+
+    # The data position is the step: batch `start_step` comes next.
+    batches = itertools.chain([first], batches) if start_step == 0 else dataset(start_step)
+    train_step = make_train_step(model, mesh, shardings, num_microbatches)
+    eval_step = (make_eval_step(model, mesh, shardings.params)
+                 if eval_batches is not None else None)
+    writer = metrics_lib.MetricsWriter(model_dir, start_step)
+    progress = metrics_lib.Progress(start_step, num_train_steps, bar=progress_bar)
+
+    def validate(step):
+      results = {}
+      if eval_step is not None:
+        results.update(_evaluate(eval_step, state.params, eval_batches, mesh=mesh,
+                                 batch_size=batch_size))
+      if validation_fn is not None:
+        results.update(validation_fn(model=model, params=state.params, step=step))
+      if results:
+        writer.write(step, results, "validation")
+        logger.info("validation at step %d: %s", step,
+                     ", ".join(f"{k} {v:.4g}" for k, v in sorted(results.items())))
+
+    def save(step):
+      if checkpoints.save(manager, step, *state.checkpoint_items()):
+        logger.info("saving checkpoint %d", step)
+
+    history, last_time, step = [], time.time(), start_step
+    try:
+      with _StopSignals() as signals:
+        while step < num_train_steps:
+          batch = next(batches, None)
+          if batch is None:
+            raise TrainConfigError(f"the training dataset ran out at step {step} of "
+                                   f"{num_train_steps}; make it repeat")
+          _check_local_batch(batch, local_rows, "train_dataset_fn")
+          state, step_metrics = train_step(state, shard_batch(batch, mesh, batch_size),
+                                           dropout_key)
+          step += 1
+          history.append(step_metrics)
+          if not skip_nonfinite_steps and float(step_metrics["nonfinite"]):
+            raise FloatingPointError(
+                f"non-finite loss or gradients at step {step} (its update was not applied); "
+                f"the last checkpoint is step {manager.latest_step()}. Set "
+                f"train.skip_nonfinite_steps = True to skip such steps instead.")
+          if step % log_every == 0 or step == num_train_steps:
+            now = time.time()
+            summary = _mean_over_steps(jax.device_get(history))
+            tokens = summary.pop("target_tokens")
+            summary["tokens_per_second"] = tokens / (now - last_time)
+            summary["steps_per_second"] = len(history) / (now - last_time)
+            summary["skipped_steps"] = int(state.skipped_steps)
+            writer.write(step, summary, "train")
+            progress.update(step, summary["loss"], summary["tokens_per_second"])
+            history, last_time = [], now
+          if step % save_checkpoint_every == 0:
+            save(step)
+          if (eval_every and step % eval_every == 0) or step == num_train_steps:
+            validate(step)
+          if signals.should_stop(manager, step) and step < num_train_steps:
+            save(step)  # Completed by the `finally` below.
+            raise Preempted(signals.signum, step)
+        save(step)
+    finally:
+      manager.wait_until_finished()
+      manager.close()
+      writer.close()
+      progress.close()
+  return state
+
+
+# --------------------------------------------------------------------------- command line
+
+
+@gin.configurable
+def initialize_distributed(enabled: bool = False, coordinator_address: Optional[str] = None,
+                           num_processes: Optional[int] = None,
+                           process_id: Optional[int] = None) -> None:
+  """`jax.distributed.initialize` for multi-process runs (arguments auto-detected on TPU pods,
+  SLURM and Open MPI when None)."""
+  if enabled:
+    jax.distributed.initialize(coordinator_address=coordinator_address,
+                               num_processes=num_processes, process_id=process_id)
+
+
+def _log_to_stderr() -> None:
+  """INFO lines of the `padir` loggers on stderr (absl owns the root logger, at WARNING)."""
+  handler = logging.StreamHandler(sys.stderr)
+  handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s] %(message)s"))
+  package_logger = logging.getLogger("padir")
+  if not package_logger.handlers:
+    package_logger.addHandler(handler)
+  package_logger.setLevel(logging.INFO)
+  package_logger.propagate = False
+
+
+USAGE = """\
+padir train --gin_file=FILE [--gin_file=FILE ...] [--gin.NAME=VALUE ...] --model_dir=DIR
+
+Trains the model the gin files configure (T5X-style flags), e.g.
+  padir train --gin_file=gin/models/ar_tiny.gin --gin_file=gin/runs/train.gin \\
+    --gin.MIXTURE_OR_TASK_NAME="'my_task'" --gin.TRAIN_STEPS=1000 --model_dir=/tmp/ar_tiny
+Run the same command again to resume from the newest checkpoint in --model_dir.
+"""
+
+
+def main(argv: Sequence[str]) -> int:
+  gin_files, gin_bindings, rest = gin_utils.parse_gin_flags(argv)
+  parser = argparse.ArgumentParser(prog="padir train", usage=USAGE)
+  parser.add_argument("--model_dir", help="run directory (sets the gin macro MODEL_DIR)")
+  parser.add_argument("--multihost", action="store_true",
+                      help="call jax.distributed.initialize() (initialize_distributed.enabled)")
+  args = parser.parse_args(rest)
+  if not gin_files:
+    parser.error("at least one --gin_file is needed (a model and a run config)")
+  if args.model_dir:
+    gin_bindings = [f"MODEL_DIR = {args.model_dir!r}"] + list(gin_bindings)
+  _log_to_stderr()
+  try:
+    gin_utils.parse_gin(gin_files, gin_bindings)
+    initialize_distributed(**({"enabled": True} if args.multihost else {}))
+    train(**({"model_dir": args.model_dir} if args.model_dir else {}))
+  except Preempted as e:
+    logger.warning("%s", e)
+    return 128 + e.signum
+  except (gin_utils.GinFlagError, TrainConfigError, checkpoints.CheckpointMismatchError,
+          checkpoints.NoUsableCheckpointError, FloatingPointError) as e:
+    print(f"padir train: error: {e}", file=sys.stderr)
+    return 2 if isinstance(e, (gin_utils.GinFlagError, TrainConfigError)) else 1
+  return 0
