@@ -69,6 +69,13 @@ def get_mixture_or_task(name: str, module: Union[None, str, Sequence[str]] = Non
   return seqio.get_mixture_or_task(name)
 
 
+@gin.configurable
+def task_vocabulary(mixture_or_task_name: str, module: Union[None, str, Sequence[str]] = None):
+  """The targets vocabulary of a task: gin's `VOCABULARY = @data.task_vocabulary()`, so the
+  model's special ids always come from the vocabulary its data was tokenized with."""
+  return get_mixture_or_task(mixture_or_task_name, module).output_features["targets"].vocabulary
+
+
 def default_feature_converter(mixture_or_task, pack: bool = False) -> seqio.FeatureConverter:
   """PadirFeatureConverter for PaDIR tasks (they have noised targets), else ARFeatureConverter."""
   if preprocessors.NOISED_FEATURE in mixture_or_task.output_features:
