@@ -4,6 +4,10 @@ import pathlib
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
 os.environ.setdefault("JAX_PLATFORMS", "cpu")
+# Tests check correctness, not speed: XLA's cheapest CPU compile (about 5x faster compiles).
+if "xla_backend_optimization_level" not in os.environ.get("XLA_FLAGS", ""):
+  os.environ["XLA_FLAGS"] = (os.environ.get("XLA_FLAGS", "") + " --xla_backend_optimization_level=0"
+                             " --xla_llvm_disable_expensive_passes=true").strip()
 
 import jax  # pylint: disable=g-import-not-at-top
 import pytest  # pylint: disable=g-import-not-at-top
@@ -23,3 +27,70 @@ def multi30k_dir():
   if not (path / "train.en.gz").exists():
     pytest.skip(f"real data not found at {path} (it lives beside the project, see its README)")
   return path
+
+
+# ------------------------------------------------------------------------------------------------
+# One tiny trained AR and one tiny trained PaDIR checkpoint per session, trained by the real
+# trainer (`padir train`'s main, in-process) for a few steps on a small built-in corpus with the
+# `test` network, and shared by every test that needs a checkpoint (translator, eval, distill).
+
+TINY_MAX_LENGTH = 32
+TINY_TRAIN_STEPS = 20
+TINY_SAVE_EVERY = 10
+
+
+@pytest.fixture(scope="session")
+def tiny_corpus(tmp_path_factory):
+  """The `tinytest_ar` / `tinytest_padir` tasks (2000 training pairs, 300 pieces), generated
+  into this session's tmp dir. Returns a dict: ar_task, padir_task, data_dir (the corpus files)."""
+  import seqio  # pylint: disable=g-import-not-at-top  (only for tests that need data)
+  from tasks import builtin  # pylint: disable=g-import-not-at-top
+  data_dir = tmp_path_factory.mktemp("tinytest") / "corpus"  # Created by the generator.
+  ar_task, padir_task = builtin.register_builtin(
+      "tinytest", num_train=2000, num_validation=20, num_test=20, vocab_size=300,
+      max_target_length=TINY_MAX_LENGTH, data_dir=str(data_dir))
+  vocabulary = seqio.get_mixture_or_task(ar_task).output_features["targets"].vocabulary
+  assert vocabulary.special_tokens.num_pieces > 4  # Generates the corpus and its vocabulary.
+  return {"ar_task": ar_task, "padir_task": padir_task, "data_dir": str(data_dir)}
+
+
+def _train_tiny(tmp_path_factory, corpus, kind: str) -> str:
+  import gin  # pylint: disable=g-import-not-at-top
+  from padir import trainer  # pylint: disable=g-import-not-at-top
+  gin.clear_config()  # `padir train` finalizes (locks) the config it parses.
+  root = tmp_path_factory.mktemp(f"tiny_{kind}")
+  experiment = root / "experiment.gin"
+  experiment.write_text("\n".join([
+      "from __gin__ import dynamic_registration",
+      "from padir import network",
+      "from padir import optimizers",
+      "from padir import preprocessors",
+      "from padir import trainer",
+      f"MIXTURE_OR_TASK_NAME = '{corpus[kind + '_task']}'",
+      f"TASK_FEATURE_LENGTHS = {{'inputs': {TINY_MAX_LENGTH}, 'targets': {TINY_MAX_LENGTH}}}",
+      "network.get_config.name = 'test'",
+      "network.get_config.dropout_rate = 0.0",
+      "optimizers.adamw.learning_rate = 0.003",
+      "trainer.train.eval_dataset_fn = None",
+      "trainer.train.log_every = 10",
+  ] + (["preprocessors.padir_noise.init_scheme = %DECODER_INPUT_SCHEME"]
+       if kind == "padir" else [])) + "\n")
+  model_dir = str(root / "model")
+  rc = trainer.main([f"--gin_file=models/{kind}_tiny.gin", "--gin_file=runs/train.gin",
+                     f"--gin_file={experiment}", f"--gin.TRAIN_STEPS={TINY_TRAIN_STEPS}",
+                     "--gin.BATCH_SIZE=16", f"--gin.SAVE_EVERY={TINY_SAVE_EVERY}",
+                     f"--model_dir={model_dir}"])
+  assert rc == 0, f"training the tiny {kind} model failed (rc {rc})"
+  return model_dir
+
+
+@pytest.fixture(scope="session")
+def tiny_ar_dir(tmp_path_factory, tiny_corpus):
+  """Model dir of a tiny AR run (checkpoints at steps 10 and 20, config.gin)."""
+  return _train_tiny(tmp_path_factory, tiny_corpus, "ar")
+
+
+@pytest.fixture(scope="session")
+def tiny_padir_dir(tmp_path_factory, tiny_corpus):
+  """Model dir of a tiny PaDIR run (checkpoints at steps 10 and 20, config.gin)."""
+  return _train_tiny(tmp_path_factory, tiny_corpus, "padir")

@@ -1,0 +1,268 @@
+"""`padir distill`: sequence-level knowledge distillation with an AR teacher, in one command.
+
+  padir distill --teacher_dir runs/ar_tiny --task builtin_ar --output distilled/builtin
+  # -> distilled/builtin/distilled.tsv; tasks builtin_distilled_ar and builtin_distilled_padir
+
+Sources, one sentence each: a task split's source texts (`--task NAME [--split train]`), the
+source column of a `source<TAB>target` TSV (`--input_tsv F`) or the lines of a text file
+(`--source_file F`). The teacher (a `padir train` AR run, rebuilt from its saved gin config)
+translates them through the translate path (`padir.translator`) with beam search, 4 beams, by
+default (`--decode_method greedy` for greedy). Every `--shard_size` sources make one shard,
+`shards/shard-NNNNN.tsv` (`source<TAB>translation`, one line per source, in order), written to a
+`.tmp` file and renamed when complete; the shards are then merged into `distilled.tsv`, which is
+registered as local TSV tasks `NAME_ar` / `NAME_padir` (`tasks.local`, train split = the distilled
+pairs; pairs with an empty side are dropped there).
+
+Resuming: `distill.json` records the settings (teacher dir and step, sources, shard size,
+decoding, gin flags). Re-running with the same settings skips finished shards (a leftover `.tmp`
+is redone), so an interrupted run ends with the same `distilled.tsv` as an uninterrupted one;
+other settings in the same output dir are refused.
+"""
+import argparse
+import dataclasses
+import itertools
+import json
+import logging
+import os
+import re
+import sys
+from typing import Any, Dict, Iterator, List, Optional, Sequence
+
+import tqdm
+
+from padir import gin_utils
+from padir import models
+from padir import translator as translator_lib
+
+logger = logging.getLogger(__name__)
+
+DISTILL_GIN_FILE = "runs/distill.gin"
+SETTINGS_FILE = "distill.json"
+SHARDS_SUBDIR = "shards"
+OUTPUT_TSV = "distilled.tsv"
+DECODE_METHODS = ("beam", "greedy")
+
+
+@dataclasses.dataclass(frozen=True)
+class Sources:
+  """Where the source sentences come from: exactly one of `task`, `input_tsv`, `source_file`."""
+  task: Optional[str] = None
+  split: str = "train"
+  input_tsv: Optional[str] = None
+  source_file: Optional[str] = None
+  task_modules: Sequence[str] = ("tasks.builtin",)
+
+  def __post_init__(self):
+    given = [x for x in (self.task, self.input_tsv, self.source_file) if x is not None]
+    if len(given) != 1:
+      raise ValueError("give exactly one of --task, --input_tsv, --source_file")
+    for path in (self.input_tsv, self.source_file):
+      if path is not None and not os.path.isfile(path):
+        raise FileNotFoundError(f"source file {path} does not exist")
+
+  def describe(self) -> Dict[str, Any]:
+    """The settings that determine the sentences (for distill.json)."""
+    if self.task is not None:
+      return {"task": self.task, "split": self.split}
+    if self.input_tsv is not None:
+      return {"input_tsv": os.path.abspath(self.input_tsv)}
+    return {"source_file": os.path.abspath(self.source_file)}
+
+  def default_name(self) -> str:
+    """`builtin_ar` -> `builtin_distilled`; `data/train.en` -> `train_en_distilled`."""
+    if self.task is not None:
+      base = re.sub(r"_(ar|padir)$", "", self.task)
+    else:
+      base = os.path.basename(self.input_tsv or self.source_file)
+      base = re.sub(r"\.(gz|tsv|txt)$", "", re.sub(r"\.gz$", "", base))
+    return re.sub(r"[^A-Za-z0-9_]", "_", base) + "_distilled"
+
+  def __iter__(self) -> Iterator[str]:
+    """The source sentences, in order (UTF-8 errors and TSV lines without a tab are named)."""
+    from padir import data  # pylint: disable=g-import-not-at-top  (seqio only when reading)
+    if self.task is not None:
+      for example in data.iterate_examples(self.task, self.split, module=self.task_modules):
+        yield example["inputs_text"]
+    elif self.input_tsv is not None:
+      for number, line in enumerate(data.iter_text_lines(self.input_tsv), start=1):
+        if line.count("\t") != 1:
+          raise data.TextFileError(f"{self.input_tsv}:{number}: expected 'source<TAB>target', "
+                                   f"found {line.count(chr(9))} tabs")
+        yield line.split("\t")[0]
+    else:
+      yield from data.iter_text_lines(self.source_file)
+
+
+@dataclasses.dataclass(frozen=True)
+class DistillResult:
+  """What `distill` made: the merged TSV, its two tasks and the teacher step used."""
+  tsv: str
+  ar_task: str
+  padir_task: str
+  num_examples: int
+  teacher_step: int
+
+
+def _one_line(text: str) -> str:
+  """A TSV field: whitespace runs (tabs, newlines) become single spaces."""
+  return " ".join(text.split())
+
+
+def _shard_path(output_dir: str, index: int) -> str:
+  return os.path.join(output_dir, SHARDS_SUBDIR, f"shard-{index:05d}.tsv")
+
+
+def _check_settings(output_dir: str, settings: Dict[str, Any]) -> None:
+  """Writes distill.json, or checks that the one there has the same settings."""
+  path = os.path.join(output_dir, SETTINGS_FILE)
+  if os.path.exists(path):
+    with open(path) as f:
+      saved = json.load(f)
+    if saved != settings:
+      changed = sorted(k for k in set(saved) | set(settings) if saved.get(k) != settings.get(k))
+      raise ValueError(f"--output {output_dir} holds a distillation with other settings "
+                       f"(different {changed}; see {path}): use another --output dir, or the "
+                       f"same settings to resume")
+    return
+  os.makedirs(output_dir, exist_ok=True)
+  with open(path + ".tmp", "w") as f:
+    json.dump(settings, f, indent=2)
+  os.replace(path + ".tmp", path)
+
+
+def _write_shard(path: str, sources: Sequence[str], targets: Sequence[str]) -> None:
+  tmp = path + ".tmp"
+  with open(tmp, "w", encoding="utf-8") as f:
+    f.writelines(f"{_one_line(s)}\t{t}\n" for s, t in zip(sources, targets))
+  os.replace(tmp, path)
+
+
+def _merge(shards: Sequence[str], path: str) -> int:
+  """Concatenates the shards into `path` (atomically); returns the number of lines."""
+  count = 0
+  with open(path + ".tmp", "w", encoding="utf-8") as out:
+    for shard in shards:
+      with open(shard, encoding="utf-8") as f:
+        for line in f:
+          out.write(line)
+          count += 1
+  os.replace(path + ".tmp", path)
+  return count
+
+
+def distill(teacher_dir: str,
+            sources: Sources,
+            output_dir: str,
+            *,
+            shard_size: int = 10_000,
+            decode_method: str = "beam",
+            beam_size: int = 4,
+            name: Optional[str] = None,
+            checkpoint_step: Optional[int] = None,
+            gin_files: Sequence[str] = (),
+            gin_bindings: Sequence[str] = (),
+            progress: bool = False) -> DistillResult:
+  """Translates `sources` with the AR teacher into `output_dir` and registers the result.
+
+  Args:
+    teacher_dir: the teacher's `padir train` model dir.
+    sources: the source sentences.
+    output_dir: shards, distilled.tsv and distill.json go here.
+    shard_size: sources per shard (the unit of resuming).
+    decode_method: 'beam' or 'greedy'.
+    beam_size: beams of 'beam'.
+    name: corpus name of the registered tasks (default `sources.default_name()`).
+    checkpoint_step: the teacher's step (default: its newest).
+    gin_files, gin_bindings: overrides, after gin/runs/infer.gin and gin/runs/distill.gin.
+    progress: show a tqdm bar.
+
+  Returns:
+    The merged TSV, the AR and PaDIR task names and the teacher step.
+  """
+  if shard_size < 1:
+    raise ValueError(f"--shard_size={shard_size} must be >= 1")
+  if decode_method not in DECODE_METHODS:
+    raise ValueError(f"--decode_method={decode_method!r}: expected one of {DECODE_METHODS}")
+  teacher = translator_lib.Translator.from_checkpoint(
+      teacher_dir, checkpoint_step, gin_bindings, [DISTILL_GIN_FILE, *gin_files])
+  if not isinstance(teacher.model, models.ARModel):
+    raise ValueError(f"--teacher_dir {teacher.model_dir} holds a {type(teacher.model).__name__}; "
+                     "distill with an AR teacher (an ARModel run)")
+  decoder_params = {"decode_method": decode_method}
+  if decode_method == "beam":
+    decoder_params["beam_size"] = beam_size
+  settings = {"teacher_dir": teacher.model_dir, "teacher_step": teacher.step,
+              "sources": sources.describe(), "shard_size": shard_size,
+              "decoder_params": decoder_params, "gin_files": list(gin_files),
+              "gin_bindings": list(gin_bindings)}
+  _check_settings(output_dir, settings)
+  os.makedirs(os.path.join(output_dir, SHARDS_SUBDIR), exist_ok=True)
+
+  shards: List[str] = []
+  stream = iter(sources)
+  with tqdm.tqdm(disable=not progress, unit="sentence", file=sys.stderr,
+                 dynamic_ncols=True) as bar:
+    while True:
+      chunk = list(itertools.islice(stream, shard_size))
+      if not chunk:
+        break
+      path = _shard_path(output_dir, len(shards))
+      if not os.path.exists(path):
+        _write_shard(path, chunk, teacher.translate(chunk, decoder_params))
+      shards.append(path)
+      bar.update(len(chunk))
+  tsv = os.path.join(output_dir, OUTPUT_TSV)
+  count = _merge(shards, tsv)
+
+  from tasks import local  # pylint: disable=g-import-not-at-top  (seqio only when registering)
+  ar_task, padir_task = local.register_parallel_text(
+      name or sources.default_name(), vocabulary=teacher.vocabulary, tsv=tsv, overwrite=True)
+  logger.info("distilled %d sentences into %s with %s (step %d); tasks %s, %s", count, tsv,
+              teacher.model_dir, teacher.step, ar_task, padir_task)
+  return DistillResult(tsv, ar_task, padir_task, count, teacher.step)
+
+
+USAGE = """\
+padir distill --teacher_dir DIR (--task NAME [--split train] | --input_tsv F | --source_file F)
+              --output DIR [--shard_size N] [--decode_method beam|greedy] [--beam_size 4]
+              [--name NAME] [--checkpoint_step N] [--gin_file F ...] [--gin.NAME=VALUE ...]
+
+Translates the sources with an AR teacher into DIR/distilled.tsv (source<TAB>translation) and
+registers it as the tasks NAME_ar / NAME_padir. Re-run the same command to resume.
+"""
+
+
+def main(argv: Sequence[str]) -> int:
+  gin_files, gin_bindings, rest = gin_utils.parse_gin_flags(argv)
+  parser = argparse.ArgumentParser(prog="padir distill", usage=USAGE)
+  parser.add_argument("--teacher_dir", required=True, help="the AR teacher's --model_dir")
+  parser.add_argument("--checkpoint_step", type=int, default=None, help="default: the newest")
+  parser.add_argument("--task", help="a registered seqio task whose source texts to distill")
+  parser.add_argument("--split", default="train")
+  parser.add_argument("--module", action="append", default=None,
+                      help="module registering --task (repeatable; default tasks.builtin)")
+  parser.add_argument("--input_tsv", help="a source<TAB>target TSV (its sources are used)")
+  parser.add_argument("--source_file", help="a text file, one source sentence a line")
+  parser.add_argument("--output", required=True, help="output directory")
+  parser.add_argument("--shard_size", type=int, default=10_000)
+  parser.add_argument("--decode_method", default="beam", choices=DECODE_METHODS)
+  parser.add_argument("--beam_size", type=int, default=4)
+  parser.add_argument("--name", default=None,
+                      help="corpus name of the registered tasks (default: from the sources)")
+  args = parser.parse_args(rest)
+  translator_lib.log_to_stderr()
+  try:
+    sources = Sources(task=args.task, split=args.split, input_tsv=args.input_tsv,
+                      source_file=args.source_file,
+                      task_modules=tuple(args.module or ["tasks.builtin"]))
+    result = distill(args.teacher_dir, sources, args.output, shard_size=args.shard_size,
+                     decode_method=args.decode_method, beam_size=args.beam_size,
+                     name=args.name, checkpoint_step=args.checkpoint_step,
+                     gin_files=gin_files, gin_bindings=gin_bindings, progress=True)
+  except translator_lib.USER_ERRORS as e:
+    logger.debug("padir distill failed", exc_info=True)
+    print(f"padir distill: error: {e}", file=sys.stderr)
+    return 1
+  print(f"wrote {result.tsv} ({result.num_examples} pairs, teacher step {result.teacher_step})")
+  print(f"registered tasks: {result.ar_task} {result.padir_task}")
+  return 0

@@ -1,0 +1,520 @@
+"""Translation with a checkpoint: the one path behind `padir infer`, `padir eval`,
+`padir distill` and the Python API.
+
+  translator = padir.Translator.from_checkpoint(
+      "runs/padir_tiny", gin_bindings=["models.PadirModel.num_decode_iterations = 8"])
+  translator.translate(["a dog sees the cat .", ""])  # -> ["...", ""], one output per input
+
+  padir infer --checkpoint_dir runs/padir_tiny --input src.txt --output hyp.txt \
+    [--checkpoint_step N] [--gin.models.PadirModel.num_decode_iterations=8]
+
+The path: text -> vocabulary ids + EOS -> examples sorted by length, cut into batches of at most
+`batch_size` rows, each padded to the first of a few `length_buckets` that fits and to a power of
+two rows (so `jax.jit` compiles once per shape bucket) -> jitted `model.predict_batch_with_aux`
+-> ids cut at EOS -> text, back in input order. Empty and whitespace-only lines (and lines that
+encode to no piece) give empty outputs without running the model; lines longer than the largest
+bucket are truncated (EOS kept) and counted in a warning.
+
+Gin: `from_checkpoint` replaces the gin config with the run's own record, `MODEL_DIR/config.gin`
+(written by `padir train`; it defines MODEL and VOCABULARY), then `gin/runs/infer.gin`
+(`checkpoint_model.model = %MODEL`, the `TranslatorOptions` and `TeacherReranking` defaults), then
+the given gin files and bindings. The saved config binds every model argument inside the scope of
+its macro (`MODEL/models.PadirModel.num_decode_iterations = 4`), which would shadow a plain
+override; an unscoped binding is therefore applied in every scope where the saved config binds the
+same parameter, so `--gin.models.PadirModel.num_decode_iterations=8` does what it says. (Gin
+*files* get no such help: in them, set decoding options with `TranslatorOptions.decoder_params`
+or bind the saved scope, `MODEL/models.PadirModel.num_decode_iterations = 8`.)
+"""
+import argparse
+import dataclasses
+import logging
+import os
+import re
+import sys
+from typing import Any, Dict, Iterable, List, Mapping, Optional, Sequence, Tuple
+
+import flax.linen as nn
+import gin
+import jax
+import numpy as np
+import tqdm
+
+from padir import checkpoints
+from padir import gin_utils
+from padir import models
+
+logger = logging.getLogger(__name__)
+
+INFER_GIN_FILE = "runs/infer.gin"
+# What a command-line entry point reports as a one-line error (bad paths, files, flags, configs).
+USER_ERRORS = (OSError, ValueError, checkpoints.NoUsableCheckpointError)
+_BINDING_KEY = re.compile(r"^([A-Za-z_][\w./]*)\s*=")  # A binding's key at the start of a line.
+
+
+class CheckpointDirError(FileNotFoundError):
+  """A checkpoint dir that is missing, empty or not a `padir train` model dir; named in the
+  message."""
+
+
+@gin.configurable
+def checkpoint_model(model=gin.REQUIRED):
+  """The model a checkpoint's gin config builds (gin/runs/infer.gin: `model = %MODEL`)."""
+  return model
+
+
+@gin.configurable
+@dataclasses.dataclass(frozen=True)
+class TranslatorOptions:
+  """How a `Translator` batches and decodes (gin: `TranslatorOptions.batch_size = 16`).
+
+  Attributes:
+    batch_size: most sentences per model call.
+    length_buckets: padded source lengths (pieces + EOS), ascending; a batch is padded to the
+      first that fits its longest source, longer sources are truncated to the last.
+    decoder_params: overrides of the model's decoding options for every call (PaDIR:
+      `RefinementConfig` fields such as {'num_decode_iterations': 8, 'length_beam': 3}; AR:
+      {'decode_method': 'greedy'} or {'beam_size': 8}); `translate(decoder_params=...)` adds to
+      them.
+    seed: PRNG seed of random initial decoder inputs and sampling (the same key for every batch).
+  """
+  batch_size: int = 64
+  length_buckets: Tuple[int, ...] = (16, 32, 64, 128)
+  decoder_params: Optional[Mapping[str, Any]] = None
+  seed: int = 0
+
+  def __post_init__(self):
+    if self.batch_size < 1:
+      raise ValueError(f"TranslatorOptions.batch_size={self.batch_size} must be >= 1")
+    buckets = tuple(self.length_buckets)
+    if not buckets or min(buckets) < 2 or list(buckets) != sorted(set(buckets)):
+      raise ValueError(f"TranslatorOptions.length_buckets={buckets}: expected strictly "
+                       "increasing lengths >= 2 (pieces + EOS)")
+
+
+@gin.configurable
+@dataclasses.dataclass(frozen=True)
+class TeacherReranking:
+  """Rank a PaDIR model's candidates by an AR teacher's log-likelihood instead of their own
+  scores (`--gin.TeacherReranking.checkpoint_dir="'runs/ar'"`; None: off).
+
+  Attributes:
+    checkpoint_dir: the AR teacher's model dir (its own config.gin builds it).
+    step: its checkpoint step (None: the newest).
+    length_normalize: divide each candidate's log-probability by its length.
+  """
+  checkpoint_dir: Optional[str] = None
+  step: Optional[int] = None
+  length_normalize: bool = True
+
+
+@dataclasses.dataclass(frozen=True)
+class Teacher:
+  """An AR model with its parameters, ranking a PaDIR model's candidates."""
+  model: models.ARModel
+  params: Any
+  length_normalize: bool = True
+
+
+@dataclasses.dataclass
+class Prediction:
+  """One input line's translation.
+
+  Attributes:
+    text: the translation (one line; empty for an empty input).
+    tokens: [n] int32 output ids before EOS.
+    aux: this line's row of the model's aux (PaDIR: 'scores', 'iterations', 'lengths', and
+      'history' [I, T] with `return_history`, ...; AR: 'scores'); empty when the model did not
+      run (empty input).
+  """
+  text: str
+  tokens: np.ndarray
+  aux: Dict[str, np.ndarray]
+
+
+# ----------------------------------------------------------------------------------------------
+# Checkpoint dirs and their gin config.
+
+
+def resolve_model_dir(path: str, step: Optional[int] = None) -> Tuple[str, Optional[int]]:
+  """The model dir (holding config.gin) of a model dir, its checkpoints/ dir or a step dir.
+
+  Returns:
+    (model_dir, step): `step` as given, or the step of a step dir.
+
+  Raises:
+    CheckpointDirError: the path is missing or no `padir train` model dir.
+  """
+  path = os.path.abspath(path)
+  if not os.path.isdir(path):
+    raise CheckpointDirError(f"checkpoint dir {path} does not exist")
+  candidates = [(path, step), (os.path.dirname(path), step)]
+  if os.path.basename(path).isdigit():  # model_dir/checkpoints/<step>
+    candidates.append((os.path.dirname(os.path.dirname(path)), int(os.path.basename(path))))
+    if step is not None and step != candidates[-1][1]:
+      raise CheckpointDirError(f"checkpoint dir {path} is step {candidates[-1][1]}, not {step}")
+  for model_dir, model_step in candidates:
+    if os.path.isfile(os.path.join(model_dir, checkpoints.CONFIG_FILE)):
+      return model_dir, model_step
+  raise CheckpointDirError(
+      f"checkpoint dir {path} has no {checkpoints.CONFIG_FILE} (nor its parents): give the "
+      f"--model_dir of a `padir train` run")
+
+
+def scoped_overrides(config_text: str, bindings: Sequence[str]) -> List[str]:
+  """Copies of unscoped `bindings` into each scope where `config_text` binds the same parameter.
+
+  Gin prefers a scoped binding to an unscoped one, and a saved operative config binds model
+  arguments inside their macro's scope (`MODEL/models.PadirModel.num_decode_iterations = 4`):
+  `models.PadirModel.num_decode_iterations = 8` becomes also
+  `MODEL/models.PadirModel.num_decode_iterations = 8`. Keys match when one is a dotted suffix of
+  the other (`PadirModel.x` matches `models.PadirModel.x`).
+  """
+  saved = {}  # unscoped key -> scopes binding it
+  for line in config_text.splitlines():
+    match = _BINDING_KEY.match(line)
+    if match and "/" in match.group(1):
+      scope, key = match.group(1).rsplit("/", 1)
+      saved.setdefault(key, set()).add(scope)
+  extra = []
+  for binding in bindings:
+    match = _BINDING_KEY.match(binding.strip())
+    if not match or "/" in match.group(1):
+      continue
+    key, value = match.group(1), binding.split("=", 1)[1].strip()
+    for saved_key, scopes in sorted(saved.items()):
+      if saved_key == key or saved_key.endswith("." + key) or key.endswith("." + saved_key):
+        extra += [f"{scope}/{saved_key} = {value}" for scope in sorted(scopes)]
+  return extra
+
+
+def parse_run_config(model_dir: str, gin_files: Sequence[str] = (),
+                     gin_bindings: Sequence[str] = ()) -> None:
+  """Replaces the gin config with `model_dir/config.gin` + `gin/runs/infer.gin` + `gin_files` +
+  `gin_bindings` (unscoped bindings also override the saved scoped ones, see
+  `scoped_overrides`). The saved config imports the modules it configures.
+
+  Raises:
+    gin_utils.GinFlagError: a bad saved config, gin file or binding, named in the message.
+  """
+  config_path = os.path.join(model_dir, checkpoints.CONFIG_FILE)
+  with open(config_path) as f:
+    config_text = f.read()
+  gin.clear_config()
+  try:
+    gin.parse_config(config_text)
+  except Exception as e:  # gin raises several types; keep its message, add the file.
+    raise gin_utils.GinFlagError(f"gin config {config_path}: {e}") from e
+  bindings = list(gin_bindings)
+  gin_utils.parse_gin([INFER_GIN_FILE, *gin_files],
+                      bindings + scoped_overrides(config_text, bindings), finalize=False)
+
+
+def _built_model(model_dir: str) -> models.BaseModel:
+  try:
+    return checkpoint_model()
+  except Exception as e:  # gin wraps the model's own errors; the message says which.
+    raise gin_utils.GinFlagError(
+        f"building the model of {model_dir}/{checkpoints.CONFIG_FILE} (its MODEL macro): "
+        f"{e}") from e
+
+
+def load_model_params(model: models.BaseModel, model_dir: str,
+                      step: Optional[int] = None) -> Tuple[Any, int]:
+  """Loads and checks `model`'s parameters from `model_dir` onto the default device.
+
+  Returns:
+    (params, step).
+
+  Raises:
+    CheckpointDirError: no complete checkpoint (or not `step`) in the model dir.
+    checkpoints.CheckpointMismatchError: the checkpoint is of another model config.
+  """
+  shapes = {"encoder_input_tokens": (1, 2), "decoder_input_tokens": (1, 2)}
+  abstract = jax.eval_shape(
+      lambda rng: nn.meta.unbox(model.get_initial_variables(rng, shapes)["params"]),
+      jax.random.PRNGKey(0))
+  directory = checkpoints.checkpoint_dir(model_dir)
+  if not os.path.isdir(directory):
+    raise CheckpointDirError(f"checkpoint dir {model_dir} has no {checkpoints.CHECKPOINTS_SUBDIR}/"
+                             " (has training saved a checkpoint yet?)")
+  try:
+    params, step = checkpoints.load_params(model_dir, step, abstract)
+  except FileNotFoundError as e:
+    raise CheckpointDirError(f"checkpoint dir {model_dir}: {e}") from e
+  return jax.device_put(params), step
+
+
+# ----------------------------------------------------------------------------------------------
+# The translator.
+
+
+def _next_power_of_two(n: int) -> int:
+  return 1 << max(n - 1, 0).bit_length()
+
+
+def _check_decoder_params(model: models.BaseModel, decoder_params: Mapping[str, Any]) -> None:
+  """Raises ValueError naming unknown or invalid decoding overrides (before tracing)."""
+  if isinstance(model, models.PadirModel):
+    allowed = [f.name for f in dataclasses.fields(model.refinement_config)]
+  else:
+    allowed = list(model.decode_params)
+  unknown = sorted(set(decoder_params) - set(allowed))
+  if unknown:
+    raise ValueError(f"decoder_params {unknown} unknown to {type(model).__name__}; it accepts "
+                     f"{allowed}")
+  if isinstance(model, models.PadirModel):
+    dataclasses.replace(model.refinement_config, **decoder_params)  # Validates the values.
+
+
+class Translator:
+  """Translates lines of text with a model and its parameters (see the module docstring).
+
+  Args:
+    model: an `ARModel` or `PadirModel` with a vocabulary.
+    params: its parameters.
+    options: batching and decoding options (default `TranslatorOptions()`, i.e. gin's).
+    teacher: optional AR teacher ranking a PaDIR model's candidates.
+    model_dir: the run the parameters come from (for `load_step`).
+    step: their checkpoint step.
+  """
+
+  def __init__(self, model: models.BaseModel, params: Any,
+               options: Optional[TranslatorOptions] = None, teacher: Optional[Teacher] = None,
+               model_dir: Optional[str] = None, step: Optional[int] = None):
+    if model.vocabulary is None:
+      raise ValueError(f"{type(model).__name__} has no vocabulary to encode text with: set its "
+                       "`vocabulary` (gin: VOCABULARY)")
+    if teacher is not None:
+      if not isinstance(model, models.PadirModel):
+        raise ValueError(f"teacher reranking ranks PaDIR candidates; this model is a "
+                         f"{type(model).__name__}")
+      if teacher.model.special_tokens.num_pieces != model.special_tokens.num_pieces:
+        raise ValueError(f"the teacher's vocabulary has {teacher.model.special_tokens.num_pieces} "
+                         f"pieces, the model's {model.special_tokens.num_pieces}: they must "
+                         "share one vocabulary")
+    self.model = model
+    self.params = params
+    self.options = options if options is not None else TranslatorOptions()
+    self.teacher = teacher
+    self.model_dir = model_dir
+    self.step = step
+    self._jitted = {}  # sorted decoder_params items -> the jitted predict function.
+
+  @classmethod
+  def from_checkpoint(cls, checkpoint_dir: str, step: Optional[int] = None,
+                      gin_bindings: Sequence[str] = (),
+                      gin_files: Sequence[str] = ()) -> "Translator":
+    """Rebuilds a run's model and vocabulary from its saved gin config and loads a checkpoint.
+
+    Replaces the process's gin config (see the module docstring).
+
+    Args:
+      checkpoint_dir: a `padir train` model dir (or its checkpoints/ dir, or a step dir).
+      step: the checkpoint step (None: the newest readable one).
+      gin_bindings: overrides, e.g. "models.PadirModel.num_decode_iterations = 8",
+        "TranslatorOptions.batch_size = 16", "TeacherReranking.checkpoint_dir = 'runs/ar'".
+      gin_files: more gin files, parsed after gin/runs/infer.gin.
+
+    Raises:
+      CheckpointDirError, gin_utils.GinFlagError, checkpoints.CheckpointMismatchError: with the
+      dir, file or binding named.
+    """
+    model_dir, step = resolve_model_dir(checkpoint_dir, step)
+    parse_run_config(model_dir, gin_files, gin_bindings)
+    model = _built_model(model_dir)
+    options, reranking = TranslatorOptions(), TeacherReranking()
+    params, step = load_model_params(model, model_dir, step)
+    teacher = None
+    if reranking.checkpoint_dir is not None:
+      teacher_dir, teacher_step = resolve_model_dir(reranking.checkpoint_dir, reranking.step)
+      parse_run_config(teacher_dir)
+      teacher_model = _built_model(teacher_dir)
+      if not isinstance(teacher_model, models.ARModel):
+        raise ValueError(f"TeacherReranking.checkpoint_dir={teacher_dir} holds a "
+                         f"{type(teacher_model).__name__}; the teacher must be an ARModel")
+      teacher_params, _ = load_model_params(teacher_model, teacher_dir, teacher_step)
+      teacher = Teacher(teacher_model, teacher_params, reranking.length_normalize)
+    return cls(model, params, options, teacher, model_dir=model_dir, step=step)
+
+  @property
+  def vocabulary(self):
+    return self.model.output_vocabulary
+
+  def load_step(self, step: Optional[int] = None) -> int:
+    """Replaces the parameters by another checkpoint of the same run (compiled functions are
+    kept). Returns the step loaded."""
+    if self.model_dir is None:
+      raise ValueError("load_step needs a translator made by from_checkpoint")
+    self.params, self.step = load_model_params(self.model, self.model_dir, step)
+    return self.step
+
+  def translate(self, lines: Iterable[str], decoder_params: Optional[Mapping[str, Any]] = None,
+                progress: bool = False) -> List[str]:
+    """One translation per line, in order (see `predict`)."""
+    return [p.text for p in self.predict(lines, decoder_params, progress)]
+
+  def predict(self, lines: Iterable[str], decoder_params: Optional[Mapping[str, Any]] = None,
+              progress: bool = False) -> List[Prediction]:
+    """Translates `lines`, returning texts, ids and the model's aux per line, in order.
+
+    Args:
+      lines: source sentences (surrounding whitespace is ignored, as in the tasks).
+      decoder_params: decoding overrides for this call, on top of `options.decoder_params`.
+      progress: show a tqdm bar on stderr.
+    """
+    lines = list(lines)
+    params = {**(self.options.decoder_params or {}), **(decoder_params or {})}
+    predict_fn = self._predict_fn(params)
+    encoded = self._encode(lines)
+    order = sorted((i for i, ids in enumerate(encoded) if ids is not None),
+                   key=lambda i: len(encoded[i]))
+    empty = Prediction("", np.zeros((0,), np.int32), {})
+    results = [empty] * len(lines)
+    rng = jax.random.PRNGKey(self.options.seed)
+    teacher_params = None if self.teacher is None else self.teacher.params
+    with tqdm.tqdm(total=len(lines), disable=not progress, unit="line", file=sys.stderr,
+                   dynamic_ncols=True) as bar:
+      bar.update(len(lines) - len(order))
+      for start in range(0, len(order), self.options.batch_size):
+        indices = order[start:start + self.options.batch_size]
+        batch = self._pad([encoded[i] for i in indices])
+        tokens, aux = jax.device_get(predict_fn(self.params, teacher_params, batch, rng))
+        for row, i in enumerate(indices):
+          results[i] = self._prediction(tokens[row], {k: v[row] for k, v in aux.items()})
+        bar.update(len(indices))
+    return results
+
+  def _encode(self, lines: Sequence[str]) -> List[Optional[np.ndarray]]:
+    """Ids + EOS per line ([n] int32), None for lines without pieces; truncates and counts."""
+    limit = self.options.length_buckets[-1]
+    eos = self.model.special_tokens.eos_id
+    encoded, truncated = [], 0
+    for line in lines:
+      ids = list(self.vocabulary.encode(line.strip())) if line.strip() else []
+      if not ids:
+        encoded.append(None)
+        continue
+      if len(ids) >= limit:
+        truncated += 1
+        ids = ids[:limit - 1]
+      encoded.append(np.asarray(ids + [eos], np.int32))
+    if truncated:
+      logger.warning("%d of %d input lines were longer than %d pieces and were truncated "
+                     "(TranslatorOptions.length_buckets)", truncated, len(lines), limit - 1)
+    return encoded
+
+  def _pad(self, rows: Sequence[np.ndarray]) -> np.ndarray:
+    """[n] id rows -> [R, L] int32: L the first bucket that fits, R the next power of two (at
+    most batch_size); the extra rows hold a lone EOS."""
+    longest = max(len(r) for r in rows)
+    length = next(b for b in self.options.length_buckets if b >= longest)
+    num_rows = min(self.options.batch_size, _next_power_of_two(len(rows)))
+    batch = np.zeros((num_rows, length), np.int32)
+    batch[len(rows):, 0] = self.model.special_tokens.eos_id
+    for i, ids in enumerate(rows):
+      batch[i, :len(ids)] = ids
+    return batch
+
+  def text(self, tokens: np.ndarray) -> str:
+    """One output row of ids [T] -> one line of text (cut at the first EOS, PAD dropped)."""
+    return self._prediction(tokens, {}).text
+
+  def _prediction(self, tokens: np.ndarray, aux: Dict[str, np.ndarray]) -> Prediction:
+    st = self.model.special_tokens
+    tokens = np.asarray(tokens)
+    ends = np.flatnonzero(tokens == st.eos_id)
+    ids = tokens[:ends[0] if ends.size else len(tokens)]
+    ids = ids[ids != st.pad_id]
+    text = " ".join(self.vocabulary.decode(ids.tolist()).split())  # One line, single spaces.
+    return Prediction(text, ids, aux)
+
+  def _predict_fn(self, decoder_params: Mapping[str, Any]):
+    """`(params, teacher_params, encoder_input_tokens [B, S], rng) -> (tokens, aux)`, jitted
+    once per decoder_params (and, by jit, once per input shape)."""
+    key = tuple(sorted(decoder_params.items()))
+    if key not in self._jitted:
+      _check_decoder_params(self.model, decoder_params)
+      model, teacher = self.model, self.teacher
+
+      def predict(params, teacher_params, encoder_input_tokens, rng):
+        kwargs = {}
+        if teacher is not None:
+          kwargs["rescore_fn"] = teacher.model.make_rescore_fn(teacher_params,
+                                                               teacher.length_normalize)
+        return model.predict_batch_with_aux(
+            params, {"encoder_input_tokens": encoder_input_tokens}, rng,
+            decoder_params=dict(decoder_params), **kwargs)
+
+      self._jitted[key] = jax.jit(predict)
+    return self._jitted[key]
+
+
+# ----------------------------------------------------------------------------------------------
+# Command line.
+
+
+def read_lines(path: str) -> List[str]:
+  """Lines of a UTF-8 text file (`.gz` allowed) or of stdin for "-"; errors name file and line."""
+  if path == "-":
+    return [line.rstrip("\n").rstrip("\r") for line in sys.stdin]
+  from padir import data  # pylint: disable=g-import-not-at-top  (seqio only for files)
+  return list(data.iter_text_lines(path))
+
+
+def write_lines(path: str, lines: Iterable[str]) -> None:
+  """Writes one line per item to `path` (atomically: a temporary file renamed) or stdout ("-")."""
+  if path == "-":
+    sys.stdout.writelines(line + "\n" for line in lines)
+    sys.stdout.flush()
+    return
+  directory = os.path.dirname(os.path.abspath(path))
+  os.makedirs(directory, exist_ok=True)
+  tmp = f"{path}.tmp"
+  with open(tmp, "w", encoding="utf-8") as f:
+    f.writelines(line + "\n" for line in lines)
+  os.replace(tmp, path)
+
+
+def log_to_stderr() -> None:
+  """INFO lines of the `padir` loggers on stderr (absl owns the root logger, at WARNING)."""
+  handler = logging.StreamHandler(sys.stderr)
+  handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s] %(message)s"))
+  package_logger = logging.getLogger("padir")
+  if not package_logger.handlers:
+    package_logger.addHandler(handler)
+  package_logger.setLevel(logging.INFO)
+  package_logger.propagate = False
+
+
+USAGE = """\
+padir infer --checkpoint_dir DIR --input FILE|- --output FILE|- [--checkpoint_step N]
+            [--gin_file F ...] [--gin.NAME=VALUE ...]
+
+Translates one sentence a line with a `padir train` checkpoint; one output line per input line,
+in order (empty input lines give empty lines). Decoding options are gin overrides, e.g.
+  --gin.models.PadirModel.num_decode_iterations=8  --gin.models.ARModel.decode_method="'greedy'"
+  --gin.TranslatorOptions.batch_size=16  --gin.TeacherReranking.checkpoint_dir="'runs/ar'"
+"""
+
+
+def main(argv: Sequence[str]) -> int:
+  gin_files, gin_bindings, rest = gin_utils.parse_gin_flags(argv)
+  parser = argparse.ArgumentParser(prog="padir infer", usage=USAGE)
+  parser.add_argument("--checkpoint_dir", required=True, help="a `padir train` --model_dir")
+  parser.add_argument("--checkpoint_step", type=int, default=None, help="default: the newest")
+  parser.add_argument("--input", required=True, help="UTF-8 text (.gz allowed), or - for stdin")
+  parser.add_argument("--output", required=True, help="translations, or - for stdout")
+  args = parser.parse_args(rest)
+  log_to_stderr()
+  try:
+    translator = Translator.from_checkpoint(args.checkpoint_dir, args.checkpoint_step,
+                                            gin_bindings, gin_files)
+    lines = read_lines(args.input)
+    write_lines(args.output, translator.translate(lines, progress=True))
+  except USER_ERRORS as e:
+    logger.debug("padir infer failed", exc_info=True)
+    print(f"padir infer: error: {e}", file=sys.stderr)
+    return 1
+  logger.info("translated %d lines with %s (step %d)", len(lines), translator.model_dir,
+              translator.step)
+  return 0

@@ -1,0 +1,106 @@
+"""`padir eval`: metrics on fixed hypotheses against sacreBLEU itself, the stutter rate, and the
+job on the session's tiny checkpoints (all steps, per-iteration BLEU, resume, --watch)."""
+import os
+
+# XLA's unoptimised CPU mode compiles ~5x faster; these tiny models run fast either way. Only
+# effective before JAX starts.
+if "xla_backend_optimization_level" not in os.environ.get("XLA_FLAGS", ""):
+  os.environ["XLA_FLAGS"] = (os.environ.get("XLA_FLAGS", "") +
+                             " --xla_backend_optimization_level=0"
+                             " --xla_llvm_disable_expensive_passes=true").strip()
+
+import glob  # pylint: disable=g-import-not-at-top,g-bad-import-order
+import json
+
+import pytest
+import sacrebleu
+
+from padir import data
+from padir import evaluation
+
+HYPOTHESES = ["The cat sat on the mat.", "a dog dog barked", "", "Hello , world !"]
+REFERENCES = ["The cat sat on the mat.", "the dog barked loudly", "Nothing here.", "Hello, world!"]
+
+
+def test_metrics_equal_sacrebleus_own():
+  results = evaluation.score_hypotheses(HYPOTHESES, REFERENCES)
+  bleu = sacrebleu.corpus_bleu(HYPOTHESES, [REFERENCES])
+  assert results["bleu"] == pytest.approx(bleu.score, abs=1e-12)
+  assert results["length_ratio"] == pytest.approx(bleu.ratio, abs=1e-12)
+  assert results["chrf"] == pytest.approx(
+      sacrebleu.corpus_chrf(HYPOTHESES, [REFERENCES]).score, abs=1e-12)
+  assert "tok:13a" in results["bleu_signature"] and "case:mixed" in results["bleu_signature"]
+  assert results["chrf_signature"].startswith("nrefs:1|case:mixed")
+  assert evaluation.bleu(HYPOTHESES, REFERENCES).score == pytest.approx(bleu.score, abs=1e-12)
+  with pytest.raises(ValueError, match="3 hypotheses for 4 references"):
+    evaluation.score_hypotheses(HYPOTHESES[:3], REFERENCES)
+
+
+def test_stutter_rate_counts_adjacent_repeats_per_pair():
+  # Repeats: 1 ("the the") + 2 ("a a a"); pairs: 2 + 2 + 0 + 0 + 3.
+  assert evaluation.stutter_rate(["the the cat", "a a a", "", "b", "x y x y"]) == 3 / 7
+  assert evaluation.stutter_rate(["", "word"]) == 0.0
+  assert evaluation.stutter_rate(["cat Cat cat."]) == 0.0  # Exact token equality.
+
+
+def _read(path):
+  with open(path, encoding="utf-8") as f:
+    return f.read()
+
+
+def test_eval_all_steps_with_per_iteration_bleu_resumes_identically(tiny_padir_dir,
+                                                                     tiny_corpus, tmp_path):
+  output = str(tmp_path / "eval")
+  argv = ["--checkpoint_dir", tiny_padir_dir, "--task", tiny_corpus["padir_task"], "--split",
+          "test", "--output", output, "--checkpoint_step", "all", "--max_examples", "6",
+          "--gin.models.PadirModel.num_decode_iterations=3",
+          "--gin.TranslatorOptions.batch_size=4", "--gin.TranslatorOptions.length_buckets=(32,)"]
+  assert evaluation.main(argv) == 0
+  summary = json.loads(_read(os.path.join(output, "results.json")))
+  assert summary["settings"]["task"] == tiny_corpus["padir_task"]
+  assert [e["step"] for e in summary["evaluations"]] == [10, 20]
+  references = [e["targets_text"] for e in data.iterate_examples(
+      tiny_corpus["padir_task"], "test", max_examples=6)]
+  for entry in summary["evaluations"]:
+    assert entry["num_examples"] == 6 and 1.0 <= entry["mean_iterations"] <= 3.0
+    assert len(entry["bleu_per_iteration"]) == 3
+    assert entry["bleu_per_iteration"][-1] == pytest.approx(entry["bleu"])
+    hypotheses = _read(os.path.join(output, f"step_{entry['step']}.hypotheses.txt"))
+    hypotheses = hypotheses.split("\n")[:-1]
+    assert len(hypotheses) == 6
+    assert entry["bleu"] == pytest.approx(sacrebleu.corpus_bleu(hypotheses, [references]).score)
+  table = _read(os.path.join(output, "results.md"))
+  assert "| step | BLEU | chrF |" in table and "\n| 10 |" in table and "\n| 20 |" in table
+
+  # Interrupted after step 10: re-running gives the same files.
+  before = {p: _read(p) for p in glob.glob(os.path.join(output, "*"))}
+  for name in ("step_20.json", "step_20.hypotheses.txt", "results.json", "results.md"):
+    os.remove(os.path.join(output, name))
+  assert evaluation.main(argv) == 0
+  assert {p: _read(p) for p in glob.glob(os.path.join(output, "*"))} == before
+  # Other settings into the same output dir are refused.
+  assert evaluation.main(argv[:-3] + ["--gin.models.PadirModel.num_decode_iterations=2"]) == 1
+
+
+def test_eval_watch_stops_when_training_has_finished(tiny_ar_dir, tiny_corpus, tmp_path):
+  assert evaluation.final_train_step(tiny_ar_dir) == 20
+  output = str(tmp_path / "watch")
+  assert evaluation.main([
+      "--checkpoint_dir", tiny_ar_dir, "--task", tiny_corpus["ar_task"], "--split", "test",
+      "--output", output, "--watch", "--poll_seconds", "0", "--watch_timeout", "120",
+      "--max_examples", "4", "--gin.models.ARModel.decode_method='greedy'",
+      "--gin.TranslatorOptions.length_buckets=(32,)"]) == 0
+  summary = json.loads(_read(os.path.join(output, "results.json")))
+  assert [e["step"] for e in summary["evaluations"]] == [10, 20]
+  assert all(e["mean_iterations"] is None and e["bleu_per_iteration"] is None
+             for e in summary["evaluations"])
+  events = glob.glob(os.path.join(tiny_ar_dir, "eval", f"{tiny_corpus['ar_task']}.test",
+                                  "events.out.tfevents.*"))
+  assert events
+
+
+def test_missing_checkpoint_dir_is_named(tmp_path, capsys):
+  missing = str(tmp_path / "no_run")
+  assert evaluation.main(["--checkpoint_dir", missing, "--task", "x", "--split", "test",
+                          "--output", str(tmp_path / "out")]) == 1
+  assert f"padir eval: error: checkpoint dir {missing} does not exist" in capsys.readouterr().err

@@ -1,0 +1,128 @@
+"""`padir.Translator` and `padir infer` on the session's tiny trained checkpoints: line alignment
+(empty, whitespace-only and overlong lines), gin overrides of the saved config, teacher
+reranking, the CLI round trip, and errors that name the checkpoint dir."""
+import os
+
+# XLA's unoptimised CPU mode compiles ~5x faster; these tiny models run fast either way. Only
+# effective before JAX starts.
+if "xla_backend_optimization_level" not in os.environ.get("XLA_FLAGS", ""):
+  os.environ["XLA_FLAGS"] = (os.environ.get("XLA_FLAGS", "") +
+                             " --xla_backend_optimization_level=0"
+                             " --xla_llvm_disable_expensive_passes=true").strip()
+
+import logging  # pylint: disable=g-import-not-at-top,g-bad-import-order
+import shutil
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+
+import padir
+from padir import checkpoints
+from padir import translator as translator_lib
+
+SMALL = ["TranslatorOptions.batch_size = 4", "TranslatorOptions.length_buckets = (8, 16)"]
+GREEDY = SMALL + ["TranslatorOptions.decoder_params = {'decode_method': 'greedy'}"]
+LINES = ["a dog sees the cat .", "", "   ", "the big dog will see a small cat in the house .",
+         "\t \t", " ".join(["the small cat"] * 10), "the dogs saw a bird .", "a cat .",
+         "a dog sees the cat ."]
+EMPTY = {1, 2, 4}
+
+
+@pytest.fixture(scope="module")
+def ar_translator(tiny_ar_dir):
+  return padir.Translator.from_checkpoint(tiny_ar_dir, gin_bindings=GREEDY)
+
+
+def test_translate_keeps_line_alignment(ar_translator, caplog):
+  with caplog.at_level(logging.WARNING, logger="padir.translator"):
+    predictions = ar_translator.predict(LINES)
+  assert len(predictions) == len(LINES)
+  for i, prediction in enumerate(predictions):
+    if i in EMPTY:  # Not run through the model.
+      assert prediction.text == "" and prediction.aux == {} and prediction.tokens.size == 0
+    else:
+      assert set(prediction.aux) == {"scores"} and "\n" not in prediction.text
+  assert sum(p.text != "" for p in predictions) >= 3  # Greedy emits pieces.
+  assert "of 9 input lines were longer than 15 pieces" in caplog.text
+  texts = [p.text for p in predictions]
+  assert texts[0] == texts[-1]
+  # Another input order gives the same translation of every line (results are unsorted).
+  assert ar_translator.translate(LINES[::-1])[::-1] == texts
+
+
+def test_bad_decoder_params_are_named(ar_translator):
+  with pytest.raises(ValueError, match="bogus"):
+    ar_translator.translate(["a cat ."], {"bogus": 1})
+
+
+def test_scoped_overrides_reach_the_saved_scopes():
+  saved = ("MODEL = @models.PadirModel()\n"
+           "MODEL/models.PadirModel.num_decode_iterations = 4\n"
+           "train/data.get_dataset.split = \\\n    'train'\n")
+  assert translator_lib.scoped_overrides(saved, [
+      "PadirModel.num_decode_iterations = 8", "data.get_dataset.split = 'x'",
+      "TranslatorOptions.batch_size = 2", "MODEL/models.PadirModel.alpha = 1.0"]) == [
+          "MODEL/models.PadirModel.num_decode_iterations = 8",
+          "train/data.get_dataset.split = 'x'"]
+
+
+def test_padir_gin_overrides_history_and_teacher_reranking(tiny_padir_dir, tiny_ar_dir):
+  translator = padir.Translator.from_checkpoint(tiny_padir_dir, gin_bindings=SMALL + [
+      "models.PadirModel.num_decode_iterations = 2", "models.PadirModel.length_beam = 3",
+      f"TeacherReranking.checkpoint_dir = '{tiny_ar_dir}'"])
+  assert translator.model.refinement_config.num_decode_iterations == 2
+  assert translator.teacher is not None and translator.step == 20
+  lines = LINES[:3] + [LINES[6]]  # Not truncated: the teacher below scores the whole source.
+  predictions = translator.predict(lines, {"return_history": True})
+  assert predictions[1].aux == {} and predictions[2].aux == {}
+  st = translator.model.special_tokens
+  teacher = translator.teacher
+  rescore = jax.jit(teacher.model.make_rescore_fn(teacher.params, teacher.length_normalize))
+  for line, prediction in ((lines[0], predictions[0]), (lines[3], predictions[3])):
+    aux = prediction.aux
+    assert aux["history"].shape[0] == 2 and 1 <= aux["iterations"] <= 2
+    assert "model_scores" in aux and aux["best"] == np.argmax(aux["candidate_scores"])
+    # The chosen candidate's score is the teacher's length-normalised log-likelihood of it.
+    source = np.array([translator.vocabulary.encode(line) + [st.eos_id]], np.int32)
+    tokens = np.zeros((1, aux["history"].shape[1]), np.int32)
+    tokens[0, :prediction.tokens.size] = prediction.tokens
+    tokens[0, prediction.tokens.size] = st.eos_id
+    np.testing.assert_allclose(rescore(jnp.asarray(source), jnp.asarray(tokens))[0],
+                               aux["scores"], rtol=1e-4, atol=1e-4)
+  # Off unless asked for.
+  assert padir.Translator.from_checkpoint(tiny_padir_dir).teacher is None
+
+
+def test_infer_cli_round_trip(ar_translator, tiny_ar_dir, tmp_path, capsys):
+  source = tmp_path / "source.txt"
+  source.write_text("\n".join(LINES) + "\n", encoding="utf-8")
+  output = tmp_path / "out" / "hypotheses.txt"
+  flags = [f"--gin.{b.replace(' = ', '=')}" for b in GREEDY]
+  assert translator_lib.main(["--checkpoint_dir", tiny_ar_dir, "--input", str(source),
+                              "--output", str(output), *flags]) == 0
+  lines = output.read_text(encoding="utf-8").split("\n")
+  assert lines[-1] == "" and lines[:-1] == ar_translator.translate(LINES)
+  assert not os.path.exists(f"{output}.tmp")
+  assert capsys.readouterr().err.count("error") == 0
+
+
+def test_missing_or_empty_checkpoint_dir_is_named(tiny_ar_dir, tmp_path, capsys):
+  missing = tmp_path / "nowhere"
+  with pytest.raises(translator_lib.CheckpointDirError, match=str(missing)):
+    padir.Translator.from_checkpoint(str(missing))
+  empty = tmp_path / "empty"
+  empty.mkdir()
+  with pytest.raises(translator_lib.CheckpointDirError, match=f"{empty} has no config.gin"):
+    padir.Translator.from_checkpoint(str(empty))
+  untrained = tmp_path / "untrained"
+  untrained.mkdir()
+  shutil.copy(os.path.join(tiny_ar_dir, checkpoints.CONFIG_FILE), untrained)
+  (untrained / checkpoints.CHECKPOINTS_SUBDIR).mkdir()
+  with pytest.raises(translator_lib.CheckpointDirError,
+                     match=f"{untrained}.*no complete checkpoint"):
+    padir.Translator.from_checkpoint(str(untrained))
+  assert translator_lib.main(["--checkpoint_dir", str(missing), "--input", "-",
+                              "--output", "-"]) == 1
+  assert f"padir infer: error: checkpoint dir {missing} does not exist" in capsys.readouterr().err
