@@ -26,7 +26,7 @@ import logging
 import os
 import re
 import sys
-from typing import Any, Dict, Iterator, List, Optional, Sequence
+from typing import Any, Dict, Iterator, List, Mapping, Optional, Sequence
 
 import tqdm
 
@@ -39,6 +39,7 @@ logger = logging.getLogger(__name__)
 DISTILL_GIN_FILE = "runs/distill.gin"
 SETTINGS_FILE = "distill.json"
 SHARDS_SUBDIR = "shards"
+TASK_GIN = "task.gin"
 OUTPUT_TSV = "distilled.tsv"
 DECODE_METHODS = ("beam", "greedy")
 
@@ -215,11 +216,34 @@ def distill(teacher_dir: str,
   count = _merge(shards, tsv)
 
   from tasks import local  # pylint: disable=g-import-not-at-top  (seqio only when registering)
-  ar_task, padir_task = local.register_parallel_text(
-      name or sources.default_name(), vocabulary=teacher.vocabulary, tsv=tsv, overwrite=True)
+  task_args = {"name": name or sources.default_name(), "tsv": os.path.abspath(tsv),
+               "vocabulary": os.path.abspath(teacher.vocabulary.sentencepiece_model_file),
+               "max_target_length": teacher.vocabulary.max_target_length}
+  ar_task, padir_task = local.register_parallel_text(**task_args, overwrite=True)
+  _write_task_gin(output_dir, task_args)
   logger.info("distilled %d sentences into %s with %s (step %d); tasks %s, %s", count, tsv,
               teacher.model_dir, teacher.step, ar_task, padir_task)
   return DistillResult(tsv, ar_task, padir_task, count, teacher.step)
+
+
+def _write_task_gin(output_dir: str, task_args: Mapping[str, Any]) -> None:
+  """Writes OUTPUT/task.gin: a student's `--gin_file` that registers the distilled task (the
+  same registration as this process's) in any process that parses it, and selects its PaDIR
+  flavour."""
+  text = "\n".join([
+      "# The distilled training data as a task (written by `padir distill`).",
+      "from __gin__ import dynamic_registration",
+      "from tasks import local",
+      "",
+      "MIXTURE_OR_TASK_NAME = @local.parallel_text_task()",
+      "local.parallel_text_task:",
+      *[f"  {key} = {value!r}" for key, value in task_args.items()],
+      "  flavour = 'padir'",
+      ""])
+  tmp = os.path.join(output_dir, TASK_GIN + ".tmp")
+  with open(tmp, "w") as f:
+    f.write(text)
+  os.replace(tmp, os.path.join(output_dir, TASK_GIN))
 
 
 USAGE = """\

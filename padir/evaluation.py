@@ -164,19 +164,17 @@ def available_steps(model_dir: str) -> List[int]:
 
 
 def final_train_step(model_dir: str) -> Optional[int]:
-  """`num_train_steps` of the run, read from its saved operative gin config (None if absent).
+  """`num_train_steps` of the run, from the `run_info.json` the trainer writes (None if absent).
 
   The trainer saves its last checkpoint at exactly this step, so training has finished when a
   checkpoint of this step exists.
   """
-  with open(os.path.join(model_dir, checkpoints.CONFIG_FILE)) as f:
-    text = f.read()
-  match = re.search(r"^(?:\S+\.)?train\.num_train_steps = (\S+)$", text, re.MULTILINE)
-  value = match.group(1) if match else None
-  if value is not None and value.startswith("%"):
-    macro = re.search(rf"^{re.escape(value[1:])} = (\S+)$", text, re.MULTILINE)
-    value = macro.group(1) if macro else None
-  return int(value) if value is not None and value.isdigit() else None
+  path = os.path.join(model_dir, checkpoints.RUN_INFO_FILE)
+  if not os.path.exists(path):
+    return None
+  with open(path) as f:
+    steps = json.load(f).get("num_train_steps")
+  return int(steps) if steps is not None else None
 
 
 # ----------------------------------------------------------------------------------------------

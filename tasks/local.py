@@ -20,6 +20,7 @@ import os
 import re
 from typing import Callable, Dict, Mapping, Optional, Sequence, Tuple, Union
 
+import gin
 import seqio
 import tensorflow as tf
 
@@ -283,3 +284,24 @@ def register_parallel_text(name: str,
   return registration.register_task_pair(name, source, vocabulary, noise=noise,
                                          shuffle_buffer_size=shuffle_buffer_size,
                                          overwrite=overwrite)
+
+
+@gin.configurable
+def parallel_text_task(name: str = gin.REQUIRED,
+                       *,
+                       flavour: str = "padir",
+                       vocabulary: Union[str, vocab_lib.PadirVocabulary] = gin.REQUIRED,
+                       tsv: Union[None, str, Mapping[str, str]] = None,
+                       folder: Optional[str] = None,
+                       src: Optional[str] = None,
+                       tgt: Optional[str] = None,
+                       max_target_length: int = vocab_lib.DEFAULT_MAX_TARGET_LENGTH) -> str:
+  """Registers local parallel text (see `register_parallel_text`) and returns one task name,
+  `{name}_ar` or `{name}_padir`: for gin, `MIXTURE_OR_TASK_NAME = @local.parallel_text_task()`,
+  so any process that parses the gin file (train, eval, infer) has the task."""
+  if flavour not in ("ar", "padir"):
+    raise ValueError(f"parallel_text_task(flavour={flavour!r}): expected 'ar' or 'padir'")
+  ar_task, padir_task = register_parallel_text(
+      name, vocabulary=vocabulary, tsv=tsv, folder=folder, src=src, tgt=tgt,
+      max_target_length=max_target_length)
+  return padir_task if flavour == "padir" else ar_task

@@ -3,14 +3,7 @@ same TSV, the result is registered as tasks, the CLI (beam search by default) on
 and refused settings / teachers."""
 import os
 
-# XLA's unoptimised CPU mode compiles ~5x faster; these tiny models run fast either way. Only
-# effective before JAX starts.
-if "xla_backend_optimization_level" not in os.environ.get("XLA_FLAGS", ""):
-  os.environ["XLA_FLAGS"] = (os.environ.get("XLA_FLAGS", "") +
-                             " --xla_backend_optimization_level=0"
-                             " --xla_llvm_disable_expensive_passes=true").strip()
-
-import gzip  # pylint: disable=g-import-not-at-top,g-bad-import-order
+import gzip
 import json
 
 import pytest
@@ -95,6 +88,13 @@ def test_cli_distills_a_task_split_with_beam_search(tiny_ar_dir, tiny_corpus, tm
   lines = _read(output / "distilled.tsv").split("\n")[:-1]
   assert [line.split("\t")[0] for line in lines] == sources
   assert len(os.listdir(output / "shards")) == 3
+  # task.gin registers the distilled task in any process that parses it (a student's run).
+  import gin  # pylint: disable=g-import-not-at-top
+  gin.clear_config()
+  gin.parse_config_file(str(output / "task.gin"))
+  assert gin.query_parameter("%MIXTURE_OR_TASK_NAME").scoped_configurable_fn() == (
+      "tinytest_distilled_padir")
+  gin.clear_config()
 
 
 def test_a_padir_teacher_and_bad_sources_are_refused(tiny_padir_dir, source_file, tmp_path):

@@ -2,14 +2,7 @@
 job on the session's tiny checkpoints (all steps, per-iteration BLEU, resume, --watch)."""
 import os
 
-# XLA's unoptimised CPU mode compiles ~5x faster; these tiny models run fast either way. Only
-# effective before JAX starts.
-if "xla_backend_optimization_level" not in os.environ.get("XLA_FLAGS", ""):
-  os.environ["XLA_FLAGS"] = (os.environ.get("XLA_FLAGS", "") +
-                             " --xla_backend_optimization_level=0"
-                             " --xla_llvm_disable_expensive_passes=true").strip()
-
-import glob  # pylint: disable=g-import-not-at-top,g-bad-import-order
+import glob
 import json
 
 import pytest
