@@ -27,6 +27,12 @@ at position L - 1 and PAD after it. PaDIR candidate rows are example-major: row 
 candidate `c` of example `b`, with `C = config.num_candidates` (static), so a model repeats its
 encoder states `C` times (`jnp.repeat(x, C, axis=0)`) before building `logits_fn`.
 
+Speed (see benchmarks/decode_speed.py): argmax choice reads the [N, T, V] logits in two fused
+passes (argmax, then the log-normaliser) and never materialises a log-softmax; vocabulary masks are
+additive [V] biases (a broadcast `jnp.where` mask de-vectorises XLA:CPU reductions); the loop is
+one `lax.while_loop` inside the caller's jit (no host round-trip); `early_exit=False` fixes the
+work at `num_decode_iterations` passes for benchmarks.
+
 Avoids the public reference's decoding mistakes (DESIGN.md 5-11): range masks sized by
 `SpecialTokens.max_target_length` only; lengths clipped so EOS is never dropped; the candidate
 count derived from the config and duplicate lengths removed; V read from the logits and the
@@ -186,8 +192,9 @@ def temperature_sample(prompt: Array,
       tokens = jax.random.categorical(step_rng, filter_logits(logits, top_k, top_p) / temperature)
     forced = lax.dynamic_index_in_dim(prompt, state.step, axis=1, keepdims=False)
     tokens = jnp.where(forced != 0, forced, tokens).astype(jnp.int32)
-    token_log_probs = jnp.take_along_axis(
-        jax.nn.log_softmax(logits), tokens[:, None], axis=-1)[:, 0]
+    # log_softmax(logits)[token] without materialising the [N, V] log-softmax.
+    token_log_probs = (jnp.take_along_axis(logits, tokens[:, None], axis=-1)[:, 0]
+                       - jax.nn.logsumexp(logits, axis=-1))
     counted = ~state.ended & (forced == 0)
     tokens = jnp.where(state.ended, pad_id, tokens)
     return state.replace(
@@ -367,6 +374,9 @@ class RefinementConfig:
     alpha: brevity penalty exponent: the score is divided by ((5 + length) / 6) ** alpha.
     return_all_candidates: `padir_decode` also returns every candidate.
     return_history: also return the tokens predicted at every iteration.
+    early_exit: stop the loop once every row has converged (the default). False runs exactly
+      `num_decode_iterations` decoder passes (converged rows stay frozen, so the output is the
+      same): fixed work, for speed benchmarks.
   """
   num_decode_iterations: int = 4
   decoder_input_scheme: str = "random"
@@ -386,6 +396,7 @@ class RefinementConfig:
   alpha: float = 0.0
   return_all_candidates: bool = False
   return_history: bool = False
+  early_exit: bool = True
 
   def __post_init__(self):
     for name, value, allowed in (("decoder_input_scheme", self.decoder_input_scheme,
@@ -514,17 +525,57 @@ def initial_decoder_inputs(lengths: Array,
   return jnp.where(positions >= lengths, special_tokens.pad_id, tokens)
 
 
+def _allowed_ids(vocab: int, special_tokens: SpecialTokens) -> Array:
+  """[V] bool: the ids a translation may contain, real pieces but PAD and BOS."""
+  ids = jnp.arange(vocab)  # V from the logits, never from a config.
+  return (special_tokens.is_real_piece(ids) & (ids != special_tokens.pad_id)
+          & (ids != special_tokens.bos_id))
+
+
 def _output_log_probs(logits: Array, special_tokens: SpecialTokens) -> Array:
   """log_softmax over the ids a translation may contain: real pieces but PAD and BOS. [.., V]."""
-  ids = jnp.arange(logits.shape[-1])  # V from the logits, never from a config.
-  allowed = (special_tokens.is_real_piece(ids) & (ids != special_tokens.pad_id)
-             & (ids != special_tokens.bos_id))
+  allowed = _allowed_ids(logits.shape[-1], special_tokens)
   return jax.nn.log_softmax(jnp.where(allowed, logits.astype(jnp.float32), NEG_INF), axis=-1)
 
 
 def _argmax_without_eos(log_probs: Array, special_tokens: SpecialTokens) -> Array:
   eos = jnp.arange(log_probs.shape[-1]) == special_tokens.eos_id
   return jnp.argmax(jnp.where(eos, NEG_INF, log_probs), axis=-1).astype(jnp.int32)
+
+
+def _id_bias(ids_allowed: Array) -> Array:
+  """[V] float32: 0 where allowed, -inf elsewhere. Added to logits inside a reduction it keeps the
+  reduction vectorised on CPU, where a `jnp.where` with a broadcast [V] mask does not (4-5x
+  slower in XLA:CPU at V = 32k)."""
+  return jnp.where(ids_allowed, 0.0, NEG_INF).astype(jnp.float32)
+
+
+def _argmax_tokens(logits: Array, special_tokens: SpecialTokens,
+                   initial_tokens: Optional[Array]) -> Tuple[Array, Array]:
+  """`choose_tokens` at temperature 0: two passes over the vocabulary and no [..., V] buffer.
+
+  The argmax over the allowed ids but EOS, then log p(token) = logit(token) - logsumexp(allowed
+  logits); the logsumexp is shifted by the larger of the argmax's logit and EOS's (the largest
+  allowed logit is one of them), so the log-softmax is never materialised nor gathered from.
+  """
+  vocab = logits.shape[-1]
+  eos_id, pad_id = special_tokens.eos_id, special_tokens.pad_id
+  allowed = _allowed_ids(vocab, special_tokens)
+  logits = logits.astype(jnp.float32)
+  choose_bias = _id_bias(allowed & (jnp.arange(vocab) != eos_id))
+  best = jnp.argmax(logits + choose_bias, axis=-1).astype(jnp.int32)
+  best_logit = jnp.take_along_axis(logits, best[..., None], axis=-1)
+  eos_logit = logits[..., eos_id:eos_id + 1]
+  shift = lax.stop_gradient(jnp.maximum(best_logit, eos_logit))
+  shift = jnp.where(jnp.isfinite(shift), shift, 0.0)
+  sum_exp = jnp.sum(jnp.exp(logits + _id_bias(allowed) - shift), axis=-1)
+  log_norm = shift[..., 0] + jnp.log(sum_exp)
+  tokens, chosen = best, best_logit[..., 0]
+  if initial_tokens is not None:
+    keep = (initial_tokens == eos_id) | (initial_tokens == pad_id)
+    tokens = jnp.where(keep, initial_tokens, tokens)
+    chosen = jnp.where(initial_tokens == eos_id, eos_logit[..., 0], chosen)
+  return tokens, jnp.where(tokens == pad_id, 0.0, chosen - log_norm)
 
 
 def choose_tokens(logits: Array,
@@ -549,15 +600,14 @@ def choose_tokens(logits: Array,
     tokens [N, T] int32 and token_log_probs [N, T] float32, the log-probs of the returned tokens
     under the model's distribution over real pieces but PAD and BOS (0 at PAD).
   """
-  log_probs = _output_log_probs(logits, special_tokens)
   if config.temperature == 0:
-    tokens = _argmax_without_eos(log_probs, special_tokens)
-  else:
-    if rng is None:
-      raise ValueError("temperature > 0 samples tokens: pass an rng")
-    eos = jnp.arange(log_probs.shape[-1]) == special_tokens.eos_id
-    filtered = filter_logits(jnp.where(eos, NEG_INF, log_probs), config.top_k, config.top_p)
-    tokens = jax.random.categorical(rng, filtered / config.temperature).astype(jnp.int32)
+    return _argmax_tokens(logits, special_tokens, initial_tokens)
+  if rng is None:
+    raise ValueError("temperature > 0 samples tokens: pass an rng")
+  log_probs = _output_log_probs(logits, special_tokens)
+  eos = jnp.arange(log_probs.shape[-1]) == special_tokens.eos_id
+  filtered = filter_logits(jnp.where(eos, NEG_INF, log_probs), config.top_k, config.top_p)
+  tokens = jax.random.categorical(rng, filtered / config.temperature).astype(jnp.int32)
   if initial_tokens is not None:
     keep = (initial_tokens == special_tokens.eos_id) | (initial_tokens == special_tokens.pad_id)
     tokens = jnp.where(keep, initial_tokens, tokens)
@@ -758,7 +808,7 @@ def refine(logits_fn: LogitsFn,
   current one and nothing iteration-dependent is left to change it (the linear schedule still
   re-masking something, or the logits sum replacing something): with argmax choice it is then a
   fixed point, so stopping it changes nothing. Done rows are frozen; the loop stops when every
-  row is done or after `config.num_decode_iterations`.
+  row is done (with `config.early_exit`, the default) or after `config.num_decode_iterations`.
 
   Args:
     logits_fn: `(decoder_input_tokens [N, T]) -> (logits [N, T, V], accept_logits [N, T] | None)`.
@@ -817,6 +867,8 @@ def refine(logits_fn: LogitsFn,
         history=None if state.history is None else state.history.at[t].set(tokens))
 
   def cond(state: RefinementState) -> Array:
+    if not config.early_exit:
+      return state.iteration < num_iterations
     return (state.iteration < num_iterations) & ~jnp.all(state.done)
 
   state = RefinementState(

@@ -1,0 +1,1 @@
+"""Quality and speed benchmarks that write JSON + markdown + plots (`python -m benchmarks.NAME`)."""

@@ -1,0 +1,769 @@
+"""Decoding speed, side by side: AR (greedy, beam 4, KV cache) vs PaDIR (1/2/4/8 iterations).
+
+One process, one machine, one model size, the same source sentences for every system:
+
+    python -m benchmarks.decode_speed --model tiny --out_dir runs/decode_speed
+    python -m benchmarks.decode_speed --model base --dtype bfloat16 --out_dir runs/decode_speed_gpu
+
+Systems (each at every batch size): `ar_greedy` and `ar_beam4` (KV cache, cross-attention keys and
+values computed once); `padir` at 1, 2, 4, 8 iterations with length beam 1 and 3; and the
+deep-encoder / shallow-decoder variant of the same width (Kasai et al.; default 2x the encoder
+layers, 1 decoder layer): `ar_greedy_deep_shallow` and `padir_deep_shallow`.
+
+Protocol (also written into the JSON and the markdown):
+- Weights: random (seeded, numpy; speed does not depend on training) unless `--ar_checkpoint_dir`
+  / `--padir_checkpoint_dir` are given (`padir.checkpoints.load_params`).
+- Sentences: source/target lengths from a real corpus (`--data_dir`, default
+  `../shared/data/multi30k`, test_2016_flickr en->de: whitespace words x `--pieces_per_word`
+  + EOS), else from the built-in corpus (`padir.corpus`), else the built-in corpus's 5-20 words;
+  token ids are random real pieces. A batch of B is the B sentences around the corpus's median
+  target length (`--batching grouped`, as the translate path groups batches by length), or the
+  first B of a seeded random sample (`--batching random`); sources are padded to the batch's
+  longest.
+- Comparable, fixed work: every system decodes T = the batch's longest reference target. AR
+  cannot stop early: EOS is replaced by an id the model never emits (its logit is -1e10), so
+  greedy and beam search run exactly T cached steps, what a trained model does when the longest
+  row ends at its reference length. PaDIR runs exactly k decoder passes (`early_exit=False`;
+  converged rows are frozen but computed), with its length classifier (random, so candidate
+  lengths are clipped to T; a pass costs the same for any length <= T).
+- Timing: compilation excluded (every point compiled ahead of the timing, in parallel threads,
+  then one warm-up call, untimed unless it alone exceeds `--max_seconds`), inputs already on the device, `jax.block_until_ready` on the
+  output before the clock stops; median and p90 over the repeats (up to `--repeats`, at least
+  `--min_repeats`, stopping after `--max_seconds`); per batch, per sentence (batch latency / B)
+  and sentences/s (B / median).
+- Length scaling: batch 1, source = target length 16 -> 128 tokens, AR greedy vs PaDIR@4.
+
+Writes `decode_speed.json`, `decode_speed.md` (each system's speed ratio to AR greedy at the same
+batch size, the targets of issue 7, the length sweep) and `decode_speed.png` (speedup vs batch
+size, one line per system; latency vs target length). Imports neither seqio nor TensorFlow.
+"""
+import argparse
+import concurrent.futures
+import dataclasses
+import datetime
+import gzip
+import json
+import logging
+import math
+import os
+import platform
+import shlex
+import sys
+import time
+import types
+from typing import Any, Callable, Dict, List, Optional, Sequence, Tuple
+
+if __package__ in (None, ""):  # `python benchmarks/decode_speed.py`: make `padir` importable.
+  sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+
+import jax  # pylint: disable=g-import-not-at-top
+import jax.numpy as jnp  # pylint: disable=g-import-not-at-top
+import numpy as np  # pylint: disable=g-import-not-at-top
+
+try:
+  import gin  # pylint: disable=g-import-not-at-top,unused-import
+  GIN_STUB = False
+except ImportError:  # e.g. a GPU image without gin-config: models only uses @gin.configurable.
+  gin = types.ModuleType("gin")
+  gin.configurable = lambda fn=None, **_: fn if fn is not None else (lambda f: f)
+  gin.REQUIRED = object()
+  sys.modules["gin"] = gin
+  GIN_STUB = True
+
+from padir import models  # pylint: disable=g-import-not-at-top
+from padir import network  # pylint: disable=g-import-not-at-top
+from padir.special_tokens import SpecialTokens  # pylint: disable=g-import-not-at-top
+
+REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+DEFAULT_DATA_DIR = os.path.join(os.path.dirname(REPO), "shared", "data", "multi30k")
+MODEL_CHOICES = ("test", "tiny", "small", "base")
+# Vocabulary of the benchmark models (T5-sized; `test` uses the unit-test size).
+NUM_PIECES = {"test": 100}
+MAX_TARGET_LENGTH = {"test": 64}
+DEFAULT_NUM_PIECES, DEFAULT_MAX_TARGET_LENGTH = 32000, 256
+FALLBACK_WORDS = (5, 20)  # padir.corpus's sentence length range, when nothing else is there.
+
+PROTOCOL = (
+    "Fixed, comparable work: every system decodes T = the batch's longest reference target "
+    "length. AR greedy / beam 4 run exactly T cached steps (EOS is made unreachable). PaDIR "
+    "runs exactly k decoder passes (early_exit=False) over its C = length_beam candidates per "
+    "sentence, T positions each (T is passed as the width of decoder_target_tokens, as a "
+    "length-bucketed decode would size it; without it the model refines max_target_length "
+    "positions). Encoder, cross-attention keys/values, length prediction and candidate scoring "
+    "are inside the timed call. Compilation excluded (ahead of time, plus one warm-up call, "
+    "timed only for calls longer than --max_seconds); inputs on the device; "
+    "jax.block_until_ready before the clock stops. Latency = median / p90 over the repeats of "
+    "one batch; per sentence = batch latency / B; sentences/s = B / median.")
+
+
+# ------------------------------------------------------------------------------------------------
+# Sentences.
+
+
+def _read_lines(path: str) -> List[str]:
+  with gzip.open(path, "rt", encoding="utf-8") as f:
+    return [line.rstrip("\n") for line in f]
+
+
+def corpus_lengths(data_dir: Optional[str], pieces_per_word: float, max_length: int,
+                   seed: int) -> Tuple[List[Tuple[int, int]], str]:
+  """(source, target) lengths in pieces, EOS included, and where they come from."""
+
+  def pieces(text: str) -> int:
+    return min(max_length, max(1, math.ceil(len(text.split()) * pieces_per_word)) + 1)
+
+  if data_dir and os.path.exists(os.path.join(data_dir, "test_2016_flickr.en.gz")):
+    src = _read_lines(os.path.join(data_dir, "test_2016_flickr.en.gz"))
+    tgt = _read_lines(os.path.join(data_dir, "test_2016_flickr.de.gz"))
+    return ([(pieces(s), pieces(t)) for s, t in zip(src, tgt)],
+            f"multi30k test_2016_flickr en->de ({data_dir}), whitespace words x "
+            f"{pieces_per_word} + EOS")
+  try:
+    from padir import corpus  # pylint: disable=g-import-not-at-top
+    pairs = corpus.generate_pairs(seed, "test", 1000, corpus.DEFAULT_MULTIMODALITY)
+    return ([(pieces(s), pieces(t)) for s, t in pairs],
+            f"built-in corpus (padir.corpus, seed {seed}), whitespace words x "
+            f"{pieces_per_word} + EOS")
+  except ImportError as e:  # padir.corpus needs the data stack (seqio) on some images.
+    logging.warning("padir.corpus not importable (%s): uniform %d-%d words", e, *FALLBACK_WORDS)
+    rng = np.random.RandomState(seed)
+    words = rng.randint(FALLBACK_WORDS[0], FALLBACK_WORDS[1] + 1, size=(1000, 2))
+    return ([(pieces("w " * int(s)), pieces("w " * int(t))) for s, t in words],
+            f"uniform {FALLBACK_WORDS[0]}-{FALLBACK_WORDS[1]} words (the built-in corpus's "
+            f"range) x {pieces_per_word} + EOS")
+
+
+def select_sentences(lengths: Sequence[Tuple[int, int]], batch_size: int, batching: str,
+                     seed: int) -> List[Tuple[int, int]]:
+  """The (source, target) lengths of one batch of `batch_size` sentences.
+
+  'grouped' (default, as the translate path batches: grouped by length): the `batch_size`
+  sentences around the median target length of the corpus. 'random': a seeded random sample
+  whose first sentence has the median target length (batch B = its first B sentences).
+  """
+  if batching == "grouped":
+    order = sorted(range(len(lengths)), key=lambda i: (lengths[i][1], lengths[i][0], i))
+    if batch_size > len(order):  # Repeat the corpus (sorted) to reach the batch size.
+      order = sorted(order * -(-batch_size // len(order)), key=lambda i: (lengths[i][1], i))
+    start = max(0, min(len(order) - batch_size, len(order) // 2 - batch_size // 2))
+    return [lengths[i] for i in order[start:start + batch_size]]
+  rng = np.random.RandomState(seed)
+  num = max(batch_size, 1)
+  sample = [lengths[i] for i in rng.choice(len(lengths), size=max(num, len(lengths)),
+                                           replace=num > len(lengths))]
+  targets = sorted(t for _, t in sample)
+  median = targets[len(targets) // 2]
+  first = next(i for i, (_, t) in enumerate(sample) if t == median)
+  sample.insert(0, sample.pop(first))
+  return sample[:batch_size]
+
+
+def make_batch(sentences: Sequence[Tuple[int, int]], num_pieces: int, seed: int,
+               pad_id: int = 0) -> Dict[str, np.ndarray]:
+  """Random real-piece ids with the given lengths; sources end with EOS, targets too."""
+  rng = np.random.RandomState(seed)
+  batch = len(sentences)
+  src_len = max(s for s, _ in sentences)
+  tgt_len = max(t for _, t in sentences)
+  src = np.full((batch, src_len), pad_id, np.int32)
+  tgt = np.full((batch, tgt_len), pad_id, np.int32)
+  for i, (s, t) in enumerate(sentences):
+    src[i, :s - 1] = rng.randint(4, num_pieces, size=s - 1)
+    src[i, s - 1] = 1
+    tgt[i, :t - 1] = rng.randint(4, num_pieces, size=t - 1)
+    tgt[i, t - 1] = 1
+  return {"encoder_input_tokens": src, "decoder_target_tokens": tgt}
+
+
+# ------------------------------------------------------------------------------------------------
+# Models and parameters.
+
+
+def _path_name(path) -> str:
+  return "/".join(str(getattr(k, "key", getattr(k, "name", k))) for k in path)
+
+
+def random_params(model: models.BaseModel, batch: Dict[str, np.ndarray], seed: int) -> Any:
+  """T5-scaled random parameters, drawn with numpy (no init compilation): kernels N(0, 1/fan_in),
+  embeddings N(0, 1), norm scales 1, relative position biases N(0, 0.1)."""
+  shapes = {k: v.shape for k, v in batch.items()}
+  shapes["decoder_input_tokens"] = batch["decoder_target_tokens"].shape
+  abstract = jax.eval_shape(lambda r: model.get_initial_variables(r, shapes),
+                            jax.random.PRNGKey(0))
+  abstract = nn_unbox(abstract)["params"]
+  rng = np.random.default_rng(seed)
+
+  def draw(path, leaf):
+    name = _path_name(path)
+    if name.endswith("scale") and "length" not in name:
+      return jnp.ones(leaf.shape, leaf.dtype)
+    if leaf.ndim == 0 or name.endswith("bias"):
+      return jnp.zeros(leaf.shape, leaf.dtype)
+    std = 1.0 if "embedding" in name and "rel_" not in name else (
+        0.1 if "rel_embedding" in name else 1.0 / math.sqrt(leaf.shape[0]))
+    return jnp.asarray(rng.standard_normal(leaf.shape, np.float32) * std, leaf.dtype)
+
+  return jax.tree_util.tree_map_with_path(draw, abstract)
+
+
+def nn_unbox(tree):
+  from flax.linen import meta  # pylint: disable=g-import-not-at-top
+  return meta.unbox(tree)
+
+
+def load_checkpoint_params(path: str) -> Any:
+  from padir import checkpoints  # pylint: disable=g-import-not-at-top
+  params, step = checkpoints.load_params(path)
+  logging.info("loaded %s step %d", path, step)
+  return jax.tree_util.tree_map(jnp.asarray, params)
+
+
+@dataclasses.dataclass(frozen=True)
+class System:
+  name: str  # ar_greedy, ar_beam4, padir, ar_greedy_deep_shallow, padir_deep_shallow, ...
+  kind: str  # 'ar' | 'padir'
+  variant: str  # 'standard' | 'deep_shallow'
+  iterations: Optional[int] = None
+  length_beam: int = 1
+  beam_size: int = 1
+
+  @property
+  def label(self) -> str:
+    if self.kind == "padir":
+      return f"{self.name}@{self.iterations} lb{self.length_beam}"
+    return self.name
+
+
+def make_systems(iterations: Sequence[int], length_beams: Sequence[int],
+                 ds_iterations: Sequence[int], deep_shallow: bool) -> List[System]:
+  systems = [System("ar_greedy", "ar", "standard"),
+             System("ar_beam4", "ar", "standard", beam_size=4)]
+  systems += [System("padir", "padir", "standard", k, lb)
+              for lb in length_beams for k in iterations]
+  if deep_shallow:
+    systems.append(System("ar_greedy_deep_shallow", "ar", "deep_shallow"))
+    systems += [System("padir_deep_shallow", "padir", "deep_shallow", k, 1)
+                for k in ds_iterations]
+  return systems
+
+
+def predict_fn(model: models.BaseModel, system: System) -> Callable:
+  """(params, batch, rng) -> tokens [B, T], the model's own `predict_batch_with_aux`."""
+  if system.kind == "ar":
+    params_ = ({"decode_method": "greedy"} if system.beam_size == 1 else
+               {"decode_method": "beam", "beam_size": system.beam_size})
+    return lambda p, b, rng: model.predict_batch_with_aux(p, b, decoder_params=params_)[0]
+  overrides = {"num_decode_iterations": system.iterations, "length_beam": system.length_beam,
+               "early_exit": False}
+  return lambda p, b, rng: model.predict_batch_with_aux(p, b, rng, decoder_params=overrides)[0]
+
+
+# ------------------------------------------------------------------------------------------------
+# Timing.
+
+
+def _is_oom(error: Exception) -> bool:
+  text = str(error)
+  return "RESOURCE_EXHAUSTED" in text or "Out of memory" in text or "out of memory" in text
+
+
+def compile_all(calls: Sequence[Tuple[Callable, Tuple]], workers: int) -> List[Any]:
+  """Ahead-of-time compiles each `(fn, args)`: traced and lowered here, compiled in parallel
+  threads (XLA compiles outside the GIL). Returns, per call, (executable, seconds) or the
+  exception (e.g. out of memory)."""
+  lowered = []
+  for fn, args in calls:
+    start = time.perf_counter()
+    try:
+      lowered.append((jax.jit(fn).lower(*args), time.perf_counter() - start))
+    except Exception as e:  # pylint: disable=broad-except
+      lowered.append(e)
+
+  def compile_one(item):
+    if isinstance(item, Exception):
+      return item
+    low, seconds = item
+    start = time.perf_counter()
+    try:
+      return low.compile(), seconds + time.perf_counter() - start
+    except Exception as e:  # pylint: disable=broad-except
+      return e
+
+  with concurrent.futures.ThreadPoolExecutor(max(1, workers)) as pool:
+    return list(pool.map(compile_one, lowered))
+
+
+def time_compiled(compiled: Any, args: Tuple, repeats: int, min_repeats: int,
+                  max_seconds: float) -> Dict[str, float]:
+  """A warm-up call, then timed calls (each blocked on) until `repeats`, or until `max_seconds`
+  have passed once `min_repeats` are done. The warm-up is untimed, except for calls longer than
+  `max_seconds`, where it counts as the first repeat: compilation is already done (ahead of
+  time) and first-call allocations are then well under 1% of the call."""
+  start = time.perf_counter()
+  jax.block_until_ready(compiled(*args))
+  first = time.perf_counter() - start
+  times = [first] if first > max_seconds else []
+  start = time.perf_counter()
+  while len(times) < repeats:
+    if len(times) >= min_repeats and time.perf_counter() - start > max_seconds:
+      break
+    t0 = time.perf_counter()
+    jax.block_until_ready(compiled(*args))
+    times.append(time.perf_counter() - t0)
+  times_ms = np.asarray(times) * 1e3
+  return {"latency_ms_p50": float(np.median(times_ms)),
+          "latency_ms_p90": float(np.percentile(times_ms, 90)),
+          "repeats": len(times), "warmup_timed": bool(first > max_seconds)}
+
+
+def _cpu_model() -> str:
+  try:
+    with open("/proc/cpuinfo") as f:
+      for line in f:
+        if line.startswith("model name"):
+          return line.split(":", 1)[1].strip()
+  except OSError:
+    pass
+  return platform.processor() or platform.machine()
+
+
+def machine_info() -> Dict[str, Any]:
+  device = jax.devices()[0]
+  return {
+      "platform": device.platform,
+      "device_kind": device.device_kind,
+      "device_count": jax.device_count(),
+      "cpu_count": os.cpu_count(),
+      "processor": _cpu_model(),
+      "system": f"{platform.system()} {platform.release()}",
+      "hostname": platform.node(),
+      "python": platform.python_version(),
+      "jax": jax.__version__,
+      "load_average_at_start": list(os.getloadavg()) if hasattr(os, "getloadavg") else None,
+  }
+
+
+# ------------------------------------------------------------------------------------------------
+# Reports.
+
+
+def _fmt(x: Optional[float], digits: int = 1) -> str:
+  return "—" if x is None else f"{x:.{digits}f}"
+
+
+def evaluate_targets(results: List[Dict[str, Any]], sweep: List[Dict[str, Any]],
+                     batch_sizes: Sequence[int]) -> List[Dict[str, Any]]:
+  """Issue 7's targets, from the measured ratios."""
+
+  def speedup(batch_size, iterations, length_beam=1):
+    for r in results:
+      if (r["system"] == "padir" and r["batch_size"] == batch_size
+          and r["iterations"] == iterations and r["length_beam"] == length_beam):
+        return r["speedup_vs_ar_greedy"]
+    return None
+
+  targets = []
+  large = 64 if 64 in batch_sizes else max(batch_sizes)
+  goals = [("batch 1: PaDIR@4 vs AR greedy", 1, 4, 3.0),
+           ("batch 1: PaDIR@1 vs AR greedy", 1, 1, 8.0)]
+  if large > 1:
+    goals.append((f"batch {large}: PaDIR@4 vs AR greedy", large, 4, 1.0))
+  for name, bs, k, goal in goals:
+    for lb in (1, 3):
+      value = speedup(bs, k, lb)
+      if value is not None:
+        targets.append({"target": f"{name} (length beam {lb})", "goal": f">= {goal}x",
+                        "measured": value, "met": value >= goal})
+  by_system: Dict[str, List[Dict[str, Any]]] = {}
+  for s in sweep:
+    by_system.setdefault(s["system"], []).append(s)
+  for system, rows in by_system.items():
+    rows = sorted(rows, key=lambda r: r["target_length"])
+    if len(rows) >= 2:
+      growth = rows[-1]["latency_ms_p50"] / rows[0]["latency_ms_p50"]
+      targets.append({
+          "target": f"length scaling {rows[0]['target_length']} -> {rows[-1]['target_length']} "
+                    f"tokens: {system} latency growth",
+          "goal": "PaDIR: grows with iterations, not length" if "padir" in system else "(reference)",
+          "measured": growth, "met": None})
+  return targets
+
+
+def write_markdown(path: str, report: Dict[str, Any]):
+  lines = [f"# Decoding speed: AR vs PaDIR ({report['model']['preset']}, "
+           f"{report['model']['dtype']})", ""]
+  m = report["machine"]
+  lines += [f"- Date: {report['date']}",
+            f"- Command: `{report['command']}`",
+            f"- Machine: {m['platform']} / {m['device_kind']} ({m['cpu_count']} CPU cores, "
+            f"{m['processor']}, load average at start {m['load_average_at_start']}), "
+            f"jax {m['jax']}",
+            f"- Model: `{report['model']['preset']}` {report['model']['standard']}; "
+            f"deep-shallow variant {report['model'].get('deep_shallow')}; vocabulary "
+            f"{report['model']['vocab_size']}",
+            "- Weights: " + "; ".join(f"{k}: {v}" for k, v in report["weights"].items()),
+            f"- Sentences: {report['sentences']['source']}; mean source/target length "
+            f"{report['sentences']['mean_source_length']:.1f}/"
+            f"{report['sentences']['mean_target_length']:.1f} pieces",
+            f"- Batch sizes: {report['batch_sizes']} (largest: {report['largest_batch']['how']})",
+            f"- Protocol: {report['protocol']}", ""]
+  lines += ["## Targets (issue 7)", "", "| target | goal | measured | met |", "|---|---|---|---|"]
+  for t in report["targets"]:
+    met = "—" if t["met"] is None else ("yes" if t["met"] else "**no**")
+    lines.append(f"| {t['target']} | {t['goal']} | {t['measured']:.2f}x | {met} |")
+  lines += ["", "## Results", "",
+            "Speedup = AR greedy (standard model) median latency / the system's, at the same "
+            "batch size; > 1 is faster than AR greedy.", ""]
+  header = ("| batch | system | iterations | length beam | T | latency p50 (ms) | p90 (ms) | "
+            "ms / sentence | sentences/s | speedup vs AR greedy |")
+  lines += [header, "|" + "---|" * 10]
+  for r in report["results"]:
+    lines.append(
+        f"| {r['batch_size']} | {r['system']} | {r['iterations'] or '—'} | {r['length_beam']} | "
+        f"{r['target_length']} | {r['latency_ms_p50']:.1f} | {r['latency_ms_p90']:.1f} | "
+        f"{r['latency_ms_per_sentence_p50']:.2f} | {r['sentences_per_s']:.1f} | "
+        f"{_fmt(r['speedup_vs_ar_greedy'], 2)}x |")
+  if report["length_sweep"]:
+    lines += ["", "## Length scaling (batch 1, source length = target length)", "",
+              "| system | iterations | target length | latency p50 (ms) | p90 (ms) |",
+              "|---|---|---|---|---|"]
+    for s in report["length_sweep"]:
+      lines.append(f"| {s['system']} | {s['iterations'] or '—'} | {s['target_length']} | "
+                   f"{s['latency_ms_p50']:.1f} | {s['latency_ms_p90']:.1f} |")
+  if report.get("notes"):
+    lines += ["", "## Notes", ""] + [f"- {n}" for n in report["notes"]]
+  with open(path, "w") as f:
+    f.write("\n".join(lines) + "\n")
+
+
+def write_plot(path: str, report: Dict[str, Any]) -> bool:
+  try:
+    import matplotlib  # pylint: disable=g-import-not-at-top
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt  # pylint: disable=g-import-not-at-top
+  except ImportError:
+    logging.warning("matplotlib not installed: no %s", path)
+    return False
+  fig, axes = plt.subplots(1, 2, figsize=(13, 5))
+  ax = axes[0]
+  series: Dict[str, List[Tuple[int, float]]] = {}
+  for r in report["results"]:
+    label = r["system"] if r["iterations"] is None else (
+        f"{r['system']}@{r['iterations']} lb{r['length_beam']}")
+    series.setdefault(label, []).append((r["batch_size"], r["speedup_vs_ar_greedy"]))
+  colours = plt.get_cmap("tab20")
+  for i, (label, points) in enumerate(series.items()):
+    points.sort()
+    style = "--" if "deep_shallow" in label else ("-" if "padir" in label else ":")
+    ax.plot([p[0] for p in points], [p[1] for p in points], style, marker="o", label=label,
+            color=colours(i % 20), linewidth=2.5 if label.startswith("ar_greedy") else 1.5)
+  ax.axhline(1.0, color="black", linewidth=0.8)
+  ax.set_xscale("log", base=2)
+  ax.set_yscale("log", base=2)
+  ax.set_xlabel("batch size")
+  ax.set_ylabel("speedup vs AR greedy (same batch size)")
+  ax.set_title(f"{report['model']['preset']} {report['model']['dtype']}, "
+               f"{report['machine']['device_kind']}")
+  ax.legend(fontsize=7, ncol=2)
+  ax.grid(True, which="both", alpha=0.3)
+  ax = axes[1]
+  sweep: Dict[str, List[Tuple[int, float]]] = {}
+  for s in report["length_sweep"]:
+    label = s["system"] if s["iterations"] is None else f"{s['system']}@{s['iterations']}"
+    sweep.setdefault(label, []).append((s["target_length"], s["latency_ms_p50"]))
+  for label, points in sweep.items():
+    points.sort()
+    ax.plot([p[0] for p in points], [p[1] for p in points], marker="o", label=label)
+  ax.set_xscale("log", base=2)
+  ax.set_yscale("log")
+  ax.set_xlabel("target length (tokens), batch 1")
+  ax.set_ylabel("latency p50 (ms)")
+  ax.set_title("length scaling")
+  ax.legend(fontsize=8)
+  ax.grid(True, which="both", alpha=0.3)
+  fig.tight_layout()
+  fig.savefig(path, dpi=110)
+  plt.close(fig)
+  return True
+
+
+# ------------------------------------------------------------------------------------------------
+# Main.
+
+
+def _ints(text: str) -> List[int]:
+  return [int(x) for x in text.split(",") if x.strip()]
+
+
+def parse_args(argv: Optional[Sequence[str]] = None) -> argparse.Namespace:
+  p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0],
+                              formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+  p.add_argument("--model", choices=MODEL_CHOICES, default="tiny",
+                 help="network preset (`test` is the unit-test toy size)")
+  p.add_argument("--dtype", choices=network.DTYPES, default="float32",
+                 help="activation dtype (bfloat16 on accelerators)")
+  p.add_argument("--out_dir", default="runs/decode_speed")
+  p.add_argument("--batch_sizes", type=_ints, default=[1, 8, 64])
+  p.add_argument("--max_batch", default="auto",
+                 help="the extra 'largest that fits' batch size: 'auto' (CPU: --cpu_max_batch; "
+                      "accelerators: doubled from the largest of --batch_sizes until a system "
+                      "runs out of memory or --max_batch_cap), an int, or 0 for none")
+  p.add_argument("--cpu_max_batch", type=int, default=64)
+  p.add_argument("--max_batch_cap", type=int, default=4096)
+  p.add_argument("--iterations", type=_ints, default=[1, 2, 4, 8])
+  p.add_argument("--length_beams", type=_ints, default=[1, 3])
+  p.add_argument("--deep_shallow", default="auto",
+                 help="'E,D' encoder,decoder layers of the deep-shallow variant; 'auto' = 2x the "
+                      "preset's encoder layers, 1 decoder layer; 'none' to skip it")
+  p.add_argument("--ds_iterations", type=_ints, default=[1, 4],
+                 help="PaDIR iterations of the deep-shallow variant (length beam 1)")
+  p.add_argument("--sweep_lengths", type=_ints, default=[16, 32, 64, 128],
+                 help="target lengths of the batch-1 length-scaling sweep (empty: none)")
+  p.add_argument("--sweep_iterations", type=int, default=4)
+  p.add_argument("--repeats", type=int, default=10, help="most timed repeats per point")
+  p.add_argument("--min_repeats", type=int, default=2)
+  p.add_argument("--max_seconds", type=float, default=3.0,
+                 help="stop repeating a point after this long (once --min_repeats are done)")
+  p.add_argument("--batching", choices=("grouped", "random"), default="grouped",
+                 help="grouped: each batch is the B sentences around the median target length "
+                      "(the translate path groups batches by length); random: a seeded sample")
+  p.add_argument("--compile_workers", type=int, default=0,
+                 help="threads compiling ahead of the timing (0: min(4, CPU cores))")
+  p.add_argument("--data_dir", default=DEFAULT_DATA_DIR)
+  p.add_argument("--pieces_per_word", type=float, default=1.3)
+  p.add_argument("--num_pieces", type=int, default=None,
+                 help="SentencePiece pieces (default 32000; 100 for `test`)")
+  p.add_argument("--max_target_length", type=int, default=None,
+                 help="the vocabulary's max target length (default 256; 64 for `test`)")
+  p.add_argument("--ar_checkpoint_dir", default=None)
+  p.add_argument("--padir_checkpoint_dir", default=None)
+  p.add_argument("--seed", type=int, default=0)
+  p.add_argument("--compilation_cache_dir", default=None,
+                 help="JAX persistent compilation cache (compilation is never timed)")
+  args = p.parse_args(argv)
+  args.argv = list(sys.argv[1:] if argv is None else argv)
+  return args
+
+
+def _layers(text: str, config: network.T5Config) -> Optional[Tuple[int, int]]:
+  if text == "none":
+    return None
+  if text == "auto":
+    return 2 * config.num_encoder_layers, 1
+  enc, dec = _ints(text)
+  return enc, dec
+
+
+def run(args: argparse.Namespace) -> Dict[str, Any]:
+  if args.compilation_cache_dir:
+    jax.config.update("jax_compilation_cache_dir", args.compilation_cache_dir)
+    jax.config.update("jax_persistent_cache_min_compile_time_secs", 0.0)
+  wall_start = time.perf_counter()
+  num_pieces = args.num_pieces or NUM_PIECES.get(args.model, DEFAULT_NUM_PIECES)
+  max_target_length = args.max_target_length or MAX_TARGET_LENGTH.get(
+      args.model, DEFAULT_MAX_TARGET_LENGTH)
+  st = SpecialTokens.create(num_pieces, max_target_length)
+  # AR decodes exactly T tokens: its EOS is an id it never emits ([MASK]: logit -1e10).
+  ar_st = dataclasses.replace(st, eos_id=st.mask_id)
+  base_config = network.get_config(args.model, dtype=args.dtype)
+  ds_layers = _layers(args.deep_shallow, base_config)
+  configs = {"standard": base_config}
+  if ds_layers:
+    configs["deep_shallow"] = dataclasses.replace(
+        base_config, num_encoder_layers=ds_layers[0], num_decoder_layers=ds_layers[1])
+  ar_models = {v: models.ARModel(network.Transformer(c), special_tokens=ar_st,
+                                 decode_method="greedy") for v, c in configs.items()}
+  padir_models = {v: models.PadirModel(network.Transformer(c), special_tokens=st)
+                  for v, c in configs.items()}
+  systems = make_systems(args.iterations, args.length_beams, args.ds_iterations, bool(ds_layers))
+  on_cpu = jax.devices()[0].platform == "cpu"
+  workers = args.compile_workers or min(4, os.cpu_count() or 1)
+  lengths, source = corpus_lengths(args.data_dir, args.pieces_per_word,
+                                   min(max_target_length, 128), args.seed)
+
+  def batch_for(batch_size):
+    return make_batch(select_sentences(lengths, batch_size, args.batching, args.seed),
+                      num_pieces, args.seed)
+
+  def model_for(system):
+    return (ar_models if system.kind == "ar" else padir_models)[system.variant]
+
+  # Parameters (their shapes do not depend on the batch).
+  probe_batch = batch_for(1)
+  weights, params = {}, {}
+  for kind, model_dict, ckpt in (("ar", ar_models, args.ar_checkpoint_dir),
+                                 ("padir", padir_models, args.padir_checkpoint_dir)):
+    for variant, model in model_dict.items():
+      if ckpt and variant == "standard":
+        params[kind, variant] = load_checkpoint_params(ckpt)
+        weights[f"{kind}_{variant}"] = f"checkpoint {ckpt}"
+      else:
+        params[kind, variant] = random_params(model, probe_batch, args.seed)
+        weights[f"{kind}_{variant}"] = f"random (numpy seed {args.seed})"
+  rng = jax.random.PRNGKey(args.seed)
+  notes = []
+
+  # The largest batch that fits.
+  batch_sizes = sorted(set(args.batch_sizes))
+  largest: Dict[str, Any] = {"how": "none"}
+  if args.max_batch == "auto":
+    if on_cpu:
+      largest = {"value": args.cpu_max_batch,
+                 "how": f"CPU: capped at {args.cpu_max_batch} (--cpu_max_batch; time budget)"}
+    else:
+      largest = probe_largest_batch(systems, model_for, params, batch_for, rng,
+                                    max(batch_sizes) * 2, args.max_batch_cap)
+  elif int(args.max_batch) > 0:
+    largest = {"value": int(args.max_batch), "how": "--max_batch"}
+  if largest.get("value"):
+    batch_sizes = sorted(set(batch_sizes + [largest["value"]]))
+
+  results = []
+  for batch_size in batch_sizes:
+    batch = jax.device_put(batch_for(batch_size))
+    tgt_len = batch["decoder_target_tokens"].shape[1]
+    src_len = batch["encoder_input_tokens"].shape[1]
+    calls = [(predict_fn(model_for(s), s), (params[s.kind, s.variant], batch, rng))
+             for s in systems]
+    compiled = compile_all(calls, workers)
+    for system, (_, call_args), exe in zip(systems, calls, compiled):
+      if isinstance(exe, Exception):
+        if not _is_oom(exe):
+          raise exe
+        notes.append(f"{system.label} at batch {batch_size}: out of memory")
+        continue
+      try:
+        timing = time_compiled(exe[0], call_args, args.repeats, args.min_repeats,
+                               args.max_seconds)
+      except Exception as e:  # pylint: disable=broad-except
+        if not _is_oom(e):
+          raise
+        notes.append(f"{system.label} at batch {batch_size}: out of memory")
+        continue
+      p50 = timing["latency_ms_p50"]
+      results.append({
+          "system": system.name, "variant": system.variant, "iterations": system.iterations,
+          "length_beam": system.length_beam, "beam_size": system.beam_size,
+          "batch_size": batch_size, "source_length": src_len, "target_length": tgt_len,
+          **timing, "compile_s": round(exe[1], 2),
+          "latency_ms_per_sentence_p50": p50 / batch_size,
+          "sentences_per_s": batch_size / (p50 / 1e3),
+      })
+      logging.info("batch %4d %-28s %9.1f ms (p90 %9.1f, %2d repeats, compile %.1fs)",
+                   batch_size, system.label, p50, timing["latency_ms_p90"], timing["repeats"],
+                   exe[1])
+    del compiled
+  for r in results:
+    same_batch = {x["system"] + str(x["iterations"]): x for x in results
+                  if x["batch_size"] == r["batch_size"]}
+    ref = same_batch.get("ar_greedyNone")
+    r["speedup_vs_ar_greedy"] = ref["latency_ms_p50"] / r["latency_ms_p50"] if ref else None
+    ref_v = same_batch.get(f"ar_greedy_{r['variant']}None")
+    if ref_v:
+      r["speedup_vs_ar_greedy_same_variant"] = ref_v["latency_ms_p50"] / r["latency_ms_p50"]
+
+  sweep = []
+  sweep_systems = [System("ar_greedy", "ar", "standard"),
+                   System("padir", "padir", "standard", args.sweep_iterations, 1)]
+  sweep_lengths = [n for n in args.sweep_lengths if n <= max_target_length]
+  if len(sweep_lengths) < len(args.sweep_lengths):
+    notes.append(f"sweep lengths above max_target_length {max_target_length} skipped")
+  points = [(n, s) for n in sweep_lengths for s in sweep_systems]
+  sweep_batches = {n: jax.device_put(make_batch([(n, n)], num_pieces, args.seed))
+                   for n in sweep_lengths}
+  calls = [(predict_fn(model_for(s), s), (params[s.kind, s.variant], sweep_batches[n], rng))
+           for n, s in points]
+  for (n, system), (_, call_args), exe in zip(points, calls, compile_all(calls, workers)):
+    if isinstance(exe, Exception):
+      raise exe
+    timing = time_compiled(exe[0], call_args, args.repeats, args.min_repeats, args.max_seconds)
+    sweep.append({"system": system.name, "iterations": system.iterations,
+                  "length_beam": system.length_beam, "batch_size": 1, "source_length": n,
+                  "target_length": n, **timing, "compile_s": round(exe[1], 2)})
+    logging.info("sweep length %4d %-20s %9.1f ms", n, system.label, timing["latency_ms_p50"])
+
+  if GIN_STUB:
+    notes.append("gin-config is not installed here: a no-op `gin.configurable` stub was used "
+                 "to import padir.models")
+  notes.append(f"total wall time {time.perf_counter() - wall_start:.0f} s (compilation "
+               f"included, {workers} compile threads)")
+  sentence_lengths = {b: select_sentences(lengths, b, args.batching, args.seed)
+                      for b in batch_sizes}
+  report = {
+      "date": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
+      "command": " ".join(shlex.quote(a) for a in ["python", "-m", "benchmarks.decode_speed"]
+                          + list(args.argv)),
+      "machine": machine_info(),
+      "model": {"preset": args.model, "dtype": args.dtype, "vocab_size": st.vocab_size,
+                "standard": _dims(configs["standard"]),
+                "deep_shallow": _dims(configs["deep_shallow"]) if ds_layers else None},
+      "weights": weights,
+      "sentences": {
+          "source": source, "batching": args.batching,
+          "mean_source_length": float(np.mean([x for x, _ in lengths])),
+          "mean_target_length": float(np.mean([t for _, t in lengths])),
+          "per_batch_mean_target_length": {
+              str(b): float(np.mean([t for _, t in v])) for b, v in sentence_lengths.items()}},
+      "protocol": PROTOCOL,
+      "padir_config": {k: v for k, v in dataclasses.asdict(
+          padir_models["standard"].refinement_config).items()
+                       if k not in ("num_decode_iterations", "length_beam", "early_exit")},
+      "batch_sizes": batch_sizes,
+      "largest_batch": largest,
+      "results": results,
+      "length_sweep": sweep,
+      "notes": notes,
+  }
+  report["targets"] = evaluate_targets(results, sweep, batch_sizes)
+  os.makedirs(args.out_dir, exist_ok=True)
+  with open(os.path.join(args.out_dir, "decode_speed.json"), "w") as f:
+    json.dump(report, f, indent=1)
+  write_markdown(os.path.join(args.out_dir, "decode_speed.md"), report)
+  write_plot(os.path.join(args.out_dir, "decode_speed.png"), report)
+  return report
+
+
+def probe_largest_batch(systems, model_for, params, batch_for, rng, start: int,
+                        cap: int) -> Dict[str, Any]:
+  """Doubles the batch from `start` while the most memory-hungry systems (AR beam search, PaDIR
+  with the widest length beam) compile and run; the last size that did."""
+  widest = max(s.length_beam for s in systems)
+  heavy = [s for s in systems if s.beam_size > 1 or (
+      s.kind == "padir" and s.variant == "standard" and s.length_beam == widest
+      and s.iterations == min(x.iterations for x in systems if x.kind == "padir"))]
+  fits, size = None, start
+  while size <= cap:
+    try:
+      batch = jax.device_put(batch_for(size))
+      for s in heavy:
+        fn = jax.jit(predict_fn(model_for(s), s))
+        jax.block_until_ready(fn(params[s.kind, s.variant], batch, rng))
+      fits = size
+      size *= 2
+    except Exception as e:  # pylint: disable=broad-except
+      if not _is_oom(e):
+        raise
+      break
+  if fits is None:
+    return {"how": f"none above {start // 2} fits"}
+  return {"value": fits, "how": f"probed: doubled from {start} while "
+                                f"{', '.join(s.label for s in heavy)} fit (cap {cap})"}
+
+
+def _dims(config: network.T5Config) -> str:
+  return (f"{config.num_encoder_layers} encoder / {config.num_decoder_layers} decoder layers, "
+          f"d_model {config.emb_dim}, {config.num_heads} heads x {config.head_dim}, "
+          f"mlp {config.mlp_dim}")
+
+
+def main(argv: Optional[Sequence[str]] = None):
+  logging.basicConfig(level=logging.INFO, format="%(asctime)s %(message)s")
+  args = parse_args(argv)
+  report = run(args)
+  print(f"wrote {args.out_dir}/decode_speed.{{json,md,png}}")
+  for t in report["targets"]:
+    print(f"  {t['target']}: {t['measured']:.2f}x (goal {t['goal']})")
+
+
+if __name__ == "__main__":
+  main()
