@@ -38,7 +38,6 @@ import shutil
 import tempfile
 from typing import Dict, List, Optional, Sequence, Tuple
 
-from padir import vocab as vocab_lib
 
 GENERATOR_VERSION = 1
 MULTIMODALITY_LEVELS = (0, 1, 2, 3)
@@ -382,6 +381,7 @@ class CorpusSpec:
     try:
       write_corpus(tmp, generate_corpus(self.seed, self.multimodality, self.num_train,
                                         self.num_validation, self.num_test))
+      from padir import vocab as vocab_lib  # pylint: disable=g-import-not-at-top  (seqio)
       vocab_lib.train_sentencepiece(
           [os.path.join(tmp, f"train.{s}.gz") for s in (SOURCE_SUFFIX, TARGET_SUFFIX)],
           self.vocab_size, os.path.join(tmp, "spm"), seed=self.seed)
