@@ -9,9 +9,9 @@ Layout in `model_dir`:
 Each step directory is written to a temporary name and renamed when complete (orbax's atomic
 commit), so a killed save never looks like a checkpoint. A checkpoint that is complete but
 unreadable (a truncated file, a lost disk block) is skipped with a warning and the previous one
-is used. A checkpoint whose parameter tree does not match the model raises
-`CheckpointMismatchError` naming every differing path and shape: that is a config error, never
-silently "fixed" by starting over.
+is used; a resuming trainer deletes it, so that the step is saved again. A checkpoint whose
+parameter tree does not match the model raises `CheckpointMismatchError` naming every differing
+path and shape: that is a config error, never silently "fixed" by starting over.
 
 The data position is the step: datasets are deterministic and the trainer skips `step` batches
 on resume.
@@ -178,7 +178,8 @@ def restore_latest(manager: ocp.CheckpointManager, abstract_params: Any,
                    abstract_train_state: Any) -> Optional[Tuple[Any, Any, int]]:
   """Restores the newest readable checkpoint as `(params, train_state, step)`, or None if
   there is none. The abstract trees (`jax.ShapeDtypeStruct`s with shardings) give structure,
-  dtypes and the shardings to restore into.
+  dtypes and the shardings to restore into. Unreadable newer checkpoints are deleted (with a
+  warning), so that training writes those steps again.
 
   Raises:
     CheckpointMismatchError: the checkpoint's trees differ from the abstract ones.
@@ -190,6 +191,10 @@ def restore_latest(manager: ocp.CheckpointManager, abstract_params: Any,
     return None
   abstract = {"params": abstract_params, "train_state": abstract_train_state}
   restored, step = _restore_newest_readable(manager, steps, lambda _: abstract)
+  for unreadable in [s for s in steps if s > step]:
+    logger.warning("deleting the unreadable checkpoint %s/%d: training goes on from step %d and "
+                    "saves that step again", manager.directory, unreadable, step)
+    manager.delete(unreadable)
   return restored["params"], restored["train_state"], step
 
 
@@ -253,7 +258,8 @@ def _package_versions() -> Dict[str, Optional[str]]:
 def write_run_record(model_dir: str, *, gin_config: str, seed: int,
                      extra: Optional[Mapping[str, Any]] = None) -> None:
   """Writes `config.gin` (the operative gin config) and `run_info.json` (seed, package
-  versions, python, devices, command line, `extra`) into `model_dir`, process 0 only.
+  versions, python, devices, command line, `extra`) into `model_dir`, process 0 only. Also the
+  record of `padir eval` and `padir distill` output dirs.
 
   A resumed run whose config differs from the saved one gets a warning, and the old file is
   kept as `config.gin.<unix time>` before being replaced.

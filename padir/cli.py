@@ -4,6 +4,7 @@ Each subcommand lives in its own module as `main(argv) -> int`; modules are impo
 their subcommand runs, so `padir --help` is instant and never imports seqio/TensorFlow.
 """
 import importlib
+import signal
 import sys
 
 SUBCOMMANDS = {
@@ -34,7 +35,12 @@ def main(argv=None) -> int:
     print(f"padir: unknown command {name!r}\n\n{usage()}", file=sys.stderr)
     return 2
   module = importlib.import_module(SUBCOMMANDS[name][0])
-  return int(module.main(rest) or 0)
+  try:
+    return int(module.main(rest) or 0)
+  except KeyboardInterrupt:  # `train` handles SIGINT itself once training has started.
+    print(f"padir {name}: interrupted (train, eval and distill resume when run again)",
+          file=sys.stderr)
+    return 128 + signal.SIGINT
 
 
 if __name__ == "__main__":

@@ -13,6 +13,9 @@ default (`--decode_method greedy` for greedy). Every `--shard_size` sources make
 registered as local TSV tasks `NAME_ar` / `NAME_padir` (`tasks.local`, train split = the distilled
 pairs; pairs with an empty side are dropped there).
 
+The output dir also holds the run record (`config.gin`, `run_info.json`: seed, package versions,
+command line; see `padir.checkpoints`).
+
 Resuming: `distill.json` records the settings (teacher dir and step, sources, shard size,
 decoding, gin flags). Re-running with the same settings skips finished shards (a leftover `.tmp`
 is redone), so an interrupted run ends with the same `distilled.tsv` as an uninterrupted one;
@@ -30,6 +33,7 @@ from typing import Any, Dict, Iterator, List, Mapping, Optional, Sequence
 
 import tqdm
 
+from padir import checkpoints
 from padir import gin_utils
 from padir import models
 from padir import translator as translator_lib
@@ -197,6 +201,8 @@ def distill(teacher_dir: str,
               "decoder_params": decoder_params, "gin_files": list(gin_files),
               "gin_bindings": list(gin_bindings)}
   _check_settings(output_dir, settings)
+  checkpoints.write_run_record(output_dir, gin_config=teacher.gin_config,
+                               seed=teacher.options.seed, extra=settings)
   os.makedirs(os.path.join(output_dir, SHARDS_SUBDIR), exist_ok=True)
 
   shards: List[str] = []

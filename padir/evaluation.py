@@ -21,10 +21,12 @@ Metrics, on detokenized text against the task's one reference per source:
                       stutter removed when `stutter_remasking`). A sentence that converged early
                       keeps its final tokens, so the last entry equals `bleu`.
 
-Output dir: `step_N.hypotheses.txt` and `step_N.json` per evaluated checkpoint, and over all of
-them `results.json` (settings + one entry per step) and `results.md` (a table). A step whose
-`step_N.json` exists is not evaluated again, so an interrupted run re-run with the same command
-ends with the same files; an output dir holding results of other settings is refused.
+Output dir: `step_N.hypotheses.txt` and `step_N.json` per evaluated checkpoint, over all of
+them `results.json` (settings + one entry per step) and `results.md` (a table), and the run
+record (`config.gin`, `run_info.json`: seed, package versions, command line; see
+`padir.checkpoints`). A step whose `step_N.json` exists is not evaluated again, so an interrupted
+run re-run with the same command ends with the same files (but for the time in run_info.json);
+an output dir holding results of other settings is refused.
 
 `--watch` is the checkpoint-evaluation job beside training: it evaluates every new checkpoint as
 training writes it, logs the metrics to TensorBoard in `MODEL_DIR/eval/TASK.SPLIT/`, and stops once
@@ -311,6 +313,8 @@ class EvalJob:
       if self._translator is None:
         self._translator = translator_lib.Translator.from_checkpoint(
             self.model_dir, step, self.gin_bindings, [EVAL_GIN_FILE, *self.gin_files])
+        checkpoints.write_run_record(self.output_dir, gin_config=self._translator.gin_config,
+                                     seed=self._translator.options.seed, extra=self.settings)
       else:
         self._translator.load_step(step)
       results, hypotheses = evaluate(self._translator, sources, references, self.progress)

@@ -528,10 +528,12 @@ def train(*, model=gin.REQUIRED, model_dir: str = gin.REQUIRED,
           step += 1
           history.append(step_metrics)
           if not skip_nonfinite_steps and float(step_metrics["nonfinite"]):
+            last = manager.latest_step()
             raise FloatingPointError(
                 f"non-finite loss or gradients at step {step} (its update was not applied); "
-                f"the last checkpoint is step {manager.latest_step()}. Set "
-                f"train.skip_nonfinite_steps = True to skip such steps instead.")
+                + ("no checkpoint was saved yet" if last is None else
+                   f"the last checkpoint is step {last}")
+                + ". Set train.skip_nonfinite_steps = True to skip such steps instead.")
           if step % log_every == 0 or step == num_train_steps:
             now = time.time()
             summary = _mean_over_steps(jax.device_get(history))
@@ -612,8 +614,11 @@ def main(argv: Sequence[str]) -> int:
   except Preempted as e:
     logger.warning("%s", e)
     return 128 + e.signum
-  except (gin_utils.GinFlagError, TrainConfigError, checkpoints.CheckpointMismatchError,
-          checkpoints.NoUsableCheckpointError, FloatingPointError) as e:
+  except (OSError, ValueError, checkpoints.NoUsableCheckpointError, FloatingPointError) as e:
+    # Bad flags, configs, data files and checkpoints: GinFlagError, TrainConfigError,
+    # CheckpointMismatchError, padir.data.TextFileError and unknown task names are ValueErrors,
+    # missing files OSErrors.
+    logger.debug("padir train failed", exc_info=True)
     print(f"padir train: error: {e}", file=sys.stderr)
     return 2 if isinstance(e, (gin_utils.GinFlagError, TrainConfigError)) else 1
   return 0

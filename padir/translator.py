@@ -13,7 +13,8 @@ The path: text -> vocabulary ids + EOS -> examples sorted by length, cut into ba
 two rows (so `jax.jit` compiles once per shape bucket) -> jitted `model.predict_batch_with_aux`
 -> ids cut at EOS -> text, back in input order. Empty and whitespace-only lines (and lines that
 encode to no piece) give empty outputs without running the model; lines longer than the largest
-bucket are truncated (EOS kept) and counted in a warning.
+bucket are truncated (EOS kept) and counted in a warning, or refused with an error naming them
+(`TranslatorOptions.truncate_long_lines = False`).
 
 Gin: `from_checkpoint` replaces the gin config with the run's own record, `MODEL_DIR/config.gin`
 (written by `padir train`; it defines MODEL and VOCABULARY), then `gin/runs/infer.gin`
@@ -76,11 +77,14 @@ class TranslatorOptions:
       {'decode_method': 'greedy'} or {'beam_size': 8}); `translate(decoder_params=...)` adds to
       them.
     seed: PRNG seed of random initial decoder inputs and sampling (the same key for every batch).
+    truncate_long_lines: truncate sources longer than the last length bucket (their number is
+      logged); False: such a source is an error naming its line.
   """
   batch_size: int = 64
   length_buckets: Tuple[int, ...] = (16, 32, 64, 128)
   decoder_params: Optional[Mapping[str, Any]] = None
   seed: int = 0
+  truncate_long_lines: bool = True
 
   def __post_init__(self):
     if self.batch_size < 1:
@@ -276,11 +280,14 @@ class Translator:
     teacher: optional AR teacher ranking a PaDIR model's candidates.
     model_dir: the run the parameters come from (for `load_step`).
     step: their checkpoint step.
+    gin_config: the operative gin config the model and options were built with (for the run
+      records of eval and distill output dirs).
   """
 
   def __init__(self, model: models.BaseModel, params: Any,
                options: Optional[TranslatorOptions] = None, teacher: Optional[Teacher] = None,
-               model_dir: Optional[str] = None, step: Optional[int] = None):
+               model_dir: Optional[str] = None, step: Optional[int] = None,
+               gin_config: Optional[str] = None):
     if model.vocabulary is None:
       raise ValueError(f"{type(model).__name__} has no vocabulary to encode text with: set its "
                        "`vocabulary` (gin: VOCABULARY)")
@@ -298,6 +305,7 @@ class Translator:
     self.teacher = teacher
     self.model_dir = model_dir
     self.step = step
+    self.gin_config = gin_config
     self._jitted = {}  # sorted decoder_params items -> the jitted predict function.
 
   @classmethod
@@ -323,6 +331,7 @@ class Translator:
     parse_run_config(model_dir, gin_files, gin_bindings)
     model = _built_model(model_dir)
     options, reranking = TranslatorOptions(), TeacherReranking()
+    gin_config = gin.operative_config_str()  # Before a teacher's config replaces it.
     params, step = load_model_params(model, model_dir, step)
     teacher = None
     if reranking.checkpoint_dir is not None:
@@ -334,7 +343,8 @@ class Translator:
                          f"{type(teacher_model).__name__}; the teacher must be an ARModel")
       teacher_params, _ = load_model_params(teacher_model, teacher_dir, teacher_step)
       teacher = Teacher(teacher_model, teacher_params, reranking.length_normalize)
-    return cls(model, params, options, teacher, model_dir=model_dir, step=step)
+    return cls(model, params, options, teacher, model_dir=model_dir, step=step,
+               gin_config=gin_config)
 
   @property
   def vocabulary(self):
@@ -385,22 +395,29 @@ class Translator:
     return results
 
   def _encode(self, lines: Sequence[str]) -> List[Optional[np.ndarray]]:
-    """Ids + EOS per line ([n] int32), None for lines without pieces; truncates and counts."""
+    """Ids + EOS per line ([n] int32), None for lines without pieces; truncates and counts (or
+    raises ValueError naming the lines, without `options.truncate_long_lines`)."""
     limit = self.options.length_buckets[-1]
     eos = self.model.special_tokens.eos_id
-    encoded, truncated = [], 0
-    for line in lines:
+    encoded, too_long = [], []
+    for number, line in enumerate(lines, start=1):
       ids = list(self.vocabulary.encode(line.strip())) if line.strip() else []
       if not ids:
         encoded.append(None)
         continue
       if len(ids) >= limit:
-        truncated += 1
+        too_long.append(number)
         ids = ids[:limit - 1]
       encoded.append(np.asarray(ids + [eos], np.int32))
-    if truncated:
+    if too_long and not self.options.truncate_long_lines:
+      raise ValueError(
+          f"{len(too_long)} of {len(lines)} input lines are longer than {limit - 1} pieces (the "
+          f"last TranslatorOptions.length_buckets, {limit}, holds EOS too): line(s) "
+          f"{', '.join(map(str, too_long[:10]))}{', ...' if len(too_long) > 10 else ''}; add a "
+          f"longer bucket, or set TranslatorOptions.truncate_long_lines = True to truncate them")
+    if too_long:
       logger.warning("%d of %d input lines were longer than %d pieces and were truncated "
-                     "(TranslatorOptions.length_buckets)", truncated, len(lines), limit - 1)
+                     "(TranslatorOptions.length_buckets)", len(too_long), len(lines), limit - 1)
     return encoded
 
   def _pad(self, rows: Sequence[np.ndarray]) -> np.ndarray:

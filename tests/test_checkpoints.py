@@ -65,17 +65,19 @@ def test_corrupted_latest_falls_back_to_previous(tmp_path, caplog):
   directory = str(tmp_path / "checkpoints")
   _save_steps(directory, [1, 2]).close()
   _corrupt(os.path.join(directory, "2"))
+  # Params-only loading (eval / infer).
+  loaded, step = checkpoints.load_params(str(tmp_path))
+  assert step == 1 and isinstance(loaded["token_embedder"]["embedding"], np.ndarray)
+  # Training: also deletes the unreadable checkpoint, so that the step is saved again.
   params, train_state = _trees()
   manager = checkpoints.make_manager(directory)
   with caplog.at_level(logging.WARNING, logger="padir"):
     restored_params, _, step = checkpoints.restore_latest(
         manager, _abstract(params), _abstract(train_state))
-  assert step == 1
+  assert step == 1 and manager.all_steps() == [1]
   np.testing.assert_array_equal(restored_params["encoder"]["layers_0"]["kernel"], 1.0)
   assert "checkpoints/2 is unreadable" in caplog.text and "falling back" in caplog.text
-  # The same for params-only loading (eval / infer).
-  loaded, step = checkpoints.load_params(str(tmp_path))
-  assert step == 1 and isinstance(loaded["token_embedder"]["embedding"], np.ndarray)
+  assert "deleting the unreadable checkpoint" in caplog.text
   # Nothing readable at all: an error, never a silent fresh start.
   _corrupt(os.path.join(directory, "1"))
   with pytest.raises(checkpoints.NoUsableCheckpointError, match="no readable checkpoint"):

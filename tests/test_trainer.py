@@ -190,12 +190,17 @@ def test_bad_settings_give_clear_errors(tmp_path):
         batch_size=batch_size // 2, **kw))
 
 
-def _run_python(code, env_extra=None, timeout=240):
-  """Runs `code` in a fresh python (sharing this session's JAX compilation cache)."""
-  env = dict(os.environ, PYTHONPATH=os.pathsep.join([REPO, TESTS_DIR]), JAX_PLATFORMS="cpu",
-             JAX_COMPILATION_CACHE_DIR=jax.config.jax_compilation_cache_dir or "",
-             JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS="0.5", **(env_extra or {}))
-  return subprocess.run([sys.executable, "-c", textwrap.dedent(code)], env=env,
+def python_env(env_extra=None):
+  """The environment of a fresh python: this checkout and tests/ importable, on CPU, sharing
+  this session's JAX compilation cache."""
+  return dict(os.environ, PYTHONPATH=os.pathsep.join([REPO, TESTS_DIR]), JAX_PLATFORMS="cpu",
+              JAX_COMPILATION_CACHE_DIR=jax.config.jax_compilation_cache_dir or "",
+              JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS="0.5", **(env_extra or {}))
+
+
+def run_python(code, env_extra=None, timeout=240):
+  """Runs `code` in a fresh python (`python_env`)."""
+  return subprocess.run([sys.executable, "-c", textwrap.dedent(code)], env=python_env(env_extra),
                         capture_output=True, text=True, timeout=timeout, cwd=REPO)
 
 
@@ -252,7 +257,7 @@ print("OK")
 
 
 def test_sharded_step_equals_single_device_step():
-  result = _run_python(SHARDED_SCRIPT,
+  result = run_python(SHARDED_SCRIPT,
                        {"XLA_FLAGS": "--xla_force_host_platform_device_count=8"})
   assert result.returncode == 0 and "OK" in result.stdout, result.stderr[-4000:]
 
@@ -275,7 +280,7 @@ def test_sigterm_saves_a_checkpoint_and_training_resumes(tmp_path, caplog):
   gin_file = tmp_path / "toy.gin"
   gin_file.write_text(RUN_GIN)
   model_dir = tmp_path / "run"
-  result = _run_python(f"""
+  result = run_python(f"""
   import sys
   from padir import cli
   sys.exit(cli.main(["train", "--gin_file={gin_file}", "--model_dir={model_dir}",
