@@ -29,6 +29,7 @@ or bind the saved scope, `MODEL/models.PadirModel.num_decode_iterations = 8`.)
 import argparse
 import dataclasses
 import logging
+import math
 import os
 import re
 import sys
@@ -37,6 +38,7 @@ from typing import Any, Dict, Iterable, List, Mapping, Optional, Sequence, Tuple
 import flax.linen as nn
 import gin
 import jax
+import jax.numpy as jnp
 import numpy as np
 import tqdm
 
@@ -79,16 +81,23 @@ class TranslatorOptions:
     seed: PRNG seed of random initial decoder inputs and sampling (the same key for every batch).
     truncate_long_lines: truncate sources longer than the last length bucket (their number is
       logged); False: such a source is an error naming its line.
+    target_length_ratio: the decode length T of a batch is `ratio x` its source bucket (at most
+      the vocabulary's max_target_length), as T5X's infer sizes decoder features: PaDIR's passes
+      and AR's cache cost grow with T, so T follows the source instead of the global maximum.
   """
   batch_size: int = 64
   length_buckets: Tuple[int, ...] = (16, 32, 64, 128)
   decoder_params: Optional[Mapping[str, Any]] = None
   seed: int = 0
   truncate_long_lines: bool = True
+  target_length_ratio: float = 1.5
 
   def __post_init__(self):
     if self.batch_size < 1:
       raise ValueError(f"TranslatorOptions.batch_size={self.batch_size} must be >= 1")
+    if self.target_length_ratio <= 0:
+      raise ValueError(f"TranslatorOptions.target_length_ratio={self.target_length_ratio} must "
+                       "be > 0")
     buckets = tuple(self.length_buckets)
     if not buckets or min(buckets) < 2 or list(buckets) != sorted(set(buckets)):
       raise ValueError(f"TranslatorOptions.length_buckets={buckets}: expected strictly "
@@ -451,16 +460,21 @@ class Translator:
     key = tuple(sorted(decoder_params.items()))
     if key not in self._jitted:
       _check_decoder_params(self.model, decoder_params)
-      model, teacher = self.model, self.teacher
+      model, teacher, ratio = self.model, self.teacher, self.options.target_length_ratio
 
       def predict(params, teacher_params, encoder_input_tokens, rng):
         kwargs = {}
         if teacher is not None:
           kwargs["rescore_fn"] = teacher.model.make_rescore_fn(teacher_params,
                                                                teacher.length_normalize)
-        return model.predict_batch_with_aux(
-            params, {"encoder_input_tokens": encoder_input_tokens}, rng,
-            decoder_params=dict(decoder_params), **kwargs)
+        rows, source_length = encoder_input_tokens.shape
+        decode_length = min(model.special_tokens.max_target_length,
+                            max(2, math.ceil(ratio * source_length)))
+        batch = {"encoder_input_tokens": encoder_input_tokens,
+                 # Only its shape is read: the decode length T (T5X's infer batches).
+                 "decoder_input_tokens": jnp.zeros((rows, decode_length), jnp.int32)}
+        return model.predict_batch_with_aux(params, batch, rng,
+                                            decoder_params=dict(decoder_params), **kwargs)
 
       self._jitted[key] = jax.jit(predict)
     return self._jitted[key]

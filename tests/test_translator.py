@@ -76,6 +76,8 @@ def test_padir_gin_overrides_history_and_teacher_reranking(tiny_padir_dir, tiny_
   for line, prediction in ((lines[0], predictions[0]), (lines[3], predictions[3])):
     aux = prediction.aux
     assert aux["history"].shape[0] == 2 and 1 <= aux["iterations"] <= 2
+    # Decode length T = 1.5 x the source bucket (8 or 16), not the vocabulary's maximum.
+    assert aux["history"].shape[1] in (12, 24)
     assert "model_scores" in aux and aux["best"] == np.argmax(aux["candidate_scores"])
     # The chosen candidate's score is the teacher's length-normalised log-likelihood of it.
     source = np.array([translator.vocabulary.encode(line) + [st.eos_id]], np.int32)
