@@ -35,6 +35,7 @@ import tqdm
 
 from padir import checkpoints
 from padir import gin_utils
+from padir import metrics as metrics_lib
 from padir import models
 from padir import translator as translator_lib
 
@@ -280,7 +281,7 @@ def main(argv: Sequence[str]) -> int:
   parser.add_argument("--name", default=None,
                       help="corpus name of the registered tasks (default: from the sources)")
   args = parser.parse_args(rest)
-  translator_lib.log_to_stderr()
+  metrics_lib.log_to_stderr()
   try:
     sources = Sources(task=args.task, split=args.split, input_tsv=args.input_tsv,
                       source_file=args.source_file,

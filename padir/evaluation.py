@@ -50,6 +50,7 @@ import sacrebleu
 from padir import checkpoints
 from padir import decoding
 from padir import gin_utils
+from padir import metrics as metrics_lib
 from padir import models
 from padir import translator as translator_lib
 
@@ -407,7 +408,7 @@ def main(argv: Sequence[str]) -> int:
   parser.add_argument("--watch_timeout", type=float, default=3600.0,
                       help="with --watch: give up after this long without a new checkpoint")
   args = parser.parse_args(rest)
-  translator_lib.log_to_stderr()
+  metrics_lib.log_to_stderr()
   try:
     job = EvalJob(args.checkpoint_dir, args.task, args.split, args.output, gin_files,
                   gin_bindings, args.module or ["tasks.builtin"], args.max_examples,

@@ -129,3 +129,14 @@ class Progress:
   def close(self) -> None:
     if self._bar is not None:
       self._bar.close()
+
+
+def log_to_stderr() -> None:
+  """INFO lines of the `padir` loggers on stderr (absl owns the root logger, at WARNING)."""
+  handler = logging.StreamHandler(sys.stderr)
+  handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s] %(message)s"))
+  package_logger = logging.getLogger("padir")
+  if not package_logger.handlers:
+    package_logger.addHandler(handler)
+  package_logger.setLevel(logging.INFO)
+  package_logger.propagate = False

@@ -574,17 +574,6 @@ def initialize_distributed(enabled: bool = False, coordinator_address: Optional[
                                num_processes=num_processes, process_id=process_id)
 
 
-def _log_to_stderr() -> None:
-  """INFO lines of the `padir` loggers on stderr (absl owns the root logger, at WARNING)."""
-  handler = logging.StreamHandler(sys.stderr)
-  handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s] %(message)s"))
-  package_logger = logging.getLogger("padir")
-  if not package_logger.handlers:
-    package_logger.addHandler(handler)
-  package_logger.setLevel(logging.INFO)
-  package_logger.propagate = False
-
-
 USAGE = """\
 padir train --gin_file=FILE [--gin_file=FILE ...] [--gin.NAME=VALUE ...] --model_dir=DIR
 
@@ -606,7 +595,7 @@ def main(argv: Sequence[str]) -> int:
     parser.error("at least one --gin_file is needed (a model and a run config)")
   if args.model_dir:
     gin_bindings = [f"MODEL_DIR = {args.model_dir!r}"] + list(gin_bindings)
-  _log_to_stderr()
+  metrics_lib.log_to_stderr()
   try:
     gin_utils.parse_gin(gin_files, gin_bindings)
     initialize_distributed(**({"enabled": True} if args.multihost else {}))

@@ -44,6 +44,7 @@ import tqdm
 
 from padir import checkpoints
 from padir import gin_utils
+from padir import metrics as metrics_lib
 from padir import models
 
 logger = logging.getLogger(__name__)
@@ -506,17 +507,6 @@ def write_lines(path: str, lines: Iterable[str]) -> None:
   os.replace(tmp, path)
 
 
-def log_to_stderr() -> None:
-  """INFO lines of the `padir` loggers on stderr (absl owns the root logger, at WARNING)."""
-  handler = logging.StreamHandler(sys.stderr)
-  handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s] %(message)s"))
-  package_logger = logging.getLogger("padir")
-  if not package_logger.handlers:
-    package_logger.addHandler(handler)
-  package_logger.setLevel(logging.INFO)
-  package_logger.propagate = False
-
-
 USAGE = """\
 padir infer --checkpoint_dir DIR --input FILE|- --output FILE|- [--checkpoint_step N]
             [--gin_file F ...] [--gin.NAME=VALUE ...]
@@ -536,7 +526,7 @@ def main(argv: Sequence[str]) -> int:
   parser.add_argument("--input", required=True, help="UTF-8 text (.gz allowed), or - for stdin")
   parser.add_argument("--output", required=True, help="translations, or - for stdout")
   args = parser.parse_args(rest)
-  log_to_stderr()
+  metrics_lib.log_to_stderr()
   try:
     translator = Translator.from_checkpoint(args.checkpoint_dir, args.checkpoint_step,
                                             gin_bindings, gin_files)
