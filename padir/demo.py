@@ -1,0 +1,517 @@
+"""`padir demo`: the main job on the built-in offline corpus, end to end, in one command.
+
+  padir demo --workdir runs/demo                    # ~12 minutes on 2 CPU cores
+  padir demo --workdir /tmp/demo --size reduced     # ~2 minutes: a smoke test of the pipeline
+
+Stages, each timed and logged against its budget (`DemoSize.budgets_s`):
+  corpus             generate the built-in corpus (`tasks.builtin.register_builtin`)
+  teacher            train the AR teacher           gin/experiments/builtin_ar.gin
+  distill            translate the training split with it, beam 4 (`padir.distill`)
+  student_raw        train PaDIR on the original data    gin/experiments/builtin_padir.gin
+  student_distilled  train PaDIR on the distilled data   gin/experiments/builtin_padir_distilled.gin
+  evaluate           every system on the test split, in this one process
+
+Systems: `ar_greedy`, `ar_beam4` (the teacher, KV cache) and `padir_raw@K`, `padir_distilled@K`
+(each student with K = 1, 2, 4, 8 refinement iterations). Each goes through the translate path
+(`padir.translator`: text -> ids -> jitted decode -> text) and gets
+  bleu, chrf, stutter_rate, length_ratio   `padir.evaluation.score_hypotheses` (sacreBLEU)
+  sentences_per_s_batch64   the test split at batch 64, sentences / wall second, after a warm-up
+                            batch (compilation excluded)
+  latency_ms_batch1         median wall ms of one sentence a call, over the first
+                            `num_latency_sentences` test sentences, after a warm-up call
+  speedup_batch1            AR greedy's latency / the system's
+Every source is padded to one length (`LENGTH_BUCKETS`), so each system compiles two shapes.
+
+Workdir: `demo.json` (the size), `teacher/`, `distilled/`, `student_raw/`, `student_distilled/`
+(model dirs and the distillation), `stages.json` (finished stages and their wall times),
+`hypotheses/SYSTEM.txt`, `results.json`, `results.md`, `tradeoff.png` (BLEU vs batch-1 latency).
+Re-running with the same workdir reuses finished stages; an interrupted training resumes from its
+newest checkpoint and an interrupted distillation from its finished shards. A workdir of another
+size is refused.
+"""
+import argparse
+import dataclasses
+import datetime
+import json
+import logging
+import os
+import platform
+import shlex
+import statistics
+import sys
+import time
+from typing import Any, Dict, List, Mapping, Optional, Sequence, Tuple
+
+import gin
+import jax
+
+from padir import checkpoints
+from padir import distill as distill_lib
+from padir import evaluation
+from padir import gin_utils
+from padir import metrics as metrics_lib
+from padir import trainer
+from padir import translator as translator_lib
+
+logger = logging.getLogger(__name__)
+
+STAGES = ("corpus", "teacher", "distill", "student_raw", "student_distilled", "evaluate")
+ITERATIONS = (1, 2, 4, 8)
+MAX_TARGET_LENGTH = 48  # The corpus's longest sentence is 43 pieces + EOS.
+LENGTH_BUCKETS = (MAX_TARGET_LENGTH,)
+EVAL_BATCH_SIZE = 64
+DISTILL_BEAM_SIZE = 4
+TRAIN_GIN = "runs/train.gin"
+SETTINGS_FILE = "demo.json"
+STAGES_FILE = "stages.json"
+RESULTS_JSON = "results.json"
+RESULTS_MD = "results.md"
+TRADEOFF_PNG = "tradeoff.png"
+RESULT_FIELDS = ("name", "model", "iterations", "bleu", "chrf", "stutter_rate",
+                 "latency_ms_batch1", "sentences_per_s_batch64")
+
+
+@dataclasses.dataclass(frozen=True)
+class DemoSize:
+  """How big a demo run is.
+
+  Attributes:
+    corpus: corpus name; its tasks are `{corpus}_ar` / `{corpus}_padir`.
+    num_train: training pairs (the teacher distills all of them; a multiple of the distillation
+      batch, 128, so that every batch has one shape).
+    num_validation: validation pairs (unused by the demo; the corpus has the split).
+    num_test: test pairs, all evaluated (a multiple of EVAL_BATCH_SIZE).
+    teacher_steps: AR teacher training steps.
+    student_steps: training steps of each PaDIR student.
+    num_latency_sentences: test sentences timed one a call (batch-1 latency).
+    distill_shard_size: sources per distillation shard (the unit of resuming).
+    gin_bindings: extra bindings of every training run (on top of the experiment files).
+    budgets_s: expected wall seconds of each stage on 2 quiet CPU cores.
+  """
+  corpus: str
+  num_train: int
+  num_validation: int
+  num_test: int
+  teacher_steps: int
+  student_steps: int
+  num_latency_sentences: int
+  distill_shard_size: int
+  gin_bindings: Tuple[str, ...]
+  budgets_s: Mapping[str, float]
+
+
+SIZES = {
+    "default": DemoSize(
+        corpus="builtin_demo", num_train=20_480, num_validation=512, num_test=512,
+        teacher_steps=600, student_steps=600, num_latency_sentences=64,
+        distill_shard_size=5_120, gin_bindings=(),
+        budgets_s={"corpus": 20, "teacher": 180, "distill": 90, "student_raw": 150,
+                   "student_distilled": 150, "evaluate": 120}),
+    "reduced": DemoSize(
+        corpus="builtin_demo_reduced", num_train=1_024, num_validation=64, num_test=64,
+        teacher_steps=20, student_steps=20, num_latency_sentences=4, distill_shard_size=512,
+        gin_bindings=("BATCH_SIZE = 8", "optimizers.cosine_schedule.warmup_steps = 5"),
+        budgets_s={"corpus": 10, "teacher": 20, "distill": 20, "student_raw": 20,
+                   "student_distilled": 20, "evaluate": 60}),
+}
+
+
+class DemoError(ValueError):
+  """A workdir that cannot be used (another size), named in the message."""
+
+
+# ----------------------------------------------------------------------------------------------
+# Files of the workdir.
+
+
+def _write_json(path: str, value: Any) -> None:
+  with open(path + ".tmp", "w") as f:
+    json.dump(value, f, indent=2)
+    f.write("\n")
+  os.replace(path + ".tmp", path)
+
+
+def _read_json(path: str) -> Optional[Any]:
+  if not os.path.exists(path):
+    return None
+  with open(path) as f:
+    return json.load(f)
+
+
+def _check_settings(workdir: str, size_name: str, size: DemoSize) -> None:
+  """Writes demo.json, or checks that the workdir's is of the same size."""
+  path = os.path.join(workdir, SETTINGS_FILE)
+  settings = json.loads(json.dumps({"size": size_name, **dataclasses.asdict(size)}))
+  settings.pop("budgets_s")  # Budgets are expectations, not settings.
+  saved = _read_json(path)
+  if saved is None:
+    os.makedirs(workdir, exist_ok=True)
+    _write_json(path, settings)
+  elif saved != settings:
+    raise DemoError(f"--workdir {workdir} holds a demo of other settings (size "
+                    f"{saved.get('size')!r}, see {path}): use another --workdir")
+
+
+class Stages:
+  """Finished stages of a workdir (`stages.json`) and the timing of this run's."""
+
+  def __init__(self, workdir: str, size: DemoSize):
+    self._path = os.path.join(workdir, STAGES_FILE)
+    self._size = size
+    self.finished: Dict[str, Dict[str, Any]] = _read_json(self._path) or {}
+    self._start = time.time()
+
+  def done(self, stage: str) -> bool:
+    return stage in self.finished
+
+  def start(self, stage: str) -> Tuple[float, float]:
+    index = STAGES.index(stage) + 1
+    left = sum(self._size.budgets_s[s] for s in STAGES[index - 1:] if not self.done(s))
+    logger.info("stage %d/%d %s (budget %s; elapsed %s, about %s left)", index, len(STAGES),
+                stage, _clock(self._size.budgets_s[stage]), _clock(time.time() - self._start),
+                _clock(left))
+    return time.time(), time.process_time()
+
+  def finish(self, stage: str, started: Tuple[float, float], **record) -> None:
+    """Records the stage's wall time and this process's CPU time (on a loaded machine, CPU
+    seconds / cores is what the stage would take alone)."""
+    wall, cpu = time.time() - started[0], time.process_time() - started[1]
+    budget = self._size.budgets_s[stage]
+    self.finished[stage] = {"wall_s": round(wall, 1), "cpu_s": round(cpu, 1), "budget_s": budget,
+                            **record}
+    _write_json(self._path, self.finished)
+    log = logger.warning if wall > budget else logger.info
+    log("stage %s done in %s, %.0f CPU seconds (budget %s)", stage, _clock(wall), cpu,
+        _clock(budget))
+
+  def reuse(self, stage: str) -> None:
+    logger.info("stage %d/%d %s: finished in an earlier run (%s), reused", STAGES.index(stage) + 1,
+                len(STAGES), stage, _clock(self.finished[stage]["wall_s"]))
+
+
+def _clock(seconds: float) -> str:
+  return str(datetime.timedelta(seconds=round(seconds)))
+
+
+# ----------------------------------------------------------------------------------------------
+# Stages.
+
+
+def prepare_corpus(size: DemoSize) -> Tuple[str, str]:
+  """Registers the demo corpus's tasks and generates it if missing. Returns (AR, PaDIR) tasks."""
+  from padir import data  # pylint: disable=g-import-not-at-top  (seqio only when running)
+  from tasks import builtin  # pylint: disable=g-import-not-at-top
+  tasks = builtin.register_builtin(size.corpus, num_train=size.num_train,
+                                   num_validation=size.num_validation, num_test=size.num_test,
+                                   max_target_length=MAX_TARGET_LENGTH)
+  vocabulary = data.task_vocabulary(tasks[0])
+  logger.info("corpus %s: %d pieces, tasks %s", size.corpus,
+              vocabulary.special_tokens.num_pieces, ", ".join(tasks))
+  return tasks
+
+
+def train(gin_files: Sequence[str], model_dir: str, steps: int, size: DemoSize,
+          task: Optional[str] = None) -> None:
+  """`padir train` in this process: `gin_files` after runs/train.gin, then the run's bindings
+  (`task` overrides the experiment's MIXTURE_OR_TASK_NAME)."""
+  gin.clear_config()
+  gin_utils.parse_gin(
+      [gin_files[0], TRAIN_GIN, *gin_files[1:]],
+      [f"MODEL_DIR = {model_dir!r}", f"TRAIN_STEPS = {steps}", *size.gin_bindings,
+       *([f"MIXTURE_OR_TASK_NAME = {task!r}"] if task else [])])
+  trainer.train()
+
+
+def distill(teacher_dir: str, ar_task: str, output_dir: str,
+            size: DemoSize) -> distill_lib.DistillResult:
+  """The teacher's beam-4 translations of the training split, registered as tasks."""
+  return distill_lib.distill(
+      teacher_dir, distill_lib.Sources(task=ar_task, split="train"), output_dir,
+      shard_size=size.distill_shard_size, decode_method="beam", beam_size=DISTILL_BEAM_SIZE,
+      gin_bindings=[f"TranslatorOptions.length_buckets = {LENGTH_BUCKETS}"], progress=True)
+
+
+def measure(translator: translator_lib.Translator, sources: Sequence[str],
+            references: Sequence[str], decoder_params: Mapping[str, Any],
+            num_latency_sentences: int) -> Tuple[Dict[str, Any], List[str]]:
+  """Quality and speed of one system (see the module docstring). Returns (metrics, hypotheses).
+
+  `translator` decodes EVAL_BATCH_SIZE sentences a call; a copy decoding one a call times the
+  latency.
+  """
+  translator.translate(sources[:EVAL_BATCH_SIZE], decoder_params)  # Compiles.
+  start = time.perf_counter()
+  predictions = translator.predict(sources, decoder_params)
+  throughput = len(sources) / (time.perf_counter() - start)
+
+  one = translator_lib.Translator(translator.model, translator.params,
+                                  dataclasses.replace(translator.options, batch_size=1))
+  one.translate(sources[:1], decoder_params)  # Compiles.
+  latencies = []
+  for source in sources[:num_latency_sentences]:
+    start = time.perf_counter()
+    one.translate([source], decoder_params)
+    latencies.append(1e3 * (time.perf_counter() - start))
+
+  hypotheses = [p.text for p in predictions]
+  scores = evaluation.score_hypotheses(hypotheses, references)
+  iterations = [float(p.aux["iterations"]) for p in predictions if "iterations" in p.aux]
+  return {
+      **scores,
+      "mean_iterations": statistics.fmean(iterations) if iterations else None,
+      "latency_ms_batch1": statistics.median(latencies),
+      "sentences_per_s_batch64": throughput,
+  }, hypotheses
+
+
+def systems(teacher_dir: str, student_dirs: Mapping[str, str]):
+  """(name, model, iterations, model dir, decoder_params) of every evaluated system."""
+  yield "ar_greedy", "ar", None, teacher_dir, {"decode_method": "greedy"}
+  yield "ar_beam4", "ar", None, teacher_dir, {"decode_method": "beam", "beam_size": 4}
+  for data_name, model_dir in student_dirs.items():
+    for k in ITERATIONS:
+      yield f"padir_{data_name}@{k}", "padir", k, model_dir, {"num_decode_iterations": k}
+
+
+def evaluate(workdir: str, ar_task: str, teacher_dir: str, student_dirs: Mapping[str, str],
+             size: DemoSize) -> List[Dict[str, Any]]:
+  """Every system on the test split, one after the other in this process."""
+  from padir import data  # pylint: disable=g-import-not-at-top  (seqio only when running)
+  examples = list(data.iterate_examples(ar_task, "test"))
+  sources = [e["inputs_text"] for e in examples]
+  references = [e["targets_text"] for e in examples]
+  options = [f"TranslatorOptions.batch_size = {EVAL_BATCH_SIZE}",
+             f"TranslatorOptions.length_buckets = {LENGTH_BUCKETS}"]
+  translators: Dict[str, translator_lib.Translator] = {}
+  rows = []
+  for name, model, iterations, model_dir, decoder_params in systems(teacher_dir, student_dirs):
+    if model_dir not in translators:
+      translators[model_dir] = translator_lib.Translator.from_checkpoint(
+          model_dir, gin_bindings=options)
+    metrics, hypotheses = measure(translators[model_dir], sources, references, decoder_params,
+                                  size.num_latency_sentences)
+    translator_lib.write_lines(os.path.join(workdir, "hypotheses", f"{name}.txt"), hypotheses)
+    rows.append({"name": name, "model": model, "iterations": iterations, **metrics})
+    logger.info("%-20s BLEU %6.2f  chrF %6.2f  stutter %.4f  batch-1 %8.1f ms  batch-64 %7.1f "
+                "sentences/s", name, metrics["bleu"], metrics["chrf"], metrics["stutter_rate"],
+                metrics["latency_ms_batch1"], metrics["sentences_per_s_batch64"])
+  greedy = rows[0]["latency_ms_batch1"]
+  for row in rows:
+    row["speedup_batch1"] = greedy / row["latency_ms_batch1"]
+  return rows
+
+
+# ----------------------------------------------------------------------------------------------
+# Reports.
+
+
+def checks(rows: Sequence[Mapping[str, Any]]) -> Dict[str, Any]:
+  """The demo's claims, measured: every field present and finite; the distilled student ahead of
+  the raw one at 1 iteration; BLEU, averaged over the two students, not lower with more
+  iterations (K = 1, 2, 4, 8 in turn)."""
+  bleu = {row["name"]: row["bleu"] for row in rows}
+  mean_by_k = [statistics.fmean([bleu[f"padir_raw@{k}"], bleu[f"padir_distilled@{k}"]])
+               for k in ITERATIONS]
+  return {
+      "every_field": all(row.get(f) is not None or (f == "iterations" and row["model"] == "ar")
+                         for row in rows for f in RESULT_FIELDS),
+      "distilled_beats_raw_at_1": bleu["padir_distilled@1"] > bleu["padir_raw@1"],
+      "students_mean_bleu_by_iterations": mean_by_k,
+      "more_iterations_do_not_lower_bleu": all(b >= a for a, b in zip(mean_by_k, mean_by_k[1:])),
+  }
+
+
+def machine() -> Dict[str, Any]:
+  device = jax.devices()[0]
+  return {"platform": device.platform, "device_kind": device.device_kind,
+          "device_count": jax.device_count(), "cpu_count": os.cpu_count(),
+          "processor": platform.processor() or platform.machine(),
+          "python": platform.python_version(), "jax": jax.__version__}
+
+
+def _load() -> Optional[List[float]]:
+  return [round(x, 2) for x in os.getloadavg()] if hasattr(os, "getloadavg") else None
+
+
+def results_markdown(results: Mapping[str, Any]) -> str:
+  """The results as markdown: how they were made, the table, the stages and the checks."""
+  m = results["machine"]
+  rows = results["systems"]
+  lines = [
+      f"# padir demo ({results['size']} size): AR teacher -> distillation -> PaDIR students",
+      "",
+      f"- command: `{results['command']}`",
+      f"- date: {results['date']}; machine: {m['cpu_count']} CPU cores ({m['processor']}), "
+      f"JAX {m['jax']} on {m['platform']}; load average at the start of evaluation "
+      f"{results['load_average']['evaluate_start']}, at its end "
+      f"{results['load_average']['evaluate_end']}",
+      f"- test set: {results['test_sentences']} sentences of `{results['test_task']}`; "
+      f"sacreBLEU `{rows[0]['bleu_signature']}`, `{rows[0]['chrf_signature']}`",
+      f"- speed, one process, this machine: batch-1 latency = median over "
+      f"{results['latency_sentences']} test sentences translated one a call; throughput = the "
+      f"test set at batch {EVAL_BATCH_SIZE}; both through the translate path (text -> text), "
+      "compilation excluded",
+      "",
+      "| system | BLEU | chrF | stutter % | length ratio | latency ms (batch 1) | "
+      "speedup (batch 1) | sentences/s (batch 64) |",
+      "|---|---:|---:|---:|---:|---:|---:|---:|",
+  ]
+  for r in rows:
+    lines.append(f"| {r['name']} | {r['bleu']:.2f} | {r['chrf']:.2f} | "
+                 f"{100 * r['stutter_rate']:.2f} | {r['length_ratio']:.3f} | "
+                 f"{r['latency_ms_batch1']:.1f} | {r['speedup_batch1']:.2f}x | "
+                 f"{r['sentences_per_s_batch64']:.1f} |")
+  lines += ["", "| stage | wall time | CPU seconds | budget |", "|---|---:|---:|---:|"]
+  for stage in STAGES:
+    record = results["stages"][stage]
+    lines.append(f"| {stage} | {_clock(record['wall_s'])} | {record['cpu_s']:.0f} | "
+                 f"{_clock(record['budget_s'])} |")
+  c = results["checks"]
+  mean = " -> ".join(f"{b:.2f}" for b in c["students_mean_bleu_by_iterations"])
+  lines += [
+      "",
+      f"- every system has every field: {_yes(c['every_field'])}",
+      f"- distilled student beats the raw-data student at 1 iteration: "
+      f"{_yes(c['distilled_beats_raw_at_1'])}",
+      f"- more iterations do not lower BLEU (students' mean at K = "
+      f"{', '.join(map(str, ITERATIONS))}: {mean}): {_yes(c['more_iterations_do_not_lower_bleu'])}",
+  ]
+  return "\n".join(lines) + "\n"
+
+
+def _yes(value: bool) -> str:
+  return "yes" if value else "**no**"
+
+
+def tradeoff_plot(rows: Sequence[Mapping[str, Any]], path: str) -> None:
+  """BLEU vs batch-1 latency, one point per system; each student's K joined by a line."""
+  from matplotlib.figure import Figure  # pylint: disable=g-import-not-at-top
+  figure = Figure(figsize=(7, 5))
+  ax = figure.subplots()
+  for model_name, marker in (("ar", "s"), ("padir_raw", "o"), ("padir_distilled", "^")):
+    points = [r for r in rows if r["name"].startswith(model_name)]
+    ax.plot([r["latency_ms_batch1"] for r in points], [r["bleu"] for r in points],
+            marker=marker, linestyle="" if model_name == "ar" else "-", label=model_name)
+    for r in points:
+      ax.annotate(r["name"].split("_", 1)[1] if model_name == "ar" else f"K={r['iterations']}",
+                  (r["latency_ms_batch1"], r["bleu"]), textcoords="offset points",
+                  xytext=(4, 4), fontsize=8)
+  ax.set_xscale("log")
+  ax.set_xlabel("latency, batch 1 (ms per sentence, median; log scale)")
+  ax.set_ylabel("BLEU (test)")
+  ax.set_title("padir demo: quality vs batch-1 latency")
+  ax.grid(True, which="both", alpha=0.3)
+  ax.legend()
+  figure.tight_layout()
+  figure.savefig(path + ".tmp.png", dpi=120)
+  os.replace(path + ".tmp.png", path)
+
+
+# ----------------------------------------------------------------------------------------------
+# The job.
+
+
+def run(workdir: str, size_name: str = "default", command: str = "") -> Dict[str, Any]:
+  """Runs (or resumes) the demo in `workdir`; returns the results (as results.json)."""
+  size = SIZES[size_name]
+  workdir = os.path.abspath(workdir)
+  _check_settings(workdir, size_name, size)
+  stages = Stages(workdir, size)
+  results_path = os.path.join(workdir, RESULTS_JSON)
+  if stages.done("evaluate") and os.path.exists(results_path):
+    for stage in STAGES:
+      stages.reuse(stage)
+    return _read_json(results_path)
+
+  teacher_dir = os.path.join(workdir, "teacher")
+  student_dirs = {"raw": os.path.join(workdir, "student_raw"),
+                  "distilled": os.path.join(workdir, "student_distilled")}
+
+  started = stages.start("corpus")
+  ar_task, padir_task = prepare_corpus(size)
+  stages.finish("corpus", started)
+
+  if stages.done("teacher"):
+    stages.reuse("teacher")
+  else:
+    started = stages.start("teacher")
+    train(["models/ar_tiny.gin", "experiments/builtin_ar.gin"], teacher_dir, size.teacher_steps,
+          size, task=ar_task)
+    stages.finish("teacher", started)
+
+  distill_dir = os.path.join(workdir, "distilled")
+  if stages.done("distill"):
+    stages.reuse("distill")
+  else:
+    started = stages.start("distill")
+    distilled = distill(teacher_dir, ar_task, distill_dir, size)
+    stages.finish("distill", started, pairs=distilled.num_examples)
+
+  # The raw student trains on the corpus's PaDIR task, the distilled one on the task that
+  # distillation wrote as a gin file (it registers the task in any process that parses it).
+  for data_name, experiment, extra in (
+      ("raw", "experiments/builtin_padir.gin", {"task": padir_task}),
+      ("distilled", "experiments/builtin_padir_distilled.gin", {})):
+    stage = f"student_{data_name}"
+    if stages.done(stage):
+      stages.reuse(stage)
+      continue
+    started = stages.start(stage)
+    gin_files = ["models/padir_tiny.gin", experiment]
+    if data_name == "distilled":
+      gin_files.append(os.path.join(distill_dir, distill_lib.TASK_GIN))
+    train(gin_files, student_dirs[data_name], size.student_steps, size, **extra)
+    stages.finish(stage, started)
+
+  started = stages.start("evaluate")
+  load_start = _load()
+  rows = evaluate(workdir, ar_task, teacher_dir, student_dirs, size)
+  results = {
+      "command": command, "size": size_name,
+      "date": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
+      "machine": machine(), "load_average": {"evaluate_start": load_start, "evaluate_end": _load()},
+      "test_task": ar_task, "test_sentences": size.num_test,
+      "latency_sentences": size.num_latency_sentences, "systems": rows,
+      "checks": checks(rows),
+  }
+  tradeoff_plot(rows, os.path.join(workdir, TRADEOFF_PNG))
+  stages.finish("evaluate", started)
+  results["stages"] = stages.finished
+  with open(os.path.join(workdir, RESULTS_MD) + ".tmp", "w") as f:
+    f.write(results_markdown(results))
+  os.replace(os.path.join(workdir, RESULTS_MD) + ".tmp", os.path.join(workdir, RESULTS_MD))
+  _write_json(results_path, results)
+  return results
+
+
+USAGE = """\
+padir demo [--workdir DIR] [--size default|reduced]
+
+The main job on the built-in offline corpus: trains an AR teacher, distills the training set
+with it, trains two PaDIR students (raw and distilled data) and evaluates AR greedy, AR beam 4
+and each student at 1, 2, 4 and 8 iterations (BLEU, chrF, stutter, batch-1 latency, batch-64
+throughput) into DIR/results.json, DIR/results.md and DIR/tradeoff.png. Re-run the same command
+to resume; finished stages are reused.
+"""
+
+
+def main(argv: Sequence[str]) -> int:
+  parser = argparse.ArgumentParser(prog="padir demo", usage=USAGE)
+  parser.add_argument("--workdir", default="runs/demo", help="where everything goes")
+  parser.add_argument("--size", default="default", choices=sorted(SIZES),
+                      help="default: ~12 minutes on 2 CPU cores; reduced: a quick smoke test")
+  args = parser.parse_args(argv)
+  metrics_lib.log_to_stderr()
+  if jax.config.jax_compilation_cache_dir is None:  # Both students share compiled programs.
+    jax.config.update("jax_compilation_cache_dir", os.path.join(os.path.abspath(args.workdir),
+                                                                "jax_cache"))
+  command = " ".join(["padir", "demo", *map(shlex.quote, argv)])
+  try:
+    results = run(args.workdir, args.size, command)
+  except (DemoError, gin_utils.GinFlagError, trainer.TrainConfigError,
+          checkpoints.CheckpointMismatchError, *translator_lib.USER_ERRORS) as e:
+    logger.debug("padir demo failed", exc_info=True)
+    print(f"padir demo: error: {e}", file=sys.stderr)
+    return 1
+  print(results_markdown(results))
+  return 0
