@@ -40,7 +40,7 @@ PLATFORMS = {
 }
 BASE_IMAGE = "python:3.11"
 WORKDIR = "/workdir"
-WAIT_SECONDS, WAIT_TRIES = 60, 240  # an evaluator waits up to 4 h for its run's config.gin
+WATCH_TIMEOUT = 4 * 3600  # seconds an evaluator waits for its run to start or checkpoint
 
 
 class LaunchError(ValueError):
@@ -83,14 +83,6 @@ def requirements(spec: str, platform: str) -> "xm.JobRequirements":
   return result
 
 
-def _wait_then(path: str, command: Sequence[str]) -> List[str]:
-  """A shell command line running `command` once `path` exists (bounded wait): an evaluator
-  starts beside its training, before the model dir exists."""
-  quoted = shlex.quote(path)
-  return ["sh", "-c", f"for i in $(seq {WAIT_TRIES}); do [ -f {quoted} ] && break; "
-                      f"sleep {WAIT_SECONDS}; done; exec {shlex.join(command)}"]
-
-
 def build_jobs(sweep: sweeps.Sweep, root: str, platform: str, train_accelerator: str,
                eval_accelerator: str, env: Mapping[str, str],
                extra_flags: Sequence[str] = ()) -> List[JobSpec]:
@@ -108,9 +100,10 @@ def build_jobs(sweep: sweeps.Sweep, root: str, platform: str, train_accelerator:
     for trial in sweep.trials(run):
       output_dir = posixpath.join(root, run.name, "eval", trial.decode_name)
       eval_args = sweep.eval_args(trial, model_dir, output_dir, watch=True)
+      # `--watch` waits for the run to start (the evaluator may start first), then evaluates
+      # each checkpoint until the final one.
       jobs.append(JobSpec("eval", trial.name,
-                          _wait_then(posixpath.join(model_dir, "config.gin"),
-                                     ["padir", "eval", *eval_args]),
+                          ["padir", "eval", *eval_args, f"--watch_timeout={WATCH_TIMEOUT}"],
                           eval_req, dict(env)))
   return jobs
 

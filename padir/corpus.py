@@ -201,11 +201,13 @@ def _sample_clause(rng: random.Random) -> Clause:
   return Clause(subject, verb, tense, obj, preposition, adverb)
 
 
-def sample_sentence(rng: random.Random) -> Sentence:
-  """A random meaning: one clause, or two joined by "and", of 5-20 source words."""
+def sample_sentence(rng: random.Random, max_words: int = MAX_WORDS) -> Sentence:
+  """A random meaning: one clause, or two joined by "and", of 5-`max_words` source words."""
+  if not MIN_WORDS <= max_words <= MAX_WORDS:
+    raise ValueError(f"max_words={max_words}: expected {MIN_WORDS}..{MAX_WORDS}")
   while True:
     sentence = tuple(_sample_clause(rng) for _ in range(2 if rng.random() < 0.3 else 1))
-    if MIN_WORDS <= len(realize_source(sentence).split()) <= MAX_WORDS:
+    if MIN_WORDS <= len(realize_source(sentence).split()) <= max_words:
       return sentence
 
 
@@ -275,7 +277,8 @@ def _split_rng(seed: int, stream: str) -> random.Random:
 
 
 def generate_pairs(seed: int, split: str, num_pairs: int, multimodality: int,
-                   exclude_sources: Sequence[str] = ()) -> List[Tuple[str, str]]:
+                   exclude_sources: Sequence[str] = (),
+                   max_words: int = MAX_WORDS) -> List[Tuple[str, str]]:
   """`num_pairs` (source, target) pairs of one split; sources in `exclude_sources` are skipped.
 
   Each split has its own random streams, and sources do not depend on `multimodality`, so
@@ -285,7 +288,7 @@ def generate_pairs(seed: int, split: str, num_pairs: int, multimodality: int,
   excluded = set(exclude_sources)
   pairs = []
   while len(pairs) < num_pairs:
-    sentence = sample_sentence(sources_rng)
+    sentence = sample_sentence(sources_rng, max_words)
     source = realize_source(sentence)
     if source in excluded:
       continue
@@ -295,11 +298,13 @@ def generate_pairs(seed: int, split: str, num_pairs: int, multimodality: int,
 
 def generate_corpus(seed: int = 0, multimodality: int = DEFAULT_MULTIMODALITY,
                     num_train: int = 50_000, num_validation: int = 1_000,
-                    num_test: int = 1_000) -> Dict[str, List[Tuple[str, str]]]:
+                    num_test: int = 1_000,
+                    max_words: int = MAX_WORDS) -> Dict[str, List[Tuple[str, str]]]:
   """The corpus, split -> pairs; evaluation sources never occur in earlier splits."""
   corpus, seen = {}, set()
   for split, size in zip(SPLITS, (num_train, num_validation, num_test)):
-    corpus[split] = generate_pairs(seed, split, size, multimodality, exclude_sources=seen)
+    corpus[split] = generate_pairs(seed, split, size, multimodality, exclude_sources=seen,
+                                   max_words=max_words)
     seen.update(source for source, _ in corpus[split])
   return corpus
 
@@ -341,6 +346,7 @@ class CorpusSpec:
   num_validation: int = 1_000
   num_test: int = 1_000
   vocab_size: int = 1_000
+  max_words: int = MAX_WORDS  # sentences of MIN_WORDS..max_words source words
 
   def __post_init__(self):
     if self.multimodality not in MULTIMODALITY_LEVELS:
@@ -354,6 +360,8 @@ class CorpusSpec:
   def _parameters(self) -> Dict[str, int]:
     parameters = dataclasses.asdict(self)
     del parameters["data_dir"]
+    if self.max_words == MAX_WORDS:  # corpus.json as before the option existed
+      del parameters["max_words"]
     return {**parameters, "generator_version": GENERATOR_VERSION}
 
   def _check_existing(self) -> bool:
@@ -380,7 +388,7 @@ class CorpusSpec:
     tmp = tempfile.mkdtemp(dir=parent, prefix=".tmp-corpus-")
     try:
       write_corpus(tmp, generate_corpus(self.seed, self.multimodality, self.num_train,
-                                        self.num_validation, self.num_test))
+                                        self.num_validation, self.num_test, self.max_words))
       from padir import vocab as vocab_lib  # pylint: disable=g-import-not-at-top  (seqio)
       vocab_lib.train_sentencepiece(
           [os.path.join(tmp, f"train.{s}.gz") for s in (SOURCE_SUFFIX, TARGET_SUFFIX)],

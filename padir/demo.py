@@ -1,20 +1,24 @@
 """`padir demo`: the main job on the built-in offline corpus, end to end, in one command.
 
   padir demo --workdir runs/demo                    # ~12 minutes on 2 CPU cores
-  padir demo --workdir /tmp/demo --size reduced     # ~2 minutes: a smoke test of the pipeline
+  padir demo --workdir /tmp/demo --size reduced     # a smoke test of the pipeline (minutes)
 
 Stages, each timed and logged against its budget (`DemoSize.budgets_s`):
-  corpus             generate the built-in corpus (`tasks.builtin.register_builtin`)
-  teacher            train the AR teacher           gin/experiments/builtin_ar.gin
+  corpus             the built-in corpus's sentences of at most 10 words (`tasks.builtin`)
+  teacher            train the AR teacher                 experiments/builtin_ar.gin
   distill            translate the training split with it, beam 4 (`padir.distill`)
-  student_raw        train PaDIR on the original data    gin/experiments/builtin_padir.gin
-  student_distilled  train PaDIR on the distilled data   gin/experiments/builtin_padir_distilled.gin
+  student_raw        train PaDIR on the original data     experiments/builtin_padir.gin
+  student_distilled  train PaDIR on the distilled data    + the distillation's task.gin
   evaluate           every system on the test split, in this one process
+Training runs `padir train`'s gin files in this process (models/*_tiny.gin, runs/train.gin,
+experiments/builtin_mini.gin for the network, then the experiment); both students start from
+the teacher's parameters (`trainer.train.init_checkpoint`).
 
 Systems: `ar_greedy`, `ar_beam4` (the teacher, KV cache) and `padir_raw@K`, `padir_distilled@K`
 (each student with K = 1, 2, 4, 8 refinement iterations). Each goes through the translate path
 (`padir.translator`: text -> ids -> jitted decode -> text) and gets
   bleu, chrf, stutter_rate, length_ratio   `padir.evaluation.score_hypotheses` (sacreBLEU)
+  mean_iterations           PaDIR: decoder passes per sentence (rows stop when they converge)
   sentences_per_s_batch64   the test split at batch 64, sentences / wall second, after a warm-up
                             batch (compilation excluded)
   latency_ms_batch1         median wall ms of one sentence a call, over the first
@@ -23,11 +27,11 @@ Systems: `ar_greedy`, `ar_beam4` (the teacher, KV cache) and `padir_raw@K`, `pad
 Every source is padded to one length (`LENGTH_BUCKETS`), so each system compiles two shapes.
 
 Workdir: `demo.json` (the size), `teacher/`, `distilled/`, `student_raw/`, `student_distilled/`
-(model dirs and the distillation), `stages.json` (finished stages and their wall times),
-`hypotheses/SYSTEM.txt`, `results.json`, `results.md`, `tradeoff.png` (BLEU vs batch-1 latency).
-Re-running with the same workdir reuses finished stages; an interrupted training resumes from its
-newest checkpoint and an interrupted distillation from its finished shards. A workdir of another
-size is refused.
+(model dirs and the distillation), `stages.json` (finished stages: wall time, this process's
+CPU time, budget), `hypotheses/SYSTEM.txt`, `results.json`, `results.md`, `tradeoff.png` (BLEU
+vs batch-1 latency). Re-running with the same workdir reuses finished stages; an interrupted
+training resumes from its newest checkpoint and an interrupted distillation from its finished
+shards. A workdir of another size is refused.
 """
 import argparse
 import dataclasses
@@ -40,7 +44,7 @@ import shlex
 import statistics
 import sys
 import time
-from typing import Any, Dict, List, Mapping, Optional, Sequence, Tuple
+from typing import Any, Callable, Dict, List, Mapping, Optional, Sequence, Tuple
 
 import gin
 import jax
@@ -57,11 +61,16 @@ logger = logging.getLogger(__name__)
 
 STAGES = ("corpus", "teacher", "distill", "student_raw", "student_distilled", "evaluate")
 ITERATIONS = (1, 2, 4, 8)
-MAX_TARGET_LENGTH = 48  # The corpus's longest sentence is 43 pieces + EOS.
+# The demo corpus: the built-in generator's sentences of at most 10 words (26 pieces with EOS),
+# which a small model learns in minutes.
+CORPUS_MAX_WORDS = 10
+MAX_TARGET_LENGTH = 32
 LENGTH_BUCKETS = (MAX_TARGET_LENGTH,)
 EVAL_BATCH_SIZE = 64
 DISTILL_BEAM_SIZE = 4
 TRAIN_GIN = "runs/train.gin"
+MINI_GIN = "experiments/builtin_mini.gin"
+PADIR_GIN = "experiments/builtin_padir.gin"
 SETTINGS_FILE = "demo.json"
 STAGES_FILE = "stages.json"
 RESULTS_JSON = "results.json"
@@ -77,42 +86,42 @@ class DemoSize:
 
   Attributes:
     corpus: corpus name; its tasks are `{corpus}_ar` / `{corpus}_padir`.
-    num_train: training pairs (the teacher distills all of them; a multiple of the distillation
-      batch, 128, so that every batch has one shape).
-    num_validation: validation pairs (unused by the demo; the corpus has the split).
+    num_train: training pairs, all distilled (a multiple of the distillation batch, 128, so
+      that every batch has one shape).
+    num_validation: validation pairs (the corpus has the split; the demo does not use it).
     num_test: test pairs, all evaluated (a multiple of EVAL_BATCH_SIZE).
-    teacher_steps: AR teacher training steps.
-    student_steps: training steps of each PaDIR student.
     num_latency_sentences: test sentences timed one a call (batch-1 latency).
     distill_shard_size: sources per distillation shard (the unit of resuming).
-    gin_bindings: extra bindings of every training run (on top of the experiment files).
+    teacher_steps: AR teacher training steps (None: the experiment file's TRAIN_STEPS).
+    student_steps: training steps of each PaDIR student (None: the experiment file's).
+    gin_bindings: extra bindings of every training run (after the experiment files).
     budgets_s: expected wall seconds of each stage on 2 quiet CPU cores.
   """
   corpus: str
   num_train: int
   num_validation: int
   num_test: int
-  teacher_steps: int
-  student_steps: int
   num_latency_sentences: int
   distill_shard_size: int
-  gin_bindings: Tuple[str, ...]
   budgets_s: Mapping[str, float]
+  teacher_steps: Optional[int] = None
+  student_steps: Optional[int] = None
+  gin_bindings: Tuple[str, ...] = ()
 
 
 SIZES = {
     "default": DemoSize(
-        corpus="builtin_demo", num_train=20_480, num_validation=512, num_test=512,
-        teacher_steps=600, student_steps=600, num_latency_sentences=64,
-        distill_shard_size=5_120, gin_bindings=(),
-        budgets_s={"corpus": 20, "teacher": 180, "distill": 90, "student_raw": 150,
-                   "student_distilled": 150, "evaluate": 120}),
+        corpus="builtin_demo", num_train=10_240, num_validation=512, num_test=512,
+        num_latency_sentences=64, distill_shard_size=2_560,
+        budgets_s={"corpus": 20, "teacher": 210, "distill": 60, "student_raw": 165,
+                   "student_distilled": 165, "evaluate": 90}),
     "reduced": DemoSize(
-        corpus="builtin_demo_reduced", num_train=1_024, num_validation=64, num_test=64,
-        teacher_steps=20, student_steps=20, num_latency_sentences=4, distill_shard_size=512,
-        gin_bindings=("BATCH_SIZE = 8", "optimizers.cosine_schedule.warmup_steps = 5"),
-        budgets_s={"corpus": 10, "teacher": 20, "distill": 20, "student_raw": 20,
-                   "student_distilled": 20, "evaluate": 60}),
+        corpus="builtin_demo_reduced", num_train=256, num_validation=64, num_test=64,
+        num_latency_sentences=4, distill_shard_size=128,
+        budgets_s={"corpus": 20, "teacher": 20, "distill": 15, "student_raw": 20,
+                   "student_distilled": 20, "evaluate": 60},
+        teacher_steps=10, student_steps=10,
+        gin_bindings=("BATCH_SIZE = 8", "optimizers.cosine_schedule.warmup_steps = 2")),
 }
 
 
@@ -203,6 +212,7 @@ def prepare_corpus(size: DemoSize) -> Tuple[str, str]:
   from tasks import builtin  # pylint: disable=g-import-not-at-top
   tasks = builtin.register_builtin(size.corpus, num_train=size.num_train,
                                    num_validation=size.num_validation, num_test=size.num_test,
+                                   max_words=CORPUS_MAX_WORDS,
                                    max_target_length=MAX_TARGET_LENGTH)
   vocabulary = data.task_vocabulary(tasks[0])
   logger.info("corpus %s: %d pieces, tasks %s", size.corpus,
@@ -210,15 +220,15 @@ def prepare_corpus(size: DemoSize) -> Tuple[str, str]:
   return tasks
 
 
-def train(gin_files: Sequence[str], model_dir: str, steps: int, size: DemoSize,
-          task: Optional[str] = None) -> None:
-  """`padir train` in this process: `gin_files` after runs/train.gin, then the run's bindings
-  (`task` overrides the experiment's MIXTURE_OR_TASK_NAME)."""
+def train(gin_files: Sequence[str], model_dir: str, steps: Optional[int], size: DemoSize,
+          bindings: Sequence[str] = ()) -> None:
+  """`padir train` in this process: the model gin file, runs/train.gin, the demo's network
+  (experiments/builtin_mini.gin), the other `gin_files`, then the run's bindings."""
   gin.clear_config()
   gin_utils.parse_gin(
-      [gin_files[0], TRAIN_GIN, *gin_files[1:]],
-      [f"MODEL_DIR = {model_dir!r}", f"TRAIN_STEPS = {steps}", *size.gin_bindings,
-       *([f"MIXTURE_OR_TASK_NAME = {task!r}"] if task else [])])
+      [gin_files[0], TRAIN_GIN, MINI_GIN, *gin_files[1:]],
+      [f"MODEL_DIR = {model_dir!r}", *size.gin_bindings, *bindings,
+       *([f"TRAIN_STEPS = {steps}"] if steps is not None else [])])
   trainer.train()
 
 
@@ -273,15 +283,15 @@ def systems(teacher_dir: str, student_dirs: Mapping[str, str]):
       yield f"padir_{data_name}@{k}", "padir", k, model_dir, {"num_decode_iterations": k}
 
 
-def evaluate(workdir: str, ar_task: str, teacher_dir: str, student_dirs: Mapping[str, str],
-             size: DemoSize) -> List[Dict[str, Any]]:
-  """Every system on the test split, one after the other in this process."""
-  from padir import data  # pylint: disable=g-import-not-at-top  (seqio only when running)
-  examples = list(data.iterate_examples(ar_task, "test"))
-  sources = [e["inputs_text"] for e in examples]
-  references = [e["targets_text"] for e in examples]
-  options = [f"TranslatorOptions.batch_size = {EVAL_BATCH_SIZE}",
-             f"TranslatorOptions.length_buckets = {LENGTH_BUCKETS}"]
+def evaluate(sources: Sequence[str], references: Sequence[str], teacher_dir: str,
+             student_dirs: Mapping[str, str], *, hypotheses_dir: str,
+             num_latency_sentences: int,
+             length_buckets: Optional[Sequence[int]] = None) -> List[Dict[str, Any]]:
+  """Every system (`systems`) on one test set, one after the other in this process; writes
+  `hypotheses_dir/SYSTEM.txt`. Returns the rows of results.json's `systems`."""
+  options = [f"TranslatorOptions.batch_size = {EVAL_BATCH_SIZE}"]
+  if length_buckets:
+    options.append(f"TranslatorOptions.length_buckets = {tuple(length_buckets)}")
   translators: Dict[str, translator_lib.Translator] = {}
   rows = []
   for name, model, iterations, model_dir, decoder_params in systems(teacher_dir, student_dirs):
@@ -289,8 +299,8 @@ def evaluate(workdir: str, ar_task: str, teacher_dir: str, student_dirs: Mapping
       translators[model_dir] = translator_lib.Translator.from_checkpoint(
           model_dir, gin_bindings=options)
     metrics, hypotheses = measure(translators[model_dir], sources, references, decoder_params,
-                                  size.num_latency_sentences)
-    translator_lib.write_lines(os.path.join(workdir, "hypotheses", f"{name}.txt"), hypotheses)
+                                  num_latency_sentences)
+    translator_lib.write_lines(os.path.join(hypotheses_dir, f"{name}.txt"), hypotheses)
     rows.append({"name": name, "model": model, "iterations": iterations, **metrics})
     logger.info("%-20s BLEU %6.2f  chrF %6.2f  stutter %.4f  batch-1 %8.1f ms  batch-64 %7.1f "
                 "sentences/s", name, metrics["bleu"], metrics["chrf"], metrics["stutter_rate"],
@@ -299,6 +309,13 @@ def evaluate(workdir: str, ar_task: str, teacher_dir: str, student_dirs: Mapping
   for row in rows:
     row["speedup_batch1"] = greedy / row["latency_ms_batch1"]
   return rows
+
+
+def test_set(task: str, split: str) -> Tuple[List[str], List[str]]:
+  """(sources, references) of a task split, as its raw text."""
+  from padir import data  # pylint: disable=g-import-not-at-top  (seqio only when running)
+  examples = list(data.iterate_examples(task, split))
+  return [e["inputs_text"] for e in examples], [e["targets_text"] for e in examples]
 
 
 # ----------------------------------------------------------------------------------------------
@@ -338,14 +355,15 @@ def results_markdown(results: Mapping[str, Any]) -> str:
   m = results["machine"]
   rows = results["systems"]
   lines = [
-      f"# padir demo ({results['size']} size): AR teacher -> distillation -> PaDIR students",
+      f"# {results['title']}: AR teacher -> distillation -> PaDIR students",
       "",
       f"- command: `{results['command']}`",
       f"- date: {results['date']}; machine: {m['cpu_count']} CPU cores ({m['processor']}), "
       f"JAX {m['jax']} on {m['platform']}; load average at the start of evaluation "
       f"{results['load_average']['evaluate_start']}, at its end "
       f"{results['load_average']['evaluate_end']}",
-      f"- test set: {results['test_sentences']} sentences of `{results['test_task']}`; "
+      f"- test set: {results['test_sentences']} sentences of `{results['test_task']}` "
+      f"({results['test_split']}); "
       f"sacreBLEU `{rows[0]['bleu_signature']}`, `{rows[0]['chrf_signature']}`",
       f"- speed, one process, this machine: batch-1 latency = median over "
       f"{results['latency_sentences']} test sentences translated one a call; throughput = the "
@@ -361,11 +379,12 @@ def results_markdown(results: Mapping[str, Any]) -> str:
                  f"{100 * r['stutter_rate']:.2f} | {r['length_ratio']:.3f} | "
                  f"{r['latency_ms_batch1']:.1f} | {r['speedup_batch1']:.2f}x | "
                  f"{r['sentences_per_s_batch64']:.1f} |")
-  lines += ["", "| stage | wall time | CPU seconds | budget |", "|---|---:|---:|---:|"]
-  for stage in STAGES:
-    record = results["stages"][stage]
-    lines.append(f"| {stage} | {_clock(record['wall_s'])} | {record['cpu_s']:.0f} | "
-                 f"{_clock(record['budget_s'])} |")
+  if "stages" in results:
+    lines += ["", "| stage | wall time | CPU seconds | budget |", "|---|---:|---:|---:|"]
+    for stage in STAGES:
+      record = results["stages"][stage]
+      lines.append(f"| {stage} | {_clock(record['wall_s'])} | {record['cpu_s']:.0f} | "
+                   f"{_clock(record['budget_s'])} |")
   c = results["checks"]
   mean = " -> ".join(f"{b:.2f}" for b in c["students_mean_bleu_by_iterations"])
   lines += [
@@ -383,7 +402,7 @@ def _yes(value: bool) -> str:
   return "yes" if value else "**no**"
 
 
-def tradeoff_plot(rows: Sequence[Mapping[str, Any]], path: str) -> None:
+def tradeoff_plot(rows: Sequence[Mapping[str, Any]], path: str, title: str = "padir demo") -> None:
   """BLEU vs batch-1 latency, one point per system; each student's K joined by a line."""
   from matplotlib.figure import Figure  # pylint: disable=g-import-not-at-top
   figure = Figure(figsize=(7, 5))
@@ -399,7 +418,7 @@ def tradeoff_plot(rows: Sequence[Mapping[str, Any]], path: str) -> None:
   ax.set_xscale("log")
   ax.set_xlabel("latency, batch 1 (ms per sentence, median; log scale)")
   ax.set_ylabel("BLEU (test)")
-  ax.set_title("padir demo: quality vs batch-1 latency")
+  ax.set_title(f"{title}: quality vs batch-1 latency")
   ax.grid(True, which="both", alpha=0.3)
   ax.legend()
   figure.tight_layout()
@@ -436,7 +455,7 @@ def run(workdir: str, size_name: str = "default", command: str = "") -> Dict[str
   else:
     started = stages.start("teacher")
     train(["models/ar_tiny.gin", "experiments/builtin_ar.gin"], teacher_dir, size.teacher_steps,
-          size, task=ar_task)
+          size, [f"MIXTURE_OR_TASK_NAME = {ar_task!r}"])
     stages.finish("teacher", started)
 
   distill_dir = os.path.join(workdir, "distilled")
@@ -447,40 +466,64 @@ def run(workdir: str, size_name: str = "default", command: str = "") -> Dict[str
     distilled = distill(teacher_dir, ar_task, distill_dir, size)
     stages.finish("distill", started, pairs=distilled.num_examples)
 
-  # The raw student trains on the corpus's PaDIR task, the distilled one on the task that
-  # distillation wrote as a gin file (it registers the task in any process that parses it).
-  for data_name, experiment, extra in (
-      ("raw", "experiments/builtin_padir.gin", {"task": padir_task}),
-      ("distilled", "experiments/builtin_padir_distilled.gin", {})):
+  # Both students start from the teacher's parameters. The raw one trains on the corpus's PaDIR
+  # task, the distilled one on the task that distillation wrote as a gin file (it registers the
+  # task in any process that parses it).
+  init = f"trainer.train.init_checkpoint = {teacher_dir!r}"
+  for data_name, gin_files, bindings in (
+      ("raw", ["models/padir_tiny.gin", PADIR_GIN],
+       [init, f"MIXTURE_OR_TASK_NAME = {padir_task!r}"]),
+      ("distilled", ["models/padir_tiny.gin", PADIR_GIN,
+                     os.path.join(distill_dir, distill_lib.TASK_GIN)], [init])):
     stage = f"student_{data_name}"
     if stages.done(stage):
       stages.reuse(stage)
       continue
     started = stages.start(stage)
-    gin_files = ["models/padir_tiny.gin", experiment]
-    if data_name == "distilled":
-      gin_files.append(os.path.join(distill_dir, distill_lib.TASK_GIN))
-    train(gin_files, student_dirs[data_name], size.student_steps, size, **extra)
+    train(gin_files, student_dirs[data_name], size.student_steps, size, bindings)
     stages.finish(stage, started)
 
   started = stages.start("evaluate")
+
+  def add_stages(results):
+    stages.finish("evaluate", started)
+    results["stages"] = stages.finished
+
+  return evaluate_and_report(
+      workdir, teacher_dir, student_dirs, ar_task, "test", command=command,
+      title=f"padir demo ({size_name} size)", num_latency_sentences=size.num_latency_sentences,
+      length_buckets=LENGTH_BUCKETS, extra={"size": size_name}, before_writing=add_stages)
+
+
+def evaluate_and_report(output_dir: str, teacher_dir: str, student_dirs: Mapping[str, str],
+                        task: str, split: str, *, command: str, title: str,
+                        num_latency_sentences: int,
+                        length_buckets: Optional[Sequence[int]] = None,
+                        extra: Optional[Mapping[str, Any]] = None,
+                        before_writing: Optional[Callable[[Dict[str, Any]], Any]] = None
+                        ) -> Dict[str, Any]:
+  """Evaluates every system on `task`/`split` and writes `output_dir`/{results.json, results.md,
+  tradeoff.png, hypotheses/} (the demo's last stage; benchmarks/multi30k.sh's too)."""
+  sources, references = test_set(task, split)
   load_start = _load()
-  rows = evaluate(workdir, ar_task, teacher_dir, student_dirs, size)
+  rows = evaluate(sources, references, teacher_dir, student_dirs,
+                  hypotheses_dir=os.path.join(output_dir, "hypotheses"),
+                  num_latency_sentences=num_latency_sentences, length_buckets=length_buckets)
   results = {
-      "command": command, "size": size_name,
+      "title": title, "command": command, **(extra or {}),
       "date": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
       "machine": machine(), "load_average": {"evaluate_start": load_start, "evaluate_end": _load()},
-      "test_task": ar_task, "test_sentences": size.num_test,
-      "latency_sentences": size.num_latency_sentences, "systems": rows,
+      "test_task": task, "test_split": split, "test_sentences": len(sources),
+      "latency_sentences": min(num_latency_sentences, len(sources)), "systems": rows,
       "checks": checks(rows),
   }
-  tradeoff_plot(rows, os.path.join(workdir, TRADEOFF_PNG))
-  stages.finish("evaluate", started)
-  results["stages"] = stages.finished
-  with open(os.path.join(workdir, RESULTS_MD) + ".tmp", "w") as f:
+  tradeoff_plot(rows, os.path.join(output_dir, TRADEOFF_PNG), title)
+  if before_writing is not None:
+    before_writing(results)
+  with open(os.path.join(output_dir, RESULTS_MD) + ".tmp", "w") as f:
     f.write(results_markdown(results))
-  os.replace(os.path.join(workdir, RESULTS_MD) + ".tmp", os.path.join(workdir, RESULTS_MD))
-  _write_json(results_path, results)
+  os.replace(os.path.join(output_dir, RESULTS_MD) + ".tmp", os.path.join(output_dir, RESULTS_MD))
+  _write_json(os.path.join(output_dir, RESULTS_JSON), results)
   return results
 
 

@@ -31,7 +31,8 @@ an output dir holding results of other settings is refused.
 `--watch` is the checkpoint-evaluation job beside training: it evaluates every new checkpoint as
 training writes it, logs the metrics to TensorBoard in `MODEL_DIR/eval/TASK.SPLIT/`, and stops once
 it has evaluated the final step of the run (`num_train_steps` of the run's saved config), or
-after `--watch_timeout` seconds without a new checkpoint (an error: training seems dead).
+after `--watch_timeout` seconds without a new checkpoint (an error: training seems dead). It may
+start before training: it waits (up to `--watch_timeout`) for the model dir to appear.
 """
 import argparse
 import dataclasses
@@ -355,7 +356,7 @@ class EvalJob:
     Raises:
       TimeoutError: no new checkpoint for `timeout_seconds`.
     """
-    final = final_train_step(self.model_dir)
+    final = None
     tensorboard = _TensorBoard(os.path.join(self.model_dir, TENSORBOARD_SUBDIR,
                                             f"{self.task}.{self.split}"))
     last_new = time.time()
@@ -369,6 +370,7 @@ class EvalJob:
             logger.warning("checkpoint %d skipped (deleted or unreadable): %s", step, e)
         if new:
           last_new = time.time()
+        final = final_train_step(self.model_dir)  # A resumed run may have another total.
         if final is not None and final in self._done:
           logger.info("training finished at step %d; all checkpoints evaluated", final)
           break
@@ -380,6 +382,26 @@ class EvalJob:
     finally:
       tensorboard.close()
     return write_summary(self.output_dir, self.settings, self.command)
+
+
+def wait_for_run(checkpoint_dir: str, poll_seconds: float, timeout_seconds: float) -> None:
+  """Waits until `checkpoint_dir` is a `padir train` model dir (an eval job started before its
+  training job).
+
+  Raises:
+    TimeoutError: it is not one after `timeout_seconds`.
+  """
+  deadline = time.time() + timeout_seconds
+  while True:
+    try:
+      translator_lib.resolve_model_dir(checkpoint_dir)
+      return
+    except translator_lib.CheckpointDirError as e:
+      if time.time() > deadline:
+        raise TimeoutError(f"{e}, still after --watch_timeout={timeout_seconds:.0f} s: has "
+                           "training started with this --model_dir?") from e
+      logger.info("waiting for training to start in %s (%s)", checkpoint_dir, e)
+      time.sleep(poll_seconds)
 
 
 USAGE = """\
@@ -410,6 +432,8 @@ def main(argv: Sequence[str]) -> int:
   args = parser.parse_args(rest)
   metrics_lib.log_to_stderr()
   try:
+    if args.watch:
+      wait_for_run(args.checkpoint_dir, args.poll_seconds, args.watch_timeout)
     job = EvalJob(args.checkpoint_dir, args.task, args.split, args.output, gin_files,
                   gin_bindings, args.module or ["tasks.builtin"], args.max_examples,
                   command=" ".join(["padir", "eval", *argv]), progress=True)

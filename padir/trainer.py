@@ -218,6 +218,40 @@ def init_train_state(model, rng: jax.Array, input_shapes, input_types,
   return jax.jit(init, out_shardings=shardings)(rng)
 
 
+def warm_start(model, state: TrainState, init_checkpoint: str,
+               shardings: TrainState) -> TrainState:
+  """`state` with the parameters of `init_checkpoint` wherever a name matches (fresh optimizer
+  state). Raises TrainConfigError on a matching name of another shape."""
+  source, source_step = checkpoints.load_params(init_checkpoint)
+  source = {checkpoints.path_name(p): v
+            for p, v in jax.tree_util.tree_flatten_with_path(source)[0]}
+  leaves, treedef = jax.tree_util.tree_flatten_with_path(state.params)
+  merged, kept = [], []
+  for path, value in leaves:
+    name = checkpoints.path_name(path)
+    if name not in source:
+      merged.append(value)
+      kept.append(name)
+      continue
+    if source[name].shape != value.shape:
+      raise TrainConfigError(
+          f"trainer.train.init_checkpoint={init_checkpoint!r}: parameter {name} is "
+          f"{source[name].shape} there but {value.shape} in this model")
+    merged.append(source.pop(name))
+  logger.info("warm start from %s (step %d): %d parameter arrays copied; initialised here: %s; "
+              "not used: %s", init_checkpoint, source_step, len(leaves) - len(kept),
+              ", ".join(kept) or "none", ", ".join(sorted(source)) or "none")
+  params = jax.tree_util.tree_unflatten(treedef, merged)
+
+  def reinit(params):
+    return TrainState(step=jnp.zeros((), jnp.int32), params=params,
+                      opt_state=model.optimizer_def.init(params),
+                      skipped_steps=jnp.zeros((), jnp.int32))
+
+  return jax.jit(reinit, out_shardings=shardings)(
+      jax.device_put(params, shardings.params))
+
+
 # --------------------------------------------------------------------------- steps
 
 
@@ -410,6 +444,7 @@ def train(*, model=gin.REQUIRED, model_dir: str = gin.REQUIRED,
           log_every: int = 100,
           seed: int = 0,
           skip_nonfinite_steps: bool = True,
+          init_checkpoint: Optional[str] = None,
           progress_bar: Optional[bool] = None) -> TrainState:
   """Trains `model` to `num_train_steps`, resuming from `model_dir` if it holds checkpoints.
 
@@ -438,6 +473,10 @@ def train(*, model=gin.REQUIRED, model_dir: str = gin.REQUIRED,
     skip_nonfinite_steps: drop an update with a non-finite loss or gradient and count it in
       `skipped_steps` (True), or stop with an error naming the step, keeping the last
       checkpoint (False).
+    init_checkpoint: warm start: a model_dir (or checkpoint dir) whose newest parameters replace
+      the freshly initialised ones of the same name (e.g. a PaDIR student from its AR teacher);
+      parameters it lacks keep their initialisation. Used only when `model_dir` has no
+      checkpoint yet (a resumed run continues from its own).
     progress_bar: tqdm bar (True), log lines (False), or a bar only on a terminal (None).
 
   Returns:
@@ -476,6 +515,8 @@ def train(*, model=gin.REQUIRED, model_dir: str = gin.REQUIRED,
     restored = checkpoints.restore_latest(manager, *abstract.checkpoint_items())
     if restored is None:
       state = init_train_state(model, init_key, input_shapes, input_types, shardings)
+      if init_checkpoint:
+        state = warm_start(model, state, init_checkpoint, shardings)
     else:
       state = TrainState.from_checkpoint_items(restored[0], restored[1])
       logger.info("resumed from %s at step %d", manager.directory, restored[2])

@@ -25,6 +25,12 @@ def test_deterministic_per_seed_and_disjoint_splits():
   deterministic = corpus.generate_pairs(1, "train", 300, multimodality=0)
   assert [s for s, _ in deterministic] == [s for s, _ in first["train"]]
 
+  short = corpus.generate_corpus(seed=1, num_train=300, num_validation=50, num_test=50,
+                                 max_words=8)
+  assert max(len(s.split()) for pairs in short.values() for s, _ in pairs) == 8
+  with pytest.raises(ValueError, match="max_words=4"):
+    corpus.generate_pairs(1, "train", 1, multimodality=0, max_words=4)
+
 
 def test_structure_word_order_agreement_morphology():
   rng = random.Random(0)

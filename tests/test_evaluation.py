@@ -1,9 +1,10 @@
 """`padir eval`: metrics on fixed hypotheses against sacreBLEU itself, the stutter rate, and the
 job on the session's tiny checkpoints (all steps, per-iteration BLEU, resume, --watch)."""
-import os
-
 import glob
 import json
+import os
+import shutil
+import threading
 
 import pytest
 import sacrebleu
@@ -92,6 +93,29 @@ def test_eval_watch_stops_when_training_has_finished(tiny_ar_dir, tiny_corpus, t
   events = glob.glob(os.path.join(tiny_ar_dir, "eval", f"{tiny_corpus['ar_task']}.test",
                                   "events.out.tfevents.*"))
   assert events
+
+
+def test_eval_watch_waits_for_training_to_start(tiny_ar_dir, tiny_corpus, tmp_path):
+  """The XM evaluator starts beside its training job: the model dir appears later."""
+  model_dir = str(tmp_path / "starts_later")
+  threading.Timer(1.0, shutil.copytree, (tiny_ar_dir, model_dir)).start()
+  output = str(tmp_path / "watch")
+  assert evaluation.main([
+      "--checkpoint_dir", model_dir, "--task", tiny_corpus["ar_task"], "--split", "test",
+      "--output", output, "--watch", "--poll_seconds", "0.2", "--watch_timeout", "120",
+      "--max_examples", "2", "--gin.models.ARModel.decode_method='greedy'",
+      "--gin.TranslatorOptions.length_buckets=(32,)"]) == 0
+  summary = json.loads(_read(os.path.join(output, "results.json")))
+  assert [e["step"] for e in summary["evaluations"]] == [10, 20]
+
+
+def test_eval_watch_gives_up_on_a_run_that_never_starts(tmp_path, capsys):
+  missing = str(tmp_path / "never")
+  assert evaluation.main(["--checkpoint_dir", missing, "--task", "x", "--split", "test",
+                          "--output", str(tmp_path / "out"), "--watch", "--poll_seconds", "0.1",
+                          "--watch_timeout", "0.3"]) == 1
+  err = capsys.readouterr().err
+  assert f"checkpoint dir {missing} does not exist" in err and "--watch_timeout=0" in err
 
 
 def test_missing_checkpoint_dir_is_named(tmp_path, capsys):

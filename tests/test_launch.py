@@ -149,9 +149,8 @@ def test_wmt14_dry_run_lists_every_job(capsys, no_network):
   for kind, title, req, argv in evals:
     assert "tpu_v4=xm.Topology('2x2x1')" in req
     run, decode = title.split("/")
-    assert argv[:2] == ["sh", "-c"]
-    command = shlex.split(argv[2].split("exec ", 1)[1])
-    assert command[:2] == ["padir", "eval"] and command[-1] == "--watch"
+    command = argv
+    assert command[:2] == ["padir", "eval"] and "--watch" in command
     assert f"--checkpoint_dir=/gcs/b/wmt14/{run}/model" in command
     assert f"--output=/gcs/b/wmt14/{run}/eval/{decode}" in command
     assert "--task=wmt14_en_de_padir" in command and "--module=tasks.wmt" in command

@@ -167,6 +167,23 @@ def test_checkpoint_from_another_config_names_the_parameters(tmp_path):
   assert "params/mlp_in/kernel" in message
 
 
+def test_warm_start_from_another_run(tmp_path):
+  teacher = _train(tmp_path / "teacher", 5)
+  # A fresh run starts from the teacher's parameters, with a fresh optimizer state and step.
+  student = _train(tmp_path / "student", 0, init_checkpoint=str(tmp_path / "teacher"))
+  assert int(student.step) == 0
+  jax.tree.map(np.testing.assert_array_equal, jax.device_get(student.params),
+               jax.device_get(teacher.params))
+  _train(tmp_path / "student", 3, init_checkpoint=str(tmp_path / "teacher"))
+  # Resuming continues from the run's own checkpoint: init_checkpoint is not read again.
+  resumed = _train(tmp_path / "student", 5, init_checkpoint=str(tmp_path / "missing"))
+  assert int(resumed.step) == 5
+  with pytest.raises(trainer.TrainConfigError, match=r"embedding is \(32, 16\) there but "
+                     r"\(32, 24\) in this model"):
+    _train(tmp_path / "wider", 1, model=ToyModel(dim=24),
+           init_checkpoint=str(tmp_path / "teacher"))
+
+
 def test_nonfinite_step_is_skipped_or_stops(tmp_path):
   state = _train(tmp_path / "skip", 5, train_dataset_fn=lambda **kw: toy_dataset_fn(
       nan_at=2, **kw))

@@ -1,0 +1,59 @@
+#!/usr/bin/env bash
+# Multi30k En->De, the whole pipeline on the CPU budget (issue 6): AR teacher (60 minutes of
+# training) -> beam-4 distillation of train -> PaDIR students on raw and distilled data (each
+# started from the teacher's parameters) -> every system on test_2016_flickr, with speed.
+#
+#   bash benchmarks/multi30k.sh [ROOT]          # default ROOT: runs/multi30k
+#
+# Re-running resumes: a stage whose marker ROOT/STAGE.done exists is skipped, an interrupted
+# training resumes from its newest checkpoint (with a fresh wall-time budget), an interrupted
+# distillation from its finished shards. Results: ROOT/results/{results.json,results.md,
+# tradeoff.png}. Data: ../shared/data/multi30k (or $PADIR_MULTI30K_DIR).
+# Wall-time budgets (seconds) of the trainings: TEACHER_SECONDS (3600), STUDENT_SECONDS (1500).
+# GPU setting: MODEL_SIZE=small (6+6 layers, d_model 512) with TEACHER_SECONDS/STUDENT_SECONDS
+# of your budget.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+ROOT=${1:-runs/multi30k}
+TEACHER_SECONDS=${TEACHER_SECONDS:-3600}
+STUDENT_SECONDS=${STUDENT_SECONDS:-1500}
+MODEL_SIZE=${MODEL_SIZE:-tiny}
+mkdir -p "$ROOT"
+export JAX_COMPILATION_CACHE_DIR=${JAX_COMPILATION_CACHE_DIR:-$ROOT/jax_cache}
+
+log() { echo "[multi30k $(date -u +%H:%M:%S)] $*" >&2; }
+
+# A training stage: `padir train ARGS...` stopped (SIGTERM: it saves a checkpoint first) after
+# SECONDS of wall time; the stage is done when it stops or reaches TRAIN_STEPS.
+timed_train() {
+  local stage=$1 seconds=$2; shift 2
+  if [[ -e $ROOT/$stage.done ]]; then log "$stage: done earlier, reused"; return; fi
+  log "$stage: training for at most ${seconds}s"
+  local rc=0
+  timeout --signal=TERM --kill-after=120 "$seconds" padir train "$@" || rc=$?
+  if [[ $rc -ne 0 && $rc -ne 124 ]]; then log "$stage: padir train failed ($rc)"; exit "$rc"; fi
+  date -u +%FT%TZ > "$ROOT/$stage.done"
+}
+
+timed_train teacher "$TEACHER_SECONDS" \
+  --gin_file=models/ar_$MODEL_SIZE.gin --gin_file=runs/train.gin \
+  --gin_file=experiments/multi30k_ar.gin --model_dir="$ROOT/teacher"
+
+if [[ ! -e $ROOT/distill.done ]]; then
+  log "distill: the training split, beam 4"
+  padir distill --teacher_dir "$ROOT/teacher" --task multi30k_en_de_ar --module tasks.multi30k \
+    --split train --output "$ROOT/distilled" --decode_method beam --beam_size 4 \
+    --name multi30k_distilled
+  date -u +%FT%TZ > "$ROOT/distill.done"
+fi
+
+STUDENT=(--gin_file=models/padir_$MODEL_SIZE.gin --gin_file=runs/train.gin
+         --gin_file=experiments/multi30k_padir.gin
+         --gin.trainer.train.init_checkpoint="'$ROOT/teacher'")
+timed_train student_distilled "$STUDENT_SECONDS" "${STUDENT[@]}" \
+  --gin_file="$ROOT/distilled/task.gin" --model_dir="$ROOT/student_distilled"
+timed_train student_raw "$STUDENT_SECONDS" "${STUDENT[@]}" \
+  --gin.MIXTURE_OR_TASK_NAME="'multi30k_en_de_padir'" --model_dir="$ROOT/student_raw"
+
+log "evaluate: every system on test_2016_flickr"
+python -m benchmarks.multi30k_report --root "$ROOT"

@@ -1,0 +1,51 @@
+"""The last stage of benchmarks/multi30k.sh: every system of a pipeline run on one test split.
+
+  python -m benchmarks.multi30k_report --root runs/multi30k
+
+Reads the AR teacher (ROOT/teacher) and the PaDIR students (ROOT/student_raw,
+ROOT/student_distilled) and evaluates them as `padir demo` does (`padir.demo.evaluate_and_report`:
+AR greedy, AR beam 4, each student at 1/2/4/8 iterations; BLEU, chrF, stutter, batch-1 latency
+and its ratio to AR greedy, batch-64 throughput) into ROOT/results/{results.json, results.md,
+tradeoff.png, hypotheses/}.
+"""
+import argparse
+import importlib
+import os
+import shlex
+import sys
+from typing import Sequence
+
+
+from padir import demo
+from padir import metrics as metrics_lib
+
+
+def main(argv: Sequence[str]) -> int:
+  parser = argparse.ArgumentParser(prog="python -m benchmarks.multi30k_report")
+  parser.add_argument("--root", default="runs/multi30k", help="benchmarks/multi30k.sh's ROOT")
+  parser.add_argument("--task", default="multi30k_en_de_ar")
+  parser.add_argument("--module", default="tasks.multi30k", help="module registering --task")
+  parser.add_argument("--split", default="test_2016_flickr")
+  parser.add_argument("--latency_sentences", type=int, default=100,
+                      help="test sentences timed one a call (batch-1 latency)")
+  args = parser.parse_args(argv)
+  metrics_lib.log_to_stderr()
+  importlib.import_module(args.module)
+  students = {name: os.path.join(args.root, f"student_{name}") for name in ("raw", "distilled")}
+  for model_dir in [os.path.join(args.root, "teacher"), *students.values()]:
+    if not os.path.isdir(model_dir):
+      print(f"multi30k_report: error: {model_dir} does not exist: run benchmarks/multi30k.sh "
+            f"{args.root} first", file=sys.stderr)
+      return 1
+  output = os.path.join(args.root, "results")
+  os.makedirs(output, exist_ok=True)
+  results = demo.evaluate_and_report(
+      output, os.path.join(args.root, "teacher"), students, args.task, args.split,
+      command=" ".join(["python -m benchmarks.multi30k_report", *map(shlex.quote, argv)]),
+      title=f"{args.task} {args.split}", num_latency_sentences=args.latency_sentences)
+  print(demo.results_markdown(results))
+  return 0
+
+
+if __name__ == "__main__":
+  sys.exit(main(sys.argv[1:]))

@@ -1,0 +1,80 @@
+"""`padir demo` at the reduced size: every stage runs, every system gets every field, the report
+files exist, and a second run reuses the finished stages (fast, the same results)."""
+import json
+import math
+import os
+import time
+
+import pytest
+
+from padir import demo
+
+SYSTEMS = (["ar_greedy", "ar_beam4"] +
+           [f"padir_{data}@{k}" for data in ("raw", "distilled") for k in demo.ITERATIONS])
+
+
+def _read_json(path):
+  with open(path) as f:
+    return json.load(f)
+
+
+@pytest.fixture(scope="module")
+def demo_run(tmp_path_factory):
+  """A reduced demo, run twice in one workdir: (workdir, first results, seconds of the second)."""
+  workdir = str(tmp_path_factory.mktemp("demo") / "work")
+  assert demo.main(["--workdir", workdir, "--size", "reduced"]) == 0
+  first = _read_json(os.path.join(workdir, demo.RESULTS_JSON))
+  stages = _read_json(os.path.join(workdir, demo.STAGES_FILE))
+  start = time.perf_counter()
+  assert demo.main(["--workdir", workdir, "--size", "reduced"]) == 0
+  seconds = time.perf_counter() - start
+  assert _read_json(os.path.join(workdir, demo.STAGES_FILE)) == stages  # Nothing re-ran.
+  return workdir, first, seconds
+
+
+def test_every_system_has_every_field(demo_run):
+  _, results, _ = demo_run
+  rows = results["systems"]
+  assert [r["name"] for r in rows] == SYSTEMS
+  for row in rows:
+    for field in demo.RESULT_FIELDS:
+      assert field in row, (row["name"], field)
+    assert row["model"] == ("ar" if row["name"].startswith("ar_") else "padir")
+    if row["model"] == "ar":
+      assert row["iterations"] is None
+    else:
+      assert row["iterations"] == int(row["name"].split("@")[1])
+    for field in ("bleu", "chrf", "stutter_rate", "latency_ms_batch1",
+                  "sentences_per_s_batch64", "speedup_batch1"):
+      assert math.isfinite(row[field]), (row["name"], field, row[field])
+    assert 0 <= row["bleu"] <= 100 and 0 <= row["chrf"] <= 100
+    assert 0 <= row["stutter_rate"] <= 1
+    assert row["latency_ms_batch1"] > 0 and row["sentences_per_s_batch64"] > 0
+  assert results["checks"]["every_field"]
+  assert set(results["stages"]) == set(demo.STAGES)
+
+
+def test_report_files(demo_run):
+  workdir, results, _ = demo_run
+  with open(os.path.join(workdir, demo.RESULTS_MD)) as f:
+    markdown = f.read()
+  assert results["systems"][0]["bleu_signature"] in markdown
+  for name in SYSTEMS:
+    assert f"| {name} |" in markdown
+  with open(os.path.join(workdir, demo.TRADEOFF_PNG), "rb") as f:
+    assert f.read(8) == b"\x89PNG\r\n\x1a\n"
+  for name in SYSTEMS:
+    with open(os.path.join(workdir, "hypotheses", f"{name}.txt")) as f:
+      assert len(f.read().splitlines()) == results["test_sentences"]
+
+
+def test_second_run_reuses_finished_stages(demo_run):
+  workdir, results, seconds = demo_run
+  assert seconds < 30, f"the second run took {seconds:.0f} s: stages were not reused"
+  assert _read_json(os.path.join(workdir, demo.RESULTS_JSON)) == results
+
+
+def test_refuses_a_workdir_of_another_size(demo_run, capsys):
+  workdir, _, _ = demo_run
+  assert demo.main(["--workdir", workdir, "--size", "default"]) == 1
+  assert "other settings" in capsys.readouterr().err
