@@ -73,7 +73,9 @@ def make_manager(directory: str, *, keep: Optional[int] = None,
   options = ocp.CheckpointManagerOptions(
       max_to_keep=None if read_only else keep, read_only=read_only, create=not read_only,
       cleanup_tmp_directories=not read_only, enable_async_checkpointing=not read_only)
-  return ocp.CheckpointManager(directory, options=options, handler_registry=_handler_registry())
+  # Orbax's storage layer accepts absolute paths only (a relative one fails at the first save).
+  return ocp.CheckpointManager(os.path.abspath(directory), options=options,
+                               handler_registry=_handler_registry())
 
 
 def save(manager: ocp.CheckpointManager, step: int, params: Any, train_state: Any) -> bool:

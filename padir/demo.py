@@ -113,8 +113,8 @@ SIZES = {
     "default": DemoSize(
         corpus="builtin_demo", num_train=10_240, num_validation=512, num_test=512,
         num_latency_sentences=64, distill_shard_size=2_560,
-        budgets_s={"corpus": 20, "teacher": 210, "distill": 60, "student_raw": 165,
-                   "student_distilled": 165, "evaluate": 90}),
+        budgets_s={"corpus": 20, "teacher": 210, "distill": 90, "student_raw": 210,
+                   "student_distilled": 210, "evaluate": 90}),
     "reduced": DemoSize(
         corpus="builtin_demo_reduced", num_train=256, num_validation=64, num_test=64,
         num_latency_sentences=4, distill_shard_size=128,

@@ -26,7 +26,9 @@ masks as an uninterrupted one.
 """
 import argparse
 import itertools
+import json
 import logging
+import os
 import signal
 import sys
 import threading
@@ -49,6 +51,7 @@ from padir import metrics as metrics_lib
 from padir import partitioning
 
 logger = logging.getLogger(__name__)
+TRAIN_TIME_FILE = "train_time.json"  # TrainClock: seconds trained at each saved step
 
 Batch = Mapping[str, np.ndarray]
 DatasetFn = Callable[..., Iterable[Batch]]
@@ -252,6 +255,32 @@ def warm_start(model, state: TrainState, init_checkpoint: str,
       jax.device_put(params, shardings.params))
 
 
+class TrainClock:
+  """Wall seconds a run has trained, summed over resumes: `model_dir/train_time.json` maps
+  each saved step to the run's seconds at that step (written by process 0)."""
+
+  def __init__(self, model_dir: str, start_step: int, started: float):
+    self._path = os.path.join(model_dir, TRAIN_TIME_FILE)
+    self._saved = {}
+    if os.path.exists(self._path):
+      with open(self._path) as f:
+        self._saved = json.load(f)
+    self._before = float(self._saved.get(str(start_step), 0.0))
+    self._started = started
+
+  def seconds(self) -> float:
+    return self._before + time.time() - self._started
+
+  def record(self, step: int) -> None:
+    if jax.process_index() != 0:
+      return
+    self._saved = {k: v for k, v in self._saved.items() if int(k) < step}
+    self._saved[str(step)] = round(self.seconds(), 1)
+    with open(self._path + ".tmp", "w") as f:
+      json.dump(self._saved, f, indent=1)
+    os.replace(self._path + ".tmp", self._path)
+
+
 # --------------------------------------------------------------------------- steps
 
 
@@ -445,6 +474,7 @@ def train(*, model=gin.REQUIRED, model_dir: str = gin.REQUIRED,
           seed: int = 0,
           skip_nonfinite_steps: bool = True,
           init_checkpoint: Optional[str] = None,
+          max_train_seconds: Optional[float] = None,
           progress_bar: Optional[bool] = None) -> TrainState:
   """Trains `model` to `num_train_steps`, resuming from `model_dir` if it holds checkpoints.
 
@@ -477,6 +507,9 @@ def train(*, model=gin.REQUIRED, model_dir: str = gin.REQUIRED,
       the freshly initialised ones of the same name (e.g. a PaDIR student from its AR teacher);
       parameters it lacks keep their initialisation. Used only when `model_dir` has no
       checkpoint yet (a resumed run continues from its own).
+    max_train_seconds: a wall-time budget: stop with a checkpoint once the run has trained this
+      long, summed over resumes (`model_dir/train_time.json` holds the seconds at each saved
+      step; time since the last save before an interruption is not counted). None: no budget.
     progress_bar: tqdm bar (True), log lines (False), or a bar only on a terminal (None).
 
   Returns:
@@ -489,6 +522,7 @@ def train(*, model=gin.REQUIRED, model_dir: str = gin.REQUIRED,
   if num_train_steps < 0 or log_every < 1 or save_checkpoint_every < 1:
     raise TrainConfigError(f"num_train_steps={num_train_steps}, log_every={log_every} and "
                            f"save_checkpoint_every={save_checkpoint_every} must be positive")
+  started = time.time()
   mesh = make_train_mesh(mesh_shape)
   check_batch_size(batch_size, mesh, num_microbatches)
   shard_id, num_shards = data_layout(mesh, batch_size)
@@ -551,9 +585,21 @@ def train(*, model=gin.REQUIRED, model_dir: str = gin.REQUIRED,
         logger.info("validation at step %d: %s", step,
                      ", ".join(f"{k} {v:.4g}" for k, v in sorted(results.items())))
 
+    clock = TrainClock(model_dir, start_step, started)
+
     def save(step):
       if checkpoints.save(manager, step, *state.checkpoint_items()):
         logger.info("saving checkpoint %d", step)
+        clock.record(step)
+
+    def out_of_time(step) -> bool:
+      if max_train_seconds is None:
+        return False
+      if jax.process_count() == 1:
+        return clock.seconds() >= max_train_seconds
+      # Every process must stop at the same step: process 0's clock decides, at log steps.
+      return step % log_every == 0 and bool(multihost_utils.broadcast_one_to_all(
+          np.asarray(clock.seconds() >= max_train_seconds)))
 
     history, last_time, step = [], time.time(), start_step
     try:
@@ -592,6 +638,11 @@ def train(*, model=gin.REQUIRED, model_dir: str = gin.REQUIRED,
           if signals.should_stop(manager, step) and step < num_train_steps:
             save(step)  # Completed by the `finally` below.
             raise Preempted(signals.signum, step)
+          if step < num_train_steps and out_of_time(step):
+            logger.info("time budget of %.0f s reached (trained %.0f s): stopping at step %d",
+                        max_train_seconds, clock.seconds(), step)
+            validate(step)
+            break
         save(step)
     finally:
       manager.wait_until_finished()

@@ -184,6 +184,25 @@ def test_warm_start_from_another_run(tmp_path):
            init_checkpoint=str(tmp_path / "teacher"))
 
 
+def test_relative_model_dir_and_time_budget(tmp_path, monkeypatch):
+  """A relative --model_dir checkpoints (orbax wants absolute paths); a wall-time budget stops
+  training with a checkpoint and counts the seconds of earlier runs on resume."""
+  monkeypatch.chdir(tmp_path)
+  state = _train("run", 10_000, max_train_seconds=0.0)
+  assert int(state.step) == 1  # Out of time after the first step: saved, stopped normally.
+  assert checkpoints.load_params("run")[1] == 1
+  with open(tmp_path / "run" / trainer.TRAIN_TIME_FILE) as f:
+    seconds = json.load(f)["1"]
+  assert seconds > 0
+  # Resumed with a budget the first run already spent: one more step, then stop again.
+  state = _train("run", 10_000, max_train_seconds=seconds)
+  assert int(state.step) == 2
+  with open(tmp_path / "run" / trainer.TRAIN_TIME_FILE) as f:
+    times = json.load(f)
+  assert set(times) == {"1", "2"} and times["2"] > times["1"]
+  assert int(_train("run", 5, max_train_seconds=None).step) == 5
+
+
 def test_nonfinite_step_is_skipped_or_stops(tmp_path):
   state = _train(tmp_path / "skip", 5, train_dataset_fn=lambda **kw: toy_dataset_fn(
       nan_at=2, **kw))
