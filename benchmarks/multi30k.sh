@@ -11,8 +11,8 @@
 # tradeoff.png}. Data: ../shared/data/multi30k (or $PADIR_MULTI30K_DIR).
 # Wall-time budgets (seconds) of the trainings: TEACHER_SECONDS (3600), STUDENT_SECONDS (1500);
 # DISTILL_METHOD: beam (default, 4 beams) or greedy (~4x cheaper on a CPU).
-# GPU setting: MODEL_SIZE=small (6+6 layers, d_model 512) with TEACHER_SECONDS/STUDENT_SECONDS
-# of your budget.
+# GPU setting: MODEL_SIZE=small EXTRA_GIN=experiments/multi30k_gpu.gin (6+6 layers, d_model 512,
+# bfloat16, larger batches) with TEACHER_SECONDS/STUDENT_SECONDS of your budget.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 ROOT=${1:-runs/multi30k}
@@ -20,6 +20,7 @@ TEACHER_SECONDS=${TEACHER_SECONDS:-3600}
 STUDENT_SECONDS=${STUDENT_SECONDS:-1500}
 MODEL_SIZE=${MODEL_SIZE:-tiny}
 DISTILL_METHOD=${DISTILL_METHOD:-beam}  # beam (4 beams) or greedy
+EXTRA=(${EXTRA_GIN:+--gin_file=$EXTRA_GIN})  # added to every training
 mkdir -p "$ROOT"
 export JAX_COMPILATION_CACHE_DIR=${JAX_COMPILATION_CACHE_DIR:-$ROOT/jax_cache}
 
@@ -31,7 +32,7 @@ timed_train() {
   local stage=$1 seconds=$2; shift 2
   if [[ -e $ROOT/$stage.done ]]; then log "$stage: done earlier, reused"; return; fi
   log "$stage: training for at most ${seconds}s"
-  padir train "$@" --gin.trainer.train.max_train_seconds="$seconds"
+  padir train "$@" "${EXTRA[@]}" --gin.trainer.train.max_train_seconds="$seconds"
   date -u +%FT%TZ > "$ROOT/$stage.done"
 }
 
