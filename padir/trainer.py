@@ -595,6 +595,8 @@ def train(*, model=gin.REQUIRED, model_dir: str = gin.REQUIRED,
     def out_of_time(step) -> bool:
       if max_train_seconds is None:
         return False
+      # The step's computation has finished (Python dispatches steps ahead of the device).
+      jax.block_until_ready(state.step)
       if jax.process_count() == 1:
         return clock.seconds() >= max_train_seconds
       # Every process must stop at the same step: process 0's clock decides, at log steps.
