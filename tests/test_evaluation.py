@@ -98,7 +98,12 @@ def test_eval_watch_stops_when_training_has_finished(tiny_ar_dir, tiny_corpus, t
 def test_eval_watch_waits_for_training_to_start(tiny_ar_dir, tiny_corpus, tmp_path):
   """The XM evaluator starts beside its training job: the model dir appears later."""
   model_dir = str(tmp_path / "starts_later")
-  threading.Timer(1.0, shutil.copytree, (tiny_ar_dir, model_dir)).start()
+
+  def start_training():  # The whole run appears at once (a copy would show half a run).
+    shutil.copytree(tiny_ar_dir, model_dir + ".tmp")
+    os.rename(model_dir + ".tmp", model_dir)
+
+  threading.Timer(1.0, start_training).start()
   output = str(tmp_path / "watch")
   assert evaluation.main([
       "--checkpoint_dir", model_dir, "--task", tiny_corpus["ar_task"], "--split", "test",
