@@ -29,6 +29,7 @@ from typing import Any, Callable, Dict, List, Optional, Sequence
 from launch import summary as summary_lib
 from launch import sweeps
 from launch import trial as trial_lib
+from padir import files
 
 
 def build_plans(sweep: sweeps.Sweep, root: str, extra_flags: Sequence[str] = ()
@@ -61,7 +62,7 @@ def check_runs(plans: Sequence[trial_lib.RunPlan]) -> None:
   for plan in plans:
     path = os.path.join(os.path.dirname(plan.model_dir), trial_lib.RUN_FILE)
     if os.path.exists(path):
-      recorded = trial_lib.read_json(path).get("train_args")
+      recorded = files.read_json(path).get("train_args")
       if recorded != plan.train_args:
         raise ValueError(f"{path}: run {plan.name} was started with other arguments "
                          f"({shlex.join(recorded or [])}); use another --root")
@@ -114,11 +115,7 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
   parser.add_argument("--parallel", type=int, default=1, help="training runs at once")
   parser.add_argument("--dry_run", action="store_true",
                       help="print the commands of the unfinished trials and stop")
-  args, extra = parser.parse_known_args(argv)
-  bad = [a for a in extra if not a.startswith(("--gin.", "--gin_file"))]
-  if bad:
-    parser.error(f"unrecognized arguments: {' '.join(bad)} (only --gin.NAME=VALUE and "
-                 "--gin_file=FILE are passed on to padir train)")
+  args, extra = sweeps.parse_args_and_gin_flags(parser, argv)
   root = os.path.abspath(args.root)
   try:
     sweep = sweeps.load(args.sweep)

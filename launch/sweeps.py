@@ -28,6 +28,7 @@ is written verbatim. A dict `{label: value}` of values names them in directories
 name `GIN_FILE` adds a gin file (or a list of them) to a run, e.g. a distilled task's `task.gin`:
 `sweep(GIN_FILE, {"raw": None, "distilled": "runs/demo/distilled/task.gin"})`.
 """
+import argparse
 import dataclasses
 import itertools
 import json
@@ -257,6 +258,18 @@ class Sweep:
   def eval_settings(self, trial: Trial) -> Point:
     """The gin settings of `trial`'s evaluation: `eval_bindings`, then its decode point."""
     return (*(_setting(n, v) for n, v in self.eval_bindings.items()), *trial.decode)
+
+
+def parse_args_and_gin_flags(parser: argparse.ArgumentParser, argv: Optional[Sequence[str]]
+                             ) -> Tuple[argparse.Namespace, List[str]]:
+  """A launcher's (args, extra flags): the extra flags may only be `--gin.NAME=VALUE` and
+  `--gin_file=FILE`, which go on to every `padir train` (anything else is a usage error)."""
+  args, extra = parser.parse_known_args(argv)
+  bad = [a for a in extra if not a.startswith(("--gin.", "--gin_file"))]
+  if bad:
+    parser.error(f"unrecognized arguments: {' '.join(bad)} (only --gin.NAME=VALUE and "
+                 "--gin_file=FILE are passed on to padir train)")
+  return args, extra
 
 
 def resolve_path(path: str) -> str:

@@ -13,13 +13,14 @@ parallel (`--parallel` > 1) share the machine.
 """
 import contextlib
 import dataclasses
-import json
 import os
 import statistics
 import sys
 import time
 import traceback
 from typing import Any, Dict, List, Mapping, Sequence
+
+from padir import files
 
 RUN_FILE = "run.json"
 TRIAL_FILE = "trial.json"
@@ -74,19 +75,6 @@ def output_to(path: str):
       os.close(fd)
 
 
-def write_json(path: str, value: Any) -> None:
-  tmp = f"{path}.tmp"
-  with open(tmp, "w") as f:
-    json.dump(value, f, indent=2)
-    f.write("\n")
-  os.replace(tmp, path)
-
-
-def read_json(path: str) -> Any:
-  with open(path) as f:
-    return json.load(f)
-
-
 def measure_speed(model_dir: str, step: int, bindings: Sequence[str], plan: RunPlan
                   ) -> Dict[str, Any]:
   """Median decoding time of the first sources of the evaluation split (module docstring)."""
@@ -120,7 +108,7 @@ def _train(plan: RunPlan) -> None:
   final = evaluation.final_train_step(plan.model_dir)
   if final is not None and final in evaluation.available_steps(plan.model_dir):
     return
-  write_json(os.path.join(os.path.dirname(plan.model_dir), RUN_FILE),
+  files.write_json(os.path.join(os.path.dirname(plan.model_dir), RUN_FILE),
              {"train_args": plan.train_args})
   gin.clear_config()
   rc = trainer.main(plan.train_args)
@@ -136,7 +124,7 @@ def _evaluate(plan: RunPlan, trial: EvalPlan) -> Dict[str, Any]:
   rc = evaluation.main(trial.eval_args)
   if rc:
     raise RuntimeError(f"padir eval exited with {rc}")
-  results = read_json(os.path.join(trial.output_dir, evaluation.RESULTS_JSON))
+  results = files.read_json(os.path.join(trial.output_dir, evaluation.RESULTS_JSON))
   final = results["evaluations"][-1]
   eval_seconds = time.time() - start
   speed = measure_speed(plan.model_dir, final["step"], trial.gin_bindings, plan)
@@ -188,7 +176,7 @@ def run_group(plan: RunPlan) -> List[Dict[str, Any]]:
       _say(f"{trial.name}: evaluation failed, see {log}")
       records.append(failure(trial, f"evaluation failed, see {log}"))
       continue
-    write_json(os.path.join(trial.output_dir, TRIAL_FILE), record)
+    files.write_json(os.path.join(trial.output_dir, TRIAL_FILE), record)
     _say(f"{trial.name}: BLEU {record['bleu']:.2f}, chrF {record['chrf']:.2f}, "
          f"{record['speed']['ms_per_sentence']:.2f} ms/sentence")
     records.append(record)
@@ -200,7 +188,7 @@ def is_done(trial: EvalPlan) -> bool:
   path = os.path.join(trial.output_dir, TRIAL_FILE)
   if not os.path.exists(path):
     return False
-  recorded = read_json(path).get("commands")
+  recorded = files.read_json(path).get("commands")
   if recorded != trial.record["commands"]:
     raise ValueError(f"{path} was written by other commands ({recorded}); use another --root "
                      "or delete it")
@@ -208,4 +196,4 @@ def is_done(trial: EvalPlan) -> bool:
 
 
 def load_record(trial: EvalPlan) -> Mapping[str, Any]:
-  return read_json(os.path.join(trial.output_dir, TRIAL_FILE))
+  return files.read_json(os.path.join(trial.output_dir, TRIAL_FILE))

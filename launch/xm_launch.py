@@ -180,11 +180,7 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
   parser.add_argument("--base_image", default=BASE_IMAGE)
   parser.add_argument("--dry_run", action="store_true",
                       help="print the jobs and their requirements; contact no service")
-  args, extra = parser.parse_known_args(argv)
-  bad = [a for a in extra if not a.startswith(("--gin.", "--gin_file"))]
-  if bad:
-    parser.error(f"unrecognized arguments: {' '.join(bad)} (only --gin.NAME=VALUE and "
-                 "--gin_file=FILE are passed on to padir train)")
+  args, extra = sweeps.parse_args_and_gin_flags(parser, argv)
   train_default, eval_default, _ = PLATFORMS[args.platform]
   try:
     sweep = sweeps.load(args.sweep)

@@ -52,6 +52,7 @@ import jax
 from padir import checkpoints
 from padir import distill as distill_lib
 from padir import evaluation
+from padir import files
 from padir import gin_utils
 from padir import metrics as metrics_lib
 from padir import trainer
@@ -133,29 +134,15 @@ class DemoError(ValueError):
 # Files of the workdir.
 
 
-def _write_json(path: str, value: Any) -> None:
-  with open(path + ".tmp", "w") as f:
-    json.dump(value, f, indent=2)
-    f.write("\n")
-  os.replace(path + ".tmp", path)
-
-
-def _read_json(path: str) -> Optional[Any]:
-  if not os.path.exists(path):
-    return None
-  with open(path) as f:
-    return json.load(f)
-
-
 def _check_settings(workdir: str, size_name: str, size: DemoSize) -> None:
   """Writes demo.json, or checks that the workdir's is of the same size."""
   path = os.path.join(workdir, SETTINGS_FILE)
   settings = json.loads(json.dumps({"size": size_name, **dataclasses.asdict(size)}))
   settings.pop("budgets_s")  # Budgets are expectations, not settings.
-  saved = _read_json(path)
+  saved = files.read_json(path)
   if saved is None:
     os.makedirs(workdir, exist_ok=True)
-    _write_json(path, settings)
+    files.write_json(path, settings)
   elif saved != settings:
     raise DemoError(f"--workdir {workdir} holds a demo of other settings (size "
                     f"{saved.get('size')!r}, see {path}): use another --workdir")
@@ -167,7 +154,7 @@ class Stages:
   def __init__(self, workdir: str, size: DemoSize):
     self._path = os.path.join(workdir, STAGES_FILE)
     self._size = size
-    self.finished: Dict[str, Dict[str, Any]] = _read_json(self._path) or {}
+    self.finished: Dict[str, Dict[str, Any]] = files.read_json(self._path) or {}
     self._start = time.time()
 
   def done(self, stage: str) -> bool:
@@ -188,7 +175,7 @@ class Stages:
     budget = self._size.budgets_s[stage]
     self.finished[stage] = {"wall_s": round(wall, 1), "cpu_s": round(cpu, 1), "budget_s": budget,
                             **record}
-    _write_json(self._path, self.finished)
+    files.write_json(self._path, self.finished)
     log = logger.warning if wall > budget else logger.info
     log("stage %s done in %s, %.0f CPU seconds (budget %s)", stage, _clock(wall), cpu,
         _clock(budget))
@@ -440,7 +427,7 @@ def run(workdir: str, size_name: str = "default", command: str = "") -> Dict[str
   if stages.done("evaluate") and os.path.exists(results_path):
     for stage in STAGES:
       stages.reuse(stage)
-    return _read_json(results_path)
+    return files.read_json(results_path)
 
   teacher_dir = os.path.join(workdir, "teacher")
   student_dirs = {"raw": os.path.join(workdir, "student_raw"),
@@ -520,10 +507,8 @@ def evaluate_and_report(output_dir: str, teacher_dir: str, student_dirs: Mapping
   tradeoff_plot(rows, os.path.join(output_dir, TRADEOFF_PNG), title)
   if before_writing is not None:
     before_writing(results)
-  with open(os.path.join(output_dir, RESULTS_MD) + ".tmp", "w") as f:
-    f.write(results_markdown(results))
-  os.replace(os.path.join(output_dir, RESULTS_MD) + ".tmp", os.path.join(output_dir, RESULTS_MD))
-  _write_json(os.path.join(output_dir, RESULTS_JSON), results)
+  files.write_text(os.path.join(output_dir, RESULTS_MD), results_markdown(results))
+  files.write_json(os.path.join(output_dir, RESULTS_JSON), results)
   return results
 
 

@@ -34,6 +34,7 @@ from typing import Any, Dict, Iterator, List, Mapping, Optional, Sequence
 import tqdm
 
 from padir import checkpoints
+from padir import files
 from padir import gin_utils
 from padir import metrics as metrics_lib
 from padir import models
@@ -131,9 +132,7 @@ def _check_settings(output_dir: str, settings: Dict[str, Any]) -> None:
                        f"same settings to resume")
     return
   os.makedirs(output_dir, exist_ok=True)
-  with open(path + ".tmp", "w") as f:
-    json.dump(settings, f, indent=2)
-  os.replace(path + ".tmp", path)
+  files.write_json(path, settings)
 
 
 def _write_shard(path: str, sources: Sequence[str], targets: Sequence[str]) -> None:

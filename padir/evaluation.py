@@ -50,6 +50,7 @@ import sacrebleu
 
 from padir import checkpoints
 from padir import decoding
+from padir import files
 from padir import gin_utils
 from padir import metrics as metrics_lib
 from padir import models
@@ -185,14 +186,6 @@ def final_train_step(model_dir: str) -> Optional[int]:
 # Output files.
 
 
-def _write_json(path: str, value: Any) -> None:
-  tmp = f"{path}.tmp"
-  with open(tmp, "w") as f:
-    json.dump(value, f, indent=2)
-    f.write("\n")
-  os.replace(tmp, path)
-
-
 def _step_file(output_dir: str, step: int, suffix: str) -> str:
   return os.path.join(output_dir, f"step_{step}.{suffix}")
 
@@ -246,10 +239,8 @@ def write_summary(output_dir: str, settings: Mapping[str, Any], command: str) ->
   entries = [done[step] for step in sorted(done)]
   summary = {"settings": dict(settings), "command": command,
              "evaluations": [{k: v for k, v in e.items() if k != "settings"} for e in entries]}
-  _write_json(os.path.join(output_dir, RESULTS_JSON), summary)
-  with open(os.path.join(output_dir, RESULTS_MD) + ".tmp", "w") as f:
-    f.write(results_markdown(summary))
-  os.replace(os.path.join(output_dir, RESULTS_MD) + ".tmp", os.path.join(output_dir, RESULTS_MD))
+  files.write_json(os.path.join(output_dir, RESULTS_JSON), summary)
+  files.write_text(os.path.join(output_dir, RESULTS_MD), results_markdown(summary))
   return summary
 
 
@@ -325,7 +316,7 @@ class EvalJob:
       if tensorboard is not None:
         tensorboard.write(step, results)
       entry = {"step": step, **results, "settings": self.settings}
-      _write_json(_step_file(self.output_dir, step, "json"), entry)
+      files.write_json(_step_file(self.output_dir, step, "json"), entry)
       self._done[step] = entry
       logger.info("step %d: BLEU %.2f chrF %.2f (%s)", step, results["bleu"], results["chrf"],
                   results["bleu_signature"])

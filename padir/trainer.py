@@ -26,7 +26,6 @@ masks as an uninterrupted one.
 """
 import argparse
 import itertools
-import json
 import logging
 import os
 import signal
@@ -46,6 +45,7 @@ from jax.experimental import multihost_utils
 from jax.sharding import Mesh
 
 from padir import checkpoints
+from padir import files
 from padir import gin_utils
 from padir import metrics as metrics_lib
 from padir import partitioning
@@ -261,10 +261,7 @@ class TrainClock:
 
   def __init__(self, model_dir: str, start_step: int, started: float):
     self._path = os.path.join(model_dir, TRAIN_TIME_FILE)
-    self._saved = {}
-    if os.path.exists(self._path):
-      with open(self._path) as f:
-        self._saved = json.load(f)
+    self._saved = files.read_json(self._path, {})
     self._before = float(self._saved.get(str(start_step), 0.0))
     self._started = started
 
@@ -276,9 +273,7 @@ class TrainClock:
       return
     self._saved = {k: v for k, v in self._saved.items() if int(k) < step}
     self._saved[str(step)] = round(self.seconds(), 1)
-    with open(self._path + ".tmp", "w") as f:
-      json.dump(self._saved, f, indent=1)
-    os.replace(self._path + ".tmp", self._path)
+    files.write_json(self._path, self._saved)
 
 
 # --------------------------------------------------------------------------- steps

@@ -1,6 +1,5 @@
 """`padir demo` at the reduced size: every stage runs, every system gets every field, the report
 files exist, and a second run reuses the finished stages (fast, the same results)."""
-import json
 import math
 import os
 import time
@@ -8,14 +7,10 @@ import time
 import pytest
 
 from padir import demo
+from padir import files
 
 SYSTEMS = (["ar_greedy", "ar_beam4"] +
            [f"padir_{data}@{k}" for data in ("raw", "distilled") for k in demo.ITERATIONS])
-
-
-def _read_json(path):
-  with open(path) as f:
-    return json.load(f)
 
 
 @pytest.fixture(scope="module")
@@ -23,12 +18,12 @@ def demo_run(tmp_path_factory):
   """A reduced demo, run twice in one workdir: (workdir, first results, seconds of the second)."""
   workdir = str(tmp_path_factory.mktemp("demo") / "work")
   assert demo.main(["--workdir", workdir, "--size", "reduced"]) == 0
-  first = _read_json(os.path.join(workdir, demo.RESULTS_JSON))
-  stages = _read_json(os.path.join(workdir, demo.STAGES_FILE))
+  first = files.read_json(os.path.join(workdir, demo.RESULTS_JSON))
+  stages = files.read_json(os.path.join(workdir, demo.STAGES_FILE))
   start = time.perf_counter()
   assert demo.main(["--workdir", workdir, "--size", "reduced"]) == 0
   seconds = time.perf_counter() - start
-  assert _read_json(os.path.join(workdir, demo.STAGES_FILE)) == stages  # Nothing re-ran.
+  assert files.read_json(os.path.join(workdir, demo.STAGES_FILE)) == stages  # Nothing re-ran.
   return workdir, first, seconds
 
 
@@ -71,7 +66,7 @@ def test_report_files(demo_run):
 def test_second_run_reuses_finished_stages(demo_run):
   workdir, results, seconds = demo_run
   assert seconds < 30, f"the second run took {seconds:.0f} s: stages were not reused"
-  assert _read_json(os.path.join(workdir, demo.RESULTS_JSON)) == results
+  assert files.read_json(os.path.join(workdir, demo.RESULTS_JSON)) == results
 
 
 def test_refuses_a_workdir_of_another_size(demo_run, capsys):

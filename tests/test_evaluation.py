@@ -78,15 +78,20 @@ def test_eval_all_steps_with_per_iteration_bleu_resumes_identically(tiny_padir_d
   assert evaluation.main(argv[:-3] + ["--gin.models.PadirModel.num_decode_iterations=2"]) == 1
 
 
+def _watch(checkpoint_dir, task, output, poll_seconds, max_examples):
+  """`padir eval --watch` of an AR run (greedy); returns its results.json."""
+  assert evaluation.main([
+      "--checkpoint_dir", checkpoint_dir, "--task", task, "--split", "test",
+      "--output", output, "--watch", "--poll_seconds", str(poll_seconds),
+      "--watch_timeout", "120", "--max_examples", str(max_examples),
+      "--gin.models.ARModel.decode_method='greedy'",
+      "--gin.TranslatorOptions.length_buckets=(32,)"]) == 0
+  return json.loads(_read(os.path.join(output, "results.json")))
+
+
 def test_eval_watch_stops_when_training_has_finished(tiny_ar_dir, tiny_corpus, tmp_path):
   assert evaluation.final_train_step(tiny_ar_dir) == 20
-  output = str(tmp_path / "watch")
-  assert evaluation.main([
-      "--checkpoint_dir", tiny_ar_dir, "--task", tiny_corpus["ar_task"], "--split", "test",
-      "--output", output, "--watch", "--poll_seconds", "0", "--watch_timeout", "120",
-      "--max_examples", "4", "--gin.models.ARModel.decode_method='greedy'",
-      "--gin.TranslatorOptions.length_buckets=(32,)"]) == 0
-  summary = json.loads(_read(os.path.join(output, "results.json")))
+  summary = _watch(tiny_ar_dir, tiny_corpus["ar_task"], str(tmp_path / "watch"), 0, 4)
   assert [e["step"] for e in summary["evaluations"]] == [10, 20]
   assert all(e["mean_iterations"] is None and e["bleu_per_iteration"] is None
              for e in summary["evaluations"])
@@ -104,13 +109,7 @@ def test_eval_watch_waits_for_training_to_start(tiny_ar_dir, tiny_corpus, tmp_pa
     os.rename(model_dir + ".tmp", model_dir)
 
   threading.Timer(1.0, start_training).start()
-  output = str(tmp_path / "watch")
-  assert evaluation.main([
-      "--checkpoint_dir", model_dir, "--task", tiny_corpus["ar_task"], "--split", "test",
-      "--output", output, "--watch", "--poll_seconds", "0.2", "--watch_timeout", "120",
-      "--max_examples", "2", "--gin.models.ARModel.decode_method='greedy'",
-      "--gin.TranslatorOptions.length_buckets=(32,)"]) == 0
-  summary = json.loads(_read(os.path.join(output, "results.json")))
+  summary = _watch(model_dir, tiny_corpus["ar_task"], str(tmp_path / "watch"), 0.2, 2)
   assert [e["step"] for e in summary["evaluations"]] == [10, 20]
 
 

@@ -13,6 +13,7 @@ from launch import sweeps
 from launch import trial as trial_lib
 from launch import xm_launch
 from launch.sweeps import GIN_FILE, GinExpr, Sweep, product, sweep, union, zipit
+from padir import files
 
 ITERATIONS = "models.PadirModel.num_decode_iterations"
 BASE = ["models/padir_tiny.gin", "runs/train.gin"]
@@ -213,7 +214,7 @@ def fake_run_group(plan):
                   stutter_rate=0.01, length_ratio=1.0, mean_iterations=iterations,
                   num_examples=5, bleu_signature="sig", speed={"ms_per_sentence": 1.5})
     os.makedirs(t.output_dir, exist_ok=True)
-    trial_lib.write_json(os.path.join(t.output_dir, trial_lib.TRIAL_FILE), record)
+    files.write_json(os.path.join(t.output_dir, trial_lib.TRIAL_FILE), record)
     records.append(record)
   return records
 
