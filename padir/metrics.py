@@ -16,7 +16,7 @@ import math
 import os
 import sys
 import time
-from typing import Mapping, Optional
+from typing import Callable, Mapping, Optional
 
 import jax
 import numpy as np
@@ -100,12 +100,15 @@ class MetricsWriter:
 class Progress:
   """Progress of a run: a tqdm bar on a terminal, else one log line per `update` call.
 
-  Shows step / total, loss, tokens/s and the ETA.
+  Shows step / total, loss, tokens/s and the ETA: the sooner of the steps left at the rate so
+  far and `seconds_left()` (a run's wall-time budget, if it has one).
   """
 
-  def __init__(self, start_step: int, total_steps: int, bar: Optional[bool] = None):
+  def __init__(self, start_step: int, total_steps: int, bar: Optional[bool] = None,
+               seconds_left: Optional[Callable[[], float]] = None):
     self._enabled = jax.process_index() == 0
     self._total = total_steps
+    self._seconds_left = seconds_left
     self._last_step = start_step
     self._start_step = start_step
     self._start_time = time.time()
@@ -118,13 +121,22 @@ class Progress:
       return
     if self._bar is not None:
       self._bar.update(step - self._last_step)
-      self._bar.set_postfix(loss=f"{loss:.4f}", tok_s=f"{tokens_per_second:,.0f}", refresh=False)
+      extra = {} if self._seconds_left is None else {"eta": self.eta(step)}
+      self._bar.set_postfix(loss=f"{loss:.4f}", tok_s=f"{tokens_per_second:,.0f}", **extra,
+                            refresh=False)
     else:
-      rate = (step - self._start_step) / max(time.time() - self._start_time, 1e-9)
-      eta = datetime.timedelta(seconds=round((self._total - step) / rate)) if rate > 0 else "?"
+      eta = self.eta(step)
       logger.info("step %d/%d  loss %.4f  tokens/s %.0f  eta %s", step, self._total, loss,
-                   tokens_per_second, eta)
+                   tokens_per_second, "?" if eta is None else eta)
     self._last_step = step
+
+  def eta(self, step: int):
+    """Time left as a `timedelta` (None before the first step's rate is known)."""
+    rate = (step - self._start_step) / max(time.time() - self._start_time, 1e-9)
+    left = [(self._total - step) / rate] if rate > 0 else []
+    if self._seconds_left is not None:
+      left.append(max(self._seconds_left(), 0.0))
+    return datetime.timedelta(seconds=round(min(left))) if left else None
 
   def close(self) -> None:
     if self._bar is not None:

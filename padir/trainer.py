@@ -566,7 +566,11 @@ def train(*, model=gin.REQUIRED, model_dir: str = gin.REQUIRED,
     eval_step = (make_eval_step(model, mesh, shardings.params)
                  if eval_batches is not None else None)
     writer = metrics_lib.MetricsWriter(model_dir, start_step)
-    progress = metrics_lib.Progress(start_step, num_train_steps, bar=progress_bar)
+    clock = TrainClock(model_dir, start_step, started)
+    progress = metrics_lib.Progress(
+        start_step, num_train_steps, bar=progress_bar,
+        seconds_left=(None if max_train_seconds is None
+                      else lambda: max_train_seconds - clock.seconds()))
 
     def validate(step):
       results = {}
@@ -579,8 +583,6 @@ def train(*, model=gin.REQUIRED, model_dir: str = gin.REQUIRED,
         writer.write(step, results, "validation")
         logger.info("validation at step %d: %s", step,
                      ", ".join(f"{k} {v:.4g}" for k, v in sorted(results.items())))
-
-    clock = TrainClock(model_dir, start_step, started)
 
     def save(step):
       if checkpoints.save(manager, step, *state.checkpoint_items()):

@@ -23,6 +23,7 @@ import optax
 import pytest
 
 from padir import checkpoints
+from padir import metrics as metrics_lib
 from padir import optimizers
 from padir import trainer
 
@@ -201,6 +202,19 @@ def test_relative_model_dir_and_time_budget(tmp_path, monkeypatch):
     times = json.load(f)
   assert set(times) == {"1", "2"} and times["2"] > times["1"]
   assert int(_train("run", 5, max_train_seconds=None).step) == 5
+
+
+def test_progress_eta_is_the_sooner_of_steps_and_time_budget(monkeypatch):
+  now = [100.0]
+  monkeypatch.setattr(metrics_lib.time, "time", lambda: now[0])
+  by_steps = metrics_lib.Progress(0, 1000, bar=False)
+  budgeted = metrics_lib.Progress(0, 1000, bar=False, seconds_left=lambda: 30.0 - now[0] + 100)
+  assert by_steps.eta(0) is None and budgeted.eta(0).total_seconds() == 30
+  now[0] = 110.0  # 10 steps in 10 s: 990 steps left at 1 step/s, 20 s left of the budget.
+  assert by_steps.eta(10).total_seconds() == 990
+  assert budgeted.eta(10).total_seconds() == 20
+  now[0] = 200.0  # Past the budget: no negative ETA.
+  assert budgeted.eta(11).total_seconds() == 0
 
 
 def test_nonfinite_step_is_skipped_or_stops(tmp_path):
