@@ -207,7 +207,8 @@ def distill(teacher_dir: str,
 
   shards: List[str] = []
   stream = iter(sources)
-  with tqdm.tqdm(disable=not progress, unit="sentence", file=sys.stderr,
+  # One bar over the shards; each shard's translation shows its own bar over the sentences.
+  with tqdm.tqdm(disable=not progress, desc="shards", unit="shard", file=sys.stderr,
                  dynamic_ncols=True) as bar:
     while True:
       chunk = list(itertools.islice(stream, shard_size))
@@ -215,9 +216,9 @@ def distill(teacher_dir: str,
         break
       path = _shard_path(output_dir, len(shards))
       if not os.path.exists(path):
-        _write_shard(path, chunk, teacher.translate(chunk, decoder_params))
+        _write_shard(path, chunk, teacher.translate(chunk, decoder_params, progress=progress))
       shards.append(path)
-      bar.update(len(chunk))
+      bar.update(1)
   tsv = os.path.join(output_dir, OUTPUT_TSV)
   count = _merge(shards, tsv)
 
