@@ -136,10 +136,7 @@ def _check_settings(output_dir: str, settings: Dict[str, Any]) -> None:
 
 
 def _write_shard(path: str, sources: Sequence[str], targets: Sequence[str]) -> None:
-  tmp = path + ".tmp"
-  with open(tmp, "w", encoding="utf-8") as f:
-    f.writelines(f"{_one_line(s)}\t{t}\n" for s, t in zip(sources, targets))
-  os.replace(tmp, path)
+  files.write_text(path, "".join(f"{_one_line(s)}\t{t}\n" for s, t in zip(sources, targets)))
 
 
 def _merge(shards: Sequence[str], path: str) -> int:
@@ -238,7 +235,10 @@ def _write_task_gin(output_dir: str, task_args: Mapping[str, Any]) -> None:
   same registration as this process's) in any process that parses it, and selects its PaDIR
   flavour."""
   text = "\n".join([
-      "# The distilled training data as a task (written by `padir distill`).",
+      "# The distilled training data as a task (written by `padir distill`). It has only a",
+      "# train split: validate a student on the real references of the source task, e.g.",
+      "#   --gin.validation/data.get_dataset.mixture_or_task_name=\"'multi30k_en_de_padir'\"",
+      "# (benchmarks/multi30k.sh), or turn validation off: --gin.trainer.train.eval_dataset_fn=None",
       "from __gin__ import dynamic_registration",
       "from tasks import local",
       "",
@@ -247,10 +247,7 @@ def _write_task_gin(output_dir: str, task_args: Mapping[str, Any]) -> None:
       *[f"  {key} = {value!r}" for key, value in task_args.items()],
       "  flavour = 'padir'",
       ""])
-  tmp = os.path.join(output_dir, TASK_GIN + ".tmp")
-  with open(tmp, "w") as f:
-    f.write(text)
-  os.replace(tmp, os.path.join(output_dir, TASK_GIN))
+  files.write_text(os.path.join(output_dir, TASK_GIN), text)
 
 
 USAGE = """\
