@@ -10,8 +10,8 @@
 # interrupted distillation from its finished shards. Results: ROOT/results/{results.json,results.md,
 # tradeoff.png}. Data: ../shared/data/multi30k (or $PADIR_MULTI30K_DIR).
 # Wall-time budgets (seconds) of the trainings: TEACHER_SECONDS (3600), STUDENT_SECONDS (1200).
-# DISTILL_METHOD: greedy (default: ~12 minutes for the 29k sentences on 2 CPU cores, so the whole
-# run fits ~2.5 hours) or beam (4 beams, the paper's choice, ~4x the cost).
+# DISTILL_METHOD: greedy (default: ~5 minutes for the 29k sentences on 2 CPU cores; the whole run
+# takes ~2 hours) or beam (4 beams, the paper's choice, ~4x the cost).
 # GPU setting: MODEL_SIZE=small EXTRA_GIN=experiments/multi30k_gpu.gin DISTILL_METHOD=beam
 # (6+6 layers, d_model 512, bfloat16, larger batches) with TEACHER_SECONDS/STUDENT_SECONDS of
 # your budget.
