@@ -11,7 +11,10 @@ default (`--decode_method greedy` for greedy). Every `--shard_size` sources make
 `shards/shard-NNNNN.tsv` (`source<TAB>translation`, one line per source, in order), written to a
 `.tmp` file and renamed when complete; the shards are then merged into `distilled.tsv`, which is
 registered as local TSV tasks `NAME_ar` / `NAME_padir` (`tasks.local`, train split = the distilled
-pairs; pairs with an empty side are dropped there).
+pairs; pairs with an empty side are dropped there). When the sources are a task's split other than
+validation and the task has a validation split, its pairs, with their real references, are copied
+to `validation.tsv` and become the distilled tasks' validation split, so a student's `padir
+train` validates against real references.
 
 The output dir also holds the run record (`config.gin`, `run_info.json`: seed, package versions,
 command line; see `padir.checkpoints`).
@@ -47,6 +50,7 @@ SETTINGS_FILE = "distill.json"
 SHARDS_SUBDIR = "shards"
 TASK_GIN = "task.gin"
 OUTPUT_TSV = "distilled.tsv"
+VALIDATION_TSV = "validation.tsv"
 DECODE_METHODS = ("beam", "greedy")
 
 
@@ -139,6 +143,21 @@ def _write_shard(path: str, sources: Sequence[str], targets: Sequence[str]) -> N
   files.write_text(path, "".join(f"{_one_line(s)}\t{t}\n" for s, t in zip(sources, targets)))
 
 
+def _write_validation(sources: Sources, output_dir: str) -> Optional[str]:
+  """The source task's validation pairs (real references) as OUTPUT/validation.tsv; None when the
+  sources are not a task's split other than validation, or the task has no validation split."""
+  from padir import data  # pylint: disable=g-import-not-at-top  (seqio only when reading)
+  if sources.task is None or sources.split == "validation":
+    return None
+  if "validation" not in data.get_mixture_or_task(sources.task, sources.task_modules).splits:
+    return None
+  path = os.path.join(output_dir, VALIDATION_TSV)
+  examples = data.iterate_examples(sources.task, "validation", module=sources.task_modules)
+  files.write_text(path, "".join(f"{_one_line(e['inputs_text'])}\t{_one_line(e['targets_text'])}\n"
+                                 for e in examples))
+  return os.path.abspath(path)
+
+
 def _merge(shards: Sequence[str], path: str) -> int:
   """Concatenates the shards into `path` (atomically); returns the number of lines."""
   count = 0
@@ -220,7 +239,10 @@ def distill(teacher_dir: str,
   count = _merge(shards, tsv)
 
   from tasks import local  # pylint: disable=g-import-not-at-top  (seqio only when registering)
-  task_args = {"name": name or sources.default_name(), "tsv": os.path.abspath(tsv),
+  validation = _write_validation(sources, output_dir)
+  task_args = {"name": name or sources.default_name(),
+               "tsv": (os.path.abspath(tsv) if validation is None
+                       else {"train": os.path.abspath(tsv), "validation": validation}),
                "vocabulary": os.path.abspath(teacher.vocabulary.sentencepiece_model_file),
                "max_target_length": teacher.vocabulary.max_target_length}
   ar_task, padir_task = local.register_parallel_text(**task_args, overwrite=True)
@@ -235,11 +257,10 @@ def _write_task_gin(output_dir: str, task_args: Mapping[str, Any]) -> None:
   same registration as this process's) in any process that parses it, and selects its PaDIR
   flavour."""
   text = "\n".join([
-      "# The distilled training data as a task (written by `padir distill`). It has only a",
-      "# train split: validate a student on the real references of the source task, e.g.",
-      "#   --gin.validation/data.get_dataset.mixture_or_task_name=\"'multi30k_en_de_padir'\"",
-      "# (benchmarks/multi30k.sh), or turn validation off:",
-      "#   --gin.trainer.train.eval_dataset_fn=None",
+      "# The distilled training data as a task (written by `padir distill`); its validation",
+      "# split, if any, has the real references. Without one, validate a student on another",
+      "# task (--gin.validation/data.get_dataset.mixture_or_task_name=\"'NAME'\") or not at all",
+      "# (--gin.trainer.train.eval_dataset_fn=None).",
       "from __gin__ import dynamic_registration",
       "from tasks import local",
       "",

@@ -130,7 +130,7 @@ class Progress:
                    tokens_per_second, "?" if eta is None else eta)
     self._last_step = step
 
-  def eta(self, step: int):
+  def eta(self, step: int) -> Optional[datetime.timedelta]:
     """Time left as a `timedelta` (None before the first step's rate is known)."""
     rate = (step - self._start_step) / max(time.time() - self._start_time, 1e-9)
     left = [(self._total - step) / rate] if rate > 0 else []

@@ -76,15 +76,14 @@ def test_cli_distills_a_task_split_with_beam_search(tiny_ar_dir, tiny_corpus, tm
   output = tmp_path / "task"
   flags = [f"--gin.{b.replace(' = ', '=')}" for b in SMALL]
   assert distill.main(["--teacher_dir", tiny_ar_dir, "--task", tiny_corpus["ar_task"],
-                       "--split", "validation", "--output", str(output), "--shard_size", "8",
+                       "--split", "test", "--output", str(output), "--shard_size", "8",
                        *flags]) == 0
   out = capsys.readouterr().out
   assert "registered tasks: tinytest_distilled_ar tinytest_distilled_padir" in out
   settings = json.loads(_read(output / "distill.json"))
   assert settings["decoder_params"] == {"decode_method": "beam", "beam_size": 4}
-  assert settings["sources"] == {"task": tiny_corpus["ar_task"], "split": "validation"}
-  sources = [e["inputs_text"] for e in data.iterate_examples(tiny_corpus["ar_task"],
-                                                               "validation")]
+  assert settings["sources"] == {"task": tiny_corpus["ar_task"], "split": "test"}
+  sources = [e["inputs_text"] for e in data.iterate_examples(tiny_corpus["ar_task"], "test")]
   lines = _read(output / "distilled.tsv").split("\n")[:-1]
   assert [line.split("\t")[0] for line in lines] == sources
   assert len(os.listdir(output / "shards")) == 3
@@ -95,6 +94,11 @@ def test_cli_distills_a_task_split_with_beam_search(tiny_ar_dir, tiny_corpus, tm
   assert gin.query_parameter("%MIXTURE_OR_TASK_NAME").scoped_configurable_fn() == (
       "tinytest_distilled_padir")
   gin.clear_config()
+  # Its validation split is the source task's, with the real references (for a student's run).
+  real = [(e["inputs_text"], e["targets_text"])
+          for e in data.iterate_examples(tiny_corpus["ar_task"], "validation")]
+  assert [(e["inputs_text"], e["targets_text"])
+          for e in data.iterate_examples("tinytest_distilled_padir", "validation")] == real
 
 
 def test_a_padir_teacher_and_bad_sources_are_refused(tiny_padir_dir, source_file, tmp_path):
