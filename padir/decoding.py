@@ -719,6 +719,37 @@ def remask(tokens: Array,
   return jnp.where(rejected, replacement, tokens)
 
 
+def glance(targets: Array,
+           predictions: Array,
+           initial_tokens: Array,
+           ratio: float,
+           rng: Array,
+           special_tokens: SpecialTokens) -> Tuple[Array, Array]:
+  """GLAT's glancing sampler: reveal gold tokens in proportion to the first pass's errors.
+
+  Each row gets `ratio` x (its wrong predictions) gold tokens, stochastically rounded, at
+  uniformly random real positions (neither PAD nor EOS); the other positions keep their initial
+  token. A model that gets everything right sees a fully initial canvas.
+
+  Args:
+    targets: [N, T] gold tokens.
+    predictions: [N, T] a pass's predictions from `initial_tokens`.
+    initial_tokens: [N, T] the initial canvas of the gold length (`initial_decoder_inputs`).
+    ratio: the glancing ratio, in [0, 1].
+    rng: PRNG key.
+    special_tokens: the id layout.
+
+  Returns:
+    decoder inputs [N, T] int32 and revealed [N, T] bool.
+  """
+  real = _real_positions(targets, special_tokens.pad_id, special_tokens.eos_id)
+  wrong = jnp.sum(real & (predictions != targets), axis=-1)
+  round_rng, position_rng = jax.random.split(rng)
+  count = jnp.floor(ratio * wrong + jax.random.uniform(round_rng, wrong.shape)).astype(jnp.int32)
+  revealed = _lowest_confidence(jax.random.uniform(position_rng, targets.shape), real, count)
+  return jnp.where(revealed, targets, initial_tokens).astype(jnp.int32), revealed
+
+
 def _compact(keep: Array, tokens: Array, token_log_probs: Array,
              pad_id: int) -> Tuple[Array, Array]:
   """Moves the kept positions of each row to the front, in order; PAD (log-prob 0) after."""

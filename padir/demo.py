@@ -6,15 +6,19 @@
 Stages, each timed and logged against its budget (`DemoSize.budgets_s`):
   corpus             the built-in corpus's sentences of at most 10 words (`tasks.builtin`)
   teacher            train the AR teacher                 experiments/builtin_ar.gin
+                     (`teacher_steps` in all; the parameters at `teacher_steps - student_steps`
+                     are kept in `teacher_init/`, where both students start)
   distill            translate the training split with it, beam 4 (`padir.distill`)
   student_raw        train PaDIR on the original data     experiments/builtin_padir.gin
   student_distilled  train PaDIR on the distilled data    + the distillation's task.gin
   evaluate           every system on the test split, in this one process
 Training runs `padir train`'s gin files in this process (models/*_tiny.gin, runs/train.gin,
 experiments/builtin_mini.gin for the network, then the experiment); both students start from
-the teacher's parameters (`trainer.train.init_checkpoint`).
+the teacher's parameters at step `teacher_steps - student_steps` (`trainer.train.init_checkpoint`),
+so a student's training (warm start + its own steps) is exactly as long as the AR baseline's:
+PaDIR never wins by having trained longer.
 
-Systems: `ar_greedy`, `ar_beam4` (the teacher, KV cache) and `padir_raw@K`, `padir_distilled@K`
+Systems: `ar_greedy`, `ar_beam4` (the fully trained teacher, KV cache) and `padir_raw@K`, `padir_distilled@K`
 (each student with K = 1, 2, 4, 8 refinement iterations). Each goes through the translate path
 (`padir.translator`: text -> ids -> jitted decode -> text) and gets
   bleu, chrf, stutter_rate, length_ratio   `padir.evaluation.score_hypotheses` (sacreBLEU)
@@ -26,7 +30,7 @@ Systems: `ar_greedy`, `ar_beam4` (the teacher, KV cache) and `padir_raw@K`, `pad
   speedup_batch1            AR greedy's latency / the system's
 Every source is padded to one length (`LENGTH_BUCKETS`), so each system compiles two shapes.
 
-Workdir: `demo.json` (the size), `teacher/`, `distilled/`, `student_raw/`, `student_distilled/`
+Workdir: `demo.json` (the size), `teacher/`, `teacher_init/`, `distilled/`, `student_raw/`, `student_distilled/`
 (model dirs and the distillation), `stages.json` (finished stages: wall time, this process's
 CPU time, budget), `hypotheses/SYSTEM.txt`, `results.json`, `results.md`, `tradeoff.png` (BLEU
 vs batch-1 latency). Re-running with the same workdir reuses finished stages; an interrupted
@@ -41,6 +45,7 @@ import logging
 import os
 import platform
 import shlex
+import shutil
 import statistics
 import sys
 import time
@@ -93,8 +98,9 @@ class DemoSize:
     num_test: test pairs, all evaluated (a multiple of EVAL_BATCH_SIZE).
     num_latency_sentences: test sentences timed one a call (batch-1 latency).
     distill_shard_size: sources per distillation shard (the unit of resuming).
-    teacher_steps: AR teacher training steps (None: the experiment file's TRAIN_STEPS).
-    student_steps: training steps of each PaDIR student (None: the experiment file's).
+    teacher_steps: AR teacher training steps, in all (the AR baseline's training).
+    student_steps: training steps of each PaDIR student, after its warm start from the teacher
+      at step `teacher_steps - student_steps`.
     gin_bindings: extra bindings of every training run (after the experiment files).
     budgets_s: expected wall seconds of each stage on 2 quiet CPU cores.
   """
@@ -105,23 +111,35 @@ class DemoSize:
   num_latency_sentences: int
   distill_shard_size: int
   budgets_s: Mapping[str, float]
-  teacher_steps: Optional[int] = None
-  student_steps: Optional[int] = None
+  teacher_steps: int
+  student_steps: int
   gin_bindings: Tuple[str, ...] = ()
+
+  def __post_init__(self):
+    if not 0 < self.student_steps < self.teacher_steps:
+      raise ValueError(f"student_steps={self.student_steps} must be in (0, teacher_steps="
+                       f"{self.teacher_steps}): students start from the teacher at step "
+                       "teacher_steps - student_steps")
+
+  @property
+  def student_init_step(self) -> int:
+    """The teacher's step where the students start."""
+    return self.teacher_steps - self.student_steps
 
 
 SIZES = {
     "default": DemoSize(
         corpus="builtin_demo", num_train=10_240, num_validation=512, num_test=512,
         num_latency_sentences=64, distill_shard_size=2_560,
-        budgets_s={"corpus": 20, "teacher": 210, "distill": 90, "student_raw": 210,
-                   "student_distilled": 210, "evaluate": 90}),
+        budgets_s={"corpus": 20, "teacher": 300, "distill": 90, "student_raw": 180,
+                   "student_distilled": 180, "evaluate": 120},
+        teacher_steps=3000, student_steps=1500),
     "reduced": DemoSize(
         corpus="builtin_demo_reduced", num_train=256, num_validation=64, num_test=64,
         num_latency_sentences=4, distill_shard_size=128,
         budgets_s={"corpus": 20, "teacher": 20, "distill": 15, "student_raw": 20,
                    "student_distilled": 20, "evaluate": 60},
-        teacher_steps=10, student_steps=10,
+        teacher_steps=20, student_steps=10,
         gin_bindings=("BATCH_SIZE = 8", "optimizers.cosine_schedule.warmup_steps = 2")),
 }
 
@@ -207,16 +225,29 @@ def prepare_corpus(size: DemoSize) -> Tuple[str, str]:
   return tasks
 
 
-def train(gin_files: Sequence[str], model_dir: str, steps: Optional[int], size: DemoSize,
+def train(gin_files: Sequence[str], model_dir: str, steps: int, size: DemoSize,
           bindings: Sequence[str] = ()) -> None:
   """`padir train` in this process: the model gin file, runs/train.gin, the demo's network
   (experiments/builtin_mini.gin), the other `gin_files`, then the run's bindings."""
   gin.clear_config()
   gin_utils.parse_gin(
       [gin_files[0], TRAIN_GIN, MINI_GIN, *gin_files[1:]],
-      [f"MODEL_DIR = {model_dir!r}", *size.gin_bindings, *bindings,
-       *([f"TRAIN_STEPS = {steps}"] if steps is not None else [])])
+      [f"MODEL_DIR = {model_dir!r}", *size.gin_bindings, *bindings, f"TRAIN_STEPS = {steps}"])
   trainer.train()
+
+
+def train_teacher(teacher_dir: str, init_dir: str, ar_task: str, size: DemoSize) -> None:
+  """The AR teacher, `size.teacher_steps` on one learning-rate schedule, with a copy of the run
+  at `size.student_init_step` in `init_dir` (where the students start). Resumable."""
+  gin_files = ["models/ar_tiny.gin", "experiments/builtin_ar.gin"]
+  bindings = [f"MIXTURE_OR_TASK_NAME = {ar_task!r}",
+              f"optimizers.cosine_schedule.decay_steps = {size.teacher_steps}"]
+  if not os.path.isdir(init_dir):
+    train(gin_files, teacher_dir, size.student_init_step, size, bindings)
+    shutil.rmtree(init_dir + ".tmp", ignore_errors=True)
+    shutil.copytree(teacher_dir, init_dir + ".tmp")
+    os.replace(init_dir + ".tmp", init_dir)
+  train(gin_files, teacher_dir, size.teacher_steps, size, bindings)
 
 
 def distill(teacher_dir: str, ar_task: str, output_dir: str,
@@ -430,6 +461,7 @@ def run(workdir: str, size_name: str = "default", command: str = "") -> Dict[str
     return files.read_json(results_path)
 
   teacher_dir = os.path.join(workdir, "teacher")
+  teacher_init_dir = os.path.join(workdir, "teacher_init")
   student_dirs = {"raw": os.path.join(workdir, "student_raw"),
                   "distilled": os.path.join(workdir, "student_distilled")}
 
@@ -441,9 +473,9 @@ def run(workdir: str, size_name: str = "default", command: str = "") -> Dict[str
     stages.reuse("teacher")
   else:
     started = stages.start("teacher")
-    train(["models/ar_tiny.gin", "experiments/builtin_ar.gin"], teacher_dir, size.teacher_steps,
-          size, [f"MIXTURE_OR_TASK_NAME = {ar_task!r}"])
-    stages.finish("teacher", started)
+    train_teacher(teacher_dir, teacher_init_dir, ar_task, size)
+    stages.finish("teacher", started, steps=size.teacher_steps,
+                  students_start_at=size.student_init_step)
 
   distill_dir = os.path.join(workdir, "distilled")
   if stages.done("distill"):
@@ -453,10 +485,10 @@ def run(workdir: str, size_name: str = "default", command: str = "") -> Dict[str
     distilled = distill(teacher_dir, ar_task, distill_dir, size)
     stages.finish("distill", started, pairs=distilled.num_examples)
 
-  # Both students start from the teacher's parameters. The raw one trains on the corpus's PaDIR
-  # task, the distilled one on the task that distillation wrote as a gin file (it registers the
-  # task in any process that parses it).
-  init = f"trainer.train.init_checkpoint = {teacher_dir!r}"
+  # Both students start from the teacher's parameters at `student_init_step`. The raw one trains
+  # on the corpus's PaDIR task, the distilled one on the task that distillation wrote as a gin
+  # file (it registers the task in any process that parses it).
+  init = f"trainer.train.init_checkpoint = {teacher_init_dir!r}"
   for data_name, gin_files, bindings in (
       ("raw", ["models/padir_tiny.gin", PADIR_GIN],
        [init, f"MIXTURE_OR_TASK_NAME = {padir_task!r}"]),

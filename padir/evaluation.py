@@ -100,20 +100,32 @@ def score_hypotheses(hypotheses: Sequence[str], references: Sequence[str]) -> Di
   }
 
 
+def pad_histories(histories: Sequence[np.ndarray], pad_id: int) -> np.ndarray:
+  """Per-line histories [k, T_i] -> [N, k, T], T = max T_i, each padded on the right with PAD.
+
+  Batches of different `TranslatorOptions.length_buckets` decode to different lengths T_i. PAD
+  after a row's tokens changes neither its `decoding.postprocess` (on its first T_i positions;
+  PAD after them) nor its text.
+  """
+  length = max(h.shape[-1] for h in histories)
+  return np.stack([np.pad(h, ((0, 0), (0, length - h.shape[-1])), constant_values=pad_id)
+                   for h in histories])
+
+
 def iteration_hypotheses(translator: translator_lib.Translator,
                          predictions: Sequence[translator_lib.Prediction],
                          collapse_stutter: bool) -> List[List[str]]:
   """Texts after each refinement iteration: [k][num_lines], from `aux['history']` [k, T].
 
   Each iteration's tokens are cleaned up as the final output (`decoding.postprocess`); lines
-  the model did not run (empty sources) stay empty.
+  the model did not run (empty sources) stay empty. Lines may differ in T (length buckets).
   """
   ran = [p for p in predictions if p.aux]
   if not ran:
     return []
-  histories = np.stack([p.aux["history"] for p in ran])  # [N, k, T]
-  num, k, length = histories.shape
   st = translator.model.special_tokens
+  histories = pad_histories([p.aux["history"] for p in ran], st.pad_id)  # [N, k, T]
+  num, k, length = histories.shape
   cleaned = np.asarray(decoding.postprocess(jnp.asarray(histories.reshape(num * k, length)),
                                             collapse_stutter, st.eos_id, st.pad_id))
   cleaned = cleaned.reshape(num, k, length)

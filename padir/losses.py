@@ -6,9 +6,9 @@
 - `get_loss_normalizing_factor_and_weights`: T5X's `loss_normalizing_factor` options — `None`
   (sum), a constant, or the special factors `NUM_REAL_TARGET_TOKENS` (per token),
   `NUM_TOTAL_TARGET_TOKENS`, `AVERAGE_PER_SEQUENCE` (each sequence's weights sum to 1).
-- PaDIR-only losses, each normalised per sequence (or per token) and correct at batch size 1
-  (DESIGN.md, reference mistake 12): `length_classifier_loss`, `length_regression_loss`,
-  `binary_cross_entropy_with_logits` (the learned rejecter).
+- PaDIR-only losses, each normalised per sequence (or per token) and correct at batch size 1:
+  `length_classifier_loss`, `length_offset_loss` (ordinal: Gaussian-smoothed targets),
+  `length_regression_loss`, `binary_cross_entropy_with_logits` (the learned rejecter).
 
 Pure functions of arrays: no seqio, no network.
 """
@@ -210,6 +210,34 @@ def length_classifier_loss(length_logits: Array, target_lengths: Array,
       length_logits, targets, label_smoothing=label_smoothing, z_loss=z_loss,
       loss_normalizing_factor=targets.shape[0])
   return total
+
+
+def length_offset_loss(offset_logits: Array, gold_offsets: Array, sigma: float = 1.0,
+                       z_loss: float = 0.0) -> Array:
+  """Mean over sequences of the cross-entropy of an ordinal length-offset target.
+
+  The target is a Gaussian of width `sigma` around the gold offset (clipped to -R..R),
+  normalised over the 2R + 1 classes: being one off costs less than being five off. With
+  `sigma` 0 it is one-hot. Shifted by the target's entropy, so a perfect prediction scores 0.
+
+  Args:
+    offset_logits: [B, 2R + 1] logits; class j is offset j - R.
+    gold_offsets: [B] int target length - source length.
+
+  Returns:
+    scalar: the per-sequence mean (also correct at B = 1).
+  """
+  num_classes = offset_logits.shape[-1]
+  r = (num_classes - 1) // 2
+  gold = jnp.clip(gold_offsets.astype(jnp.int32), -r, r) + r
+  if sigma > 0:
+    distance = jnp.arange(num_classes)[None, :] - gold[:, None]
+    targets = jax.nn.softmax(-0.5 * jnp.square(distance / sigma).astype(jnp.float32), axis=-1)
+  else:
+    targets = jax.nn.one_hot(gold, num_classes, dtype=jnp.float32)
+  loss, _ = cross_entropy_with_logits(offset_logits.astype(jnp.float32), targets, z_loss)
+  entropy = -jnp.sum(targets * jnp.log(jnp.maximum(targets, 1e-20)), axis=-1)
+  return jnp.mean(loss - entropy)
 
 
 def length_regression_loss(predicted_lengths: Array, target_lengths: Array) -> Array:

@@ -21,12 +21,13 @@ them on the `module` it is given, so gin only picks the network's size.
 """
 import abc
 import dataclasses
-from typing import Any, Callable, Dict, List, Mapping, Optional, Tuple
+from typing import Any, Callable, Dict, Iterable, List, Mapping, Optional, Tuple
 
 import flax
 import gin
 import jax
 import jax.numpy as jnp
+import numpy as np
 
 from padir import decoding
 from padir import losses
@@ -41,7 +42,7 @@ Metrics = Dict[str, Array]
 RescoreFn = Callable[[Array, Array], Array]
 
 AR_DECODE_METHODS = ("greedy", "beam", "sample")
-LENGTH_PREDICTORS = ("classifier", "affine", "fertility", "oracle")
+LENGTH_PREDICTORS = ("classifier", "offset", "affine", "fertility", "oracle")
 NEG_INF = -1e10  # Logit of ids the AR decoder may not emit (finite: log-softmax stays exact).
 
 
@@ -173,6 +174,15 @@ class BaseModel(abc.ABC):
     decoder_tokens = jnp.ones(input_shapes[decoder_name], input_types.get(decoder_name, jnp.int32))
     return self.module.init(rng, self._encoder_inputs(encoder_tokens), decoder_tokens,
                             enable_dropout=False)
+
+  def check_train_batch(self, batch: Mapping[str, np.ndarray]) -> None:
+    """Raises ValueError when a training batch does not fit the model (nothing to check here)."""
+
+  def initialize_from_data(self, params: PyTree,
+                           batches: Iterable[Mapping[str, np.ndarray]]) -> PyTree:
+    """Parameters fitted to training batches before the first step (none here)."""
+    del batches
+    return params
 
   @abc.abstractmethod
   def loss_fn(self, params: PyTree, batch: Batch,
@@ -398,12 +408,16 @@ class StageOutput:
       gold length puts them).
     rejected: [B, T] bool, what the rejecter re-masked (all False on the last stage).
     accept_logits: [B, T] the learned rejecter's logits, or None.
+    loss_weights: [B, T] float32 where the stage's token loss is taken: stage 1 the batch's
+      `decoder_loss_weights` (default non-pad) or, when glancing, the positions not revealed;
+      later stages every non-pad position.
   """
   decoder_input_tokens: Array
   logits: Array
   predictions: Array
   rejected: Array
   accept_logits: Optional[Array]
+  loss_weights: Array
 
 
 @gin.configurable
@@ -423,9 +437,19 @@ class PadirModel(BaseModel):
 
   Args (beyond `BaseModel`'s):
     length_predictor: 'classifier' (the [LENGTH] token, prepended here to the encoder input, is
-      classified over lengths 0..max_target_length; top-k lengths), 'affine', 'fertility', or
-      'oracle' (the gold length; analysis only, needs targets at inference).
+      classified over lengths 0..max_target_length; top-k lengths), 'offset' (target length -
+      source length classified over -R..R from the mean-pooled encoding and the source length,
+      fairseq's length offset; top-k lengths), 'affine', 'fertility', or 'oracle' (the gold
+      length; analysis only, needs targets at inference).
     length_loss_weight: weight of the length loss (a per-sequence mean).
+    max_length_offset: R of 'offset'; gold offsets beyond it are clipped.
+    length_label_sigma: 'offset' trains on ordinal targets, a Gaussian of this width (in
+      tokens) around the gold offset (0: one-hot).
+    glancing_ratio: > 0 trains by glancing (GLAT, Qian et al. 2021) instead of the data
+      pipeline's noise: a no-gradient pass from the all-initial canvas of the gold length
+      counts each row's wrong tokens, `glancing_ratio` x that many gold tokens (at random
+      positions) are revealed in the canvas, and the loss is taken on the others. The revealed
+      share thus falls as the model improves. One training stage only.
     rejecter: 'passthrough', 'stutter', 'linear', 'constant_k', 'constant_fraction' or
       'learned' (a binary head on stop-gradient decoder states, trained on "argmax == gold").
     rejecter_loss_weight: weight of the learned rejecter's loss (a per-position mean).
@@ -453,6 +477,9 @@ class PadirModel(BaseModel):
                loss_normalizing_factor: losses.LossNormalizingFactor = "NUM_REAL_TARGET_TOKENS",
                length_predictor: str = "classifier",
                length_loss_weight: float = 1.0,
+               max_length_offset: int = 16,
+               length_label_sigma: float = 1.0,
+               glancing_ratio: float = 0.0,
                rejecter: str = "passthrough",
                rejecter_loss_weight: float = 1.0,
                rejecter_k: int = 1,
@@ -479,8 +506,17 @@ class PadirModel(BaseModel):
                        f"{LENGTH_PREDICTORS}")
     if num_train_stages < 1:
       raise ValueError(f"num_train_stages={num_train_stages} must be >= 1")
+    if max_length_offset < 1 or length_label_sigma < 0:
+      raise ValueError(f"max_length_offset={max_length_offset} must be >= 1 and "
+                       f"length_label_sigma={length_label_sigma} >= 0")
+    if not 0.0 <= glancing_ratio <= 1.0 or (glancing_ratio and num_train_stages > 1):
+      raise ValueError(f"glancing_ratio={glancing_ratio} must be in [0, 1], and glancing "
+                       f"trains one stage (num_train_stages={num_train_stages})")
     self.length_predictor = length_predictor
     self.length_loss_weight = length_loss_weight
+    self.max_length_offset = max_length_offset
+    self.length_label_sigma = length_label_sigma
+    self.glancing_ratio = glancing_ratio
     self.rejecter_loss_weight = rejecter_loss_weight
     self.num_train_stages = num_train_stages
     self.max_decode_length = max_decode_length
@@ -501,6 +537,7 @@ class PadirModel(BaseModel):
   def _network_overrides(self) -> Dict[str, Any]:
     return dict(decoder_causal=False,
                 length_head=None if self.length_predictor == "oracle" else self.length_predictor,
+                max_length_offset=self.max_length_offset,
                 rejecter_head=self.refinement_config.rejecter == "learned")
 
   def _encoder_inputs(self, encoder_input_tokens: Array) -> Array:
@@ -517,24 +554,97 @@ class PadirModel(BaseModel):
 
   def _length_predictions(self, params: PyTree, encoded: Array, encoder_tokens: Array,
                           batch: Batch) -> Array:
-    """Classifier logits [B, C] or real-valued lengths [B] (the gold ones for 'oracle')."""
+    """What the length head gives: classifier logits [B, C], offset logits [B, 2R + 1] or
+    real-valued lengths [B] (the gold ones for 'oracle')."""
     if self.length_predictor == "oracle":
       if "decoder_target_tokens" not in batch:
         raise ValueError("length_predictor='oracle' needs decoder_target_tokens in the batch")
       return self._gold_lengths(jnp.asarray(batch["decoder_target_tokens"], jnp.int32))
     return self._apply(params, self.module.predict_length, encoded, encoder_tokens)
 
-  def _length_loss_and_metrics(self, predictions: Array,
-                               gold: Array) -> Tuple[Array, Metrics]:
+  def _source_lengths(self, encoder_tokens: Array) -> Array:
+    """[B, S] -> [B] int32 non-pad source tokens (EOS included)."""
+    return jnp.sum(encoder_tokens != self.special_tokens.pad_id, axis=-1).astype(jnp.int32)
+
+  def _length_scores(self, predictions: Array, encoder_tokens: Array) -> Array:
+    """The length predictions as decoding takes them (`decoding.length_candidates`): 'offset'
+    logits become scores over lengths 0..max_target_length [B, C] (lengths outside source
+    length +- R score NEG_INF); other predictors' pass through."""
+    if self.length_predictor != "offset":
+      return predictions
+    r = self.max_length_offset
+    lengths = jnp.arange(self.special_tokens.max_target_length + 1)
+    offsets = lengths[None, :] - self._source_lengths(encoder_tokens)[:, None]  # [B, C]
+    scores = jnp.take_along_axis(predictions, jnp.clip(offsets + r, 0, 2 * r), axis=-1)
+    return jnp.where(jnp.abs(offsets) <= r, scores, NEG_INF)
+
+  def _length_loss_and_metrics(self, predictions: Array, gold: Array,
+                               encoder_tokens: Array) -> Tuple[Array, Metrics]:
+    """Length loss and metrics: length_accuracy (exact), length_within_1, length_within_2."""
     if self.length_predictor == "oracle":
       return jnp.zeros([], jnp.float32), {}
     if self.length_predictor == "classifier":
       loss = losses.length_classifier_loss(predictions, gold, self.label_smoothing, self.z_loss)
       predicted = jnp.argmax(predictions.at[:, 0].set(-jnp.inf), axis=-1)
+    elif self.length_predictor == "offset":
+      source = self._source_lengths(encoder_tokens)
+      loss = losses.length_offset_loss(predictions, gold - source, self.length_label_sigma,
+                                       self.z_loss)
+      predicted = source + jnp.argmax(predictions, axis=-1) - self.max_length_offset
     else:
       loss = losses.length_regression_loss(predictions, gold)
       predicted = jnp.round(predictions).astype(jnp.int32)
-    return loss, {"length_loss": loss, "length_accuracy": jnp.mean(_float(predicted == gold))}
+    error = jnp.abs(predicted - gold)
+    return loss, {"length_loss": loss, "length_accuracy": jnp.mean(_float(error == 0)),
+                  "length_within_1": jnp.mean(_float(error <= 1)),
+                  "length_within_2": jnp.mean(_float(error <= 2))}
+
+  def check_train_batch(self, batch: Mapping[str, np.ndarray]) -> None:
+    """Raises ValueError when the batch's decoder inputs were noised with another scheme than
+    the model's `decoder_input_scheme` (the data pipeline's `padir_noise.init_scheme`), which
+    would train on one canvas and decode from another. Glancing makes its own inputs."""
+    if self.glancing_ratio > 0:
+      return
+    st = self.special_tokens
+    inputs = np.asarray(batch["decoder_input_tokens"])
+    found = {"mask": np.any(inputs == st.mask_id),
+             "mask_range": np.any((inputs >= st.mask_range_start) & (inputs < st.mask_range_end))}
+    seen = [name for name, present in found.items() if present]
+    scheme = self.refinement_config.decoder_input_scheme
+    expected = [] if scheme == "random" else [scheme]
+    noised = int(np.sum(inputs != np.asarray(batch["decoder_target_tokens"])))
+    if seen != expected and (seen or noised >= 32):
+      raise ValueError(
+          f"the training batch's decoder inputs hold {' and '.join(seen) or 'no mask'} tokens, "
+          f"but PadirModel.decoder_input_scheme is {scheme!r}: the data noise "
+          "(preprocessors.padir_noise.init_scheme) and the model must use one scheme; bind both "
+          "to %DECODER_INPUT_SCHEME (models/padir_*.gin do)")
+
+  def initialize_from_data(self, params: PyTree,
+                           batches: Iterable[Mapping[str, np.ndarray]]) -> PyTree:
+    """The length head fitted to the training data before training: 'offset' and 'classifier'
+    biases = the log of the (add-0.5 smoothed) offset / length frequencies, so the first step
+    already predicts the data's distribution; 'affine' = the least-squares line of target
+    length on source length. Other predictors: unchanged."""
+    if self.length_predictor not in ("offset", "classifier", "affine"):
+      return params
+    source, gold = [], []
+    for batch in batches:
+      source.append(np.sum(np.asarray(batch["encoder_input_tokens"]) != 0, axis=-1))
+      gold.append(np.sum(np.asarray(batch["decoder_target_tokens"]) != 0, axis=-1))
+    source, gold = np.concatenate(source), np.concatenate(gold)
+    head = dict(params["length_head"])
+    if self.length_predictor == "affine":
+      scale, bias = np.polyfit(source.astype(np.float64), gold.astype(np.float64), 1)
+      head["scale"], head["bias"] = np.float32(scale), np.float32(bias)
+    else:
+      r = self.max_length_offset
+      classes = (np.clip(gold - source, -r, r) + r if self.length_predictor == "offset"
+                 else np.clip(gold, 0, self.special_tokens.max_target_length))
+      counts = np.bincount(classes, minlength=np.shape(head["bias"])[0]) + 0.5
+      log_freq = np.log(counts / counts.sum())
+      head["bias"] = (log_freq - log_freq.mean()).astype(np.float32)
+    return {**params, "length_head": head}
 
   def _decode_pass(self, params: PyTree, encoder_tokens: Array, cross_kv: network.CrossKV,
                    decoder_input_tokens: Array,
@@ -567,9 +677,10 @@ class PadirModel(BaseModel):
     config = self.train_config
     targets = jnp.asarray(batch["decoder_target_tokens"], jnp.int32)
     if dropout_rng is None:
-      encoder_rng, stage_rng, init_rng = None, None, jax.random.PRNGKey(0)
+      encoder_rng, stage_rng = None, None
+      init_rng, glance_rng = jax.random.split(jax.random.PRNGKey(0))
     else:
-      encoder_rng, stage_rng, init_rng = jax.random.split(dropout_rng, 3)
+      encoder_rng, stage_rng, init_rng, glance_rng = jax.random.split(dropout_rng, 4)
     encoder_tokens = self._encoder_inputs(batch["encoder_input_tokens"])
     encoded = self._encode(params, encoder_tokens, encoder_rng)
     length_predictions = self._length_predictions(params, encoded, encoder_tokens, batch)
@@ -577,7 +688,18 @@ class PadirModel(BaseModel):
     # What inference would start from at the gold length: EOS at length - 1, PAD after.
     initial = decoding.initial_decoder_inputs(self._gold_lengths(targets), targets.shape[1],
                                               config.decoder_input_scheme, st, init_rng)
-    inputs = jnp.asarray(batch["decoder_input_tokens"], jnp.int32)
+    non_pad = _float(targets != st.pad_id)
+    if self.glancing_ratio > 0:
+      logits, _ = self._decode_pass(params, encoder_tokens, cross_kv, initial)
+      first_pass = decoding.choose_tokens(jax.lax.stop_gradient(logits), None, config, st,
+                                          initial)[0]
+      inputs, revealed = decoding.glance(targets, first_pass, initial, self.glancing_ratio,
+                                         glance_rng, st)
+      weights = non_pad * _float(~revealed)
+    else:
+      inputs = jnp.asarray(batch["decoder_input_tokens"], jnp.int32)
+      weights = batch.get("decoder_loss_weights")
+      weights = non_pad if weights is None else _float(weights)
     previous = initial  # Stage 1's "previous tokens": inference's, never the noised gold input.
     logits_sum = None
     stages = []
@@ -592,7 +714,8 @@ class PadirModel(BaseModel):
                                    accept_logits)
         if config.stutter_remasking:
           rejected |= decoding.stutter_mask(predictions, st.pad_id, st.eos_id)
-      stages.append(StageOutput(inputs, logits, predictions, rejected, accept_logits))
+      stages.append(StageOutput(inputs, logits, predictions, rejected, accept_logits,
+                                weights if i == 0 else non_pad))
       if last:
         break
       if config.remasking_scheme == "logits_sum":
@@ -607,26 +730,26 @@ class PadirModel(BaseModel):
               dropout_rng: Optional[Array]) -> Tuple[Array, Metrics]:
     """Sum over stages of the token loss, + length loss, + learned rejecter loss.
 
-    Stage 1 weights `decoder_loss_weights` (default: non-pad), later stages every non-pad
-    position; each stage's loss is normalised by `loss_normalizing_factor` over its weights.
+    Stage 1 weights `decoder_loss_weights` (default: non-pad; when glancing, the positions not
+    revealed), later stages every non-pad position; each stage's loss is normalised by
+    `loss_normalizing_factor` over its weights.
 
     Metrics: loss, cross_ent_loss, z_loss, accuracy (stage 1, over its weighted positions),
     stage_{i}/loss and stage_{i}/accuracy for i = 1..S, length_loss and length_accuracy (not for
-    'oracle'), rejecter_loss and rejecter_accuracy ('learned').
+    'oracle'), rejecter_loss and rejecter_accuracy ('learned'), and when glancing
+    glancing_revealed (the share of real target tokens given to the decoder: it falls as the
+    first pass improves).
     """
     st = self.special_tokens
     targets = jnp.asarray(batch["decoder_target_tokens"], jnp.int32)
-    non_pad = _float(targets != st.pad_id)
-    real = non_pad * _float(targets != st.eos_id)
+    real = _float(targets != st.pad_id) * _float(targets != st.eos_id)
     length_predictions, stages = self.unrolled_stages(params, batch, dropout_rng)
-    weights = batch.get("decoder_loss_weights")
-    weights = non_pad if weights is None else _float(weights)
     total = jnp.zeros([], jnp.float32)
     total_z = jnp.zeros([], jnp.float32)
     metrics = {}
     rejecter_loss, rejecter_correct = jnp.zeros([], jnp.float32), jnp.zeros([], jnp.float32)
     for i, stage in enumerate(stages):
-      stage_weights = weights if i == 0 else non_pad
+      stage_weights = stage.loss_weights
       loss_i, z_i, _ = self._token_loss(stage.logits, targets, stage_weights, batch)
       correct = _float(stage.predictions == targets) * _float(stage_weights > 0)
       metrics[f"stage_{i + 1}/loss"] = loss_i
@@ -643,8 +766,12 @@ class PadirModel(BaseModel):
     metrics["cross_ent_loss"] = total - total_z
     metrics["z_loss"] = total_z
     metrics["accuracy"] = metrics["stage_1/accuracy"]
-    length_loss, length_metrics = self._length_loss_and_metrics(length_predictions,
-                                                                self._gold_lengths(targets))
+    if self.glancing_ratio > 0:
+      metrics["glancing_revealed"] = 1.0 - _ratio(jnp.sum(stages[0].loss_weights * real),
+                                                  jnp.sum(real))
+    length_loss, length_metrics = self._length_loss_and_metrics(
+        length_predictions, self._gold_lengths(targets), self._encoder_inputs(
+            batch["encoder_input_tokens"]))
     metrics.update(length_metrics)
     total += self.length_loss_weight * length_loss
     if stages[0].accept_logits is not None:
@@ -686,7 +813,8 @@ class PadirModel(BaseModel):
     length = self._decode_length(batch)
     num = config.num_candidates
     encoded = self._encode(params, encoder_tokens)
-    length_predictions = self._length_predictions(params, encoded, encoder_tokens, batch)
+    length_predictions = self._length_scores(
+        self._length_predictions(params, encoded, encoder_tokens, batch), encoder_tokens)
     cross_kv = jax.tree_util.tree_map(lambda x: jnp.repeat(x, num, axis=0),
                                       self._cross_kv(params, encoded))
     encoder_rows = jnp.repeat(encoder_tokens, num, axis=0)
@@ -712,7 +840,7 @@ class PadirModel(BaseModel):
     The decoder input is the scheme's initial input of the gold length (what refinement starts
     from: [MASK] / [MASK_i] / random pieces from key 0, EOS at length - 1); the score is the
     summed log-softmax of the target tokens at the non-pad positions (EOS included), plus, for
-    the classifier length predictor, the log-probability of the gold length (the other
+    the classifier and offset length predictors, the log-probability of the gold length (the other
     predictors define no distribution and add 0). A single-pass lower-fidelity proxy of the
     iterative model's likelihood, comparable between PaDIR models, not with AR scores.
 
@@ -731,8 +859,9 @@ class PadirModel(BaseModel):
     token_log_probs = jnp.take_along_axis(jax.nn.log_softmax(logits), targets[..., None],
                                           axis=-1)[..., 0]
     scores = jnp.sum(token_log_probs * _float(targets != st.pad_id), axis=-1)
-    if self.length_predictor == "classifier":
-      length_logits = self._length_predictions(params, encoded, encoder_tokens, batch)
+    if self.length_predictor in ("classifier", "offset"):
+      length_logits = self._length_scores(
+          self._length_predictions(params, encoded, encoder_tokens, batch), encoder_tokens)
       gold_class = jnp.clip(gold, 0, length_logits.shape[-1] - 1)
       scores += jnp.take_along_axis(jax.nn.log_softmax(length_logits), gold_class[:, None],
                                     axis=-1)[:, 0]

@@ -27,7 +27,7 @@ Array = jax.Array
 CrossKV = Tuple[Tuple[Array, Array], ...]
 
 DTYPES = ("float32", "bfloat16")
-LENGTH_HEADS = (None, "classifier", "affine", "fertility")
+LENGTH_HEADS = (None, "classifier", "offset", "affine", "fertility")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -50,9 +50,11 @@ class T5Config:
     relative_attention_max_distance: offsets at or beyond this share the last bucket.
     decoder_causal: True for the AR decoder, False for PaDIR's non-causal decoder.
     length_head: None, 'classifier' (logits over lengths 0..max_target_length read at the
-      [LENGTH] token, position 0), 'affine' (a * source length + b) or 'fertility' (summed
-      per-source-token fertilities).
+      [LENGTH] token, position 0), 'offset' (logits over target - source length offsets
+      -R..R from the mean-pooled encoding and a code of the source length), 'affine'
+      (a * source length + b) or 'fertility' (summed per-source-token fertilities).
     max_target_length: longest target; the classifier has max_target_length + 1 classes.
+    max_length_offset: R of the 'offset' head (2R + 1 classes).
     rejecter_head: add the learned rejecter (logit that a predicted token is correct).
   """
   vocab_size: int
@@ -70,6 +72,7 @@ class T5Config:
   decoder_causal: bool = True
   length_head: Optional[str] = None
   max_target_length: int = 256
+  max_length_offset: int = 16
   rejecter_head: bool = False
 
   def __post_init__(self):
@@ -326,6 +329,34 @@ class LengthClassifier(nn.Module):
     return encoded[:, 0].astype(jnp.float32) @ kernel + bias
 
 
+def length_code(lengths: Array, dim: int) -> Array:
+  """Sinusoidal code of (real-valued) lengths, as Transformer positions: `[batch]` ->
+  float32 `[batch, dim]`, unit-scale entries; nearby lengths get nearby codes."""
+  half = dim // 2
+  frequencies = 1.0 / (1e4 ** (jnp.arange(half, dtype=jnp.float32) / max(half, 1)))
+  angles = lengths.astype(jnp.float32)[:, None] * frequencies
+  return jnp.concatenate([jnp.sin(angles), jnp.cos(angles)], axis=-1)
+
+
+class OffsetLength(nn.Module):
+  """Logits over length offsets (target length - source length) -R..R, fairseq's
+  `--pred-length-offset`: from the mean-pooled encoding and a sinusoidal code of the source
+  length, so the head can count (T5's relative positions cannot)."""
+  max_offset: int
+
+  @nn.compact
+  def __call__(self, encoded: Array, encoder_input_tokens: Array) -> Array:
+    """`[batch, src_len, emb_dim]` -> float32 logits `[batch, 2R + 1]`, class j = offset j - R."""
+    real = (encoder_input_tokens != 0).astype(jnp.float32)[..., None]
+    pooled = (jnp.sum(encoded.astype(jnp.float32) * real, axis=1) /
+              jnp.maximum(jnp.sum(real, axis=1), 1.0))
+    features = jnp.concatenate(
+        [pooled, length_code(_source_lengths(encoder_input_tokens), encoded.shape[-1])], axis=-1)
+    kernel, bias = _linear_params(self, features.shape[-1], 2 * self.max_offset + 1,
+                                  "length_classes", layers.MLP_KERNEL_INIT)
+    return features @ kernel + bias
+
+
 class AffineLength(nn.Module):
   """Predicted length `a * source_length + b`, source length = non-pad source tokens."""
 
@@ -382,6 +413,8 @@ class Transformer(nn.Module):
     self.decoder = Decoder(cfg, self.token_embedder)
     if cfg.length_head == "classifier":
       self.length_head = LengthClassifier(cfg.max_target_length)
+    elif cfg.length_head == "offset":
+      self.length_head = OffsetLength(cfg.max_length_offset)
     elif cfg.length_head == "affine":
       self.length_head = AffineLength()
     elif cfg.length_head == "fertility":
@@ -439,7 +472,8 @@ class Transformer(nn.Module):
     return (logits, hidden) if return_hidden else logits
 
   def predict_length(self, encoded: Array, encoder_input_tokens: Array) -> Array:
-    """Classifier: logits `[batch, max_target_length + 1]`; affine/fertility: `[batch]` float."""
+    """Classifier: logits `[batch, max_target_length + 1]`; offset: logits `[batch, 2R + 1]`;
+    affine/fertility: `[batch]` float."""
     if self.config.length_head is None:
       raise ValueError("this network has no length head (config.length_head is None)")
     return self.length_head(encoded, encoder_input_tokens)

@@ -221,30 +221,43 @@ def init_train_state(model, rng: jax.Array, input_shapes, input_types,
   return jax.jit(init, out_shardings=shardings)(rng)
 
 
-def warm_start(model, state: TrainState, init_checkpoint: str,
-               shardings: TrainState) -> TrainState:
+@gin.configurable
+def warm_start(model, state: TrainState, init_checkpoint: str, shardings: TrainState, *,
+               map_causal_relpos: Optional[bool] = None,
+               init_special_embeddings: Optional[bool] = None) -> TrainState:
   """`state` with the parameters of `init_checkpoint` wherever a name matches (fresh optimizer
-  state). Raises TrainConfigError on a matching name of another shape."""
+  state), fitted to a PaDIR student by `padir.student_init.adapt_to_student`:
+  `map_causal_relpos` / `init_special_embeddings` force its two changes on or off (None: made
+  when the source is an AR run). Raises TrainConfigError on a matching name of another shape,
+  or a forced change that cannot apply."""
+  from padir import student_init  # pylint: disable=g-import-not-at-top
   source, source_step = checkpoints.load_params(init_checkpoint)
   source = {checkpoints.path_name(p): v
             for p, v in jax.tree_util.tree_flatten_with_path(source)[0]}
   leaves, treedef = jax.tree_util.tree_flatten_with_path(state.params)
-  merged, kept = [], []
+  merged, kept = {}, []
   for path, value in leaves:
     name = checkpoints.path_name(path)
     if name not in source:
-      merged.append(value)
+      merged[name] = value
       kept.append(name)
       continue
     if source[name].shape != value.shape:
       raise TrainConfigError(
           f"trainer.train.init_checkpoint={init_checkpoint!r}: parameter {name} is "
           f"{source[name].shape} there but {value.shape} in this model")
-    merged.append(source.pop(name))
+    merged[name] = source.pop(name)
   logger.info("warm start from %s (step %d): %d parameter arrays copied; initialised here: %s; "
               "not used: %s", init_checkpoint, source_step, len(leaves) - len(kept),
               ", ".join(kept) or "none", ", ".join(sorted(source)) or "none")
-  params = jax.tree_util.tree_unflatten(treedef, merged)
+  try:
+    merged.update(student_init.adapt_to_student(
+        {name: value for name, value in merged.items() if name not in kept}, model,
+        init_checkpoint, map_causal_relpos=map_causal_relpos,
+        init_special_embeddings=init_special_embeddings))
+  except ValueError as e:
+    raise TrainConfigError(f"trainer.warm_start: {e}") from None
+  params = jax.tree_util.tree_unflatten(treedef, list(merged.values()))
 
   def reinit(params):
     return TrainState(step=jnp.zeros((), jnp.int32), params=params,
@@ -253,6 +266,29 @@ def warm_start(model, state: TrainState, init_checkpoint: str,
 
   return jax.jit(reinit, out_shardings=shardings)(
       jax.device_put(params, shardings.params))
+
+
+DATA_INIT_BATCHES = 16  # Training batches a model's data-dependent initialisation reads.
+
+
+def _first_batches(dataset: Callable[[int], Iterable[Batch]]) -> Iterable[Batch]:
+  """The first DATA_INIT_BATCHES training batches, read only if iterated."""
+  yield from itertools.islice(dataset(0), DATA_INIT_BATCHES)
+
+
+def initialize_from_data(model, state: TrainState, batches: Iterable[Batch],
+                         shardings: TrainState) -> TrainState:
+  """`state` with `model.initialize_from_data`'s parameters (e.g. a length head's prior fitted
+  to the training data), computed by process 0 and broadcast, so every process agrees."""
+  if not hasattr(model, "initialize_from_data"):
+    return state
+  host_params = jax.device_get(state.params)
+  params = model.initialize_from_data(host_params, batches)
+  if params is host_params:
+    return state
+  if jax.process_count() > 1:
+    params = multihost_utils.broadcast_one_to_all(params)
+  return state.replace(params=jax.device_put(params, shardings.params))
 
 
 class TrainClock:
@@ -446,6 +482,8 @@ def seqio_dataset_fn(*, batch_size: int, shard_id: int, num_shards: int,
   (task, feature lengths, split, shuffle, seed, epochs) gin binds per split with scopes, as
   T5X does: `train.train_dataset_fn = @train/seqio_dataset_fn` with
   `train/get_dataset.split = 'train'`, and `validation/...` likewise (see gin/runs/train.gin).
+  With `train/data.get_dataset.length_buckets` the batches' lengths vary by bucket (the train
+  step compiles once per bucket); their rows stay `batch_size // num_shards`.
   """
   from padir import data  # pylint: disable=g-import-not-at-top  (seqio/TF only when used)
   return data.get_dataset(batch_size=batch_size // num_shards, shard_id=shard_id,
@@ -530,6 +568,10 @@ def train(*, model=gin.REQUIRED, model_dir: str = gin.REQUIRED,
   if first is None:
     raise TrainConfigError("the training dataset is empty")
   _check_local_batch(first, local_rows, "train_dataset_fn")
+  try:
+    getattr(model, "check_train_batch", lambda batch: None)(first)
+  except ValueError as e:
+    raise TrainConfigError(str(e)) from None
   input_shapes = {k: (batch_size,) + np.shape(v)[1:] for k, v in first.items()}
   input_types = {k: np.asarray(v).dtype for k, v in first.items()}
   init_key, dropout_key = jax.random.split(jax.random.PRNGKey(seed))
@@ -546,6 +588,7 @@ def train(*, model=gin.REQUIRED, model_dir: str = gin.REQUIRED,
       state = init_train_state(model, init_key, input_shapes, input_types, shardings)
       if init_checkpoint:
         state = warm_start(model, state, init_checkpoint, shardings)
+      state = initialize_from_data(model, state, _first_batches(dataset), shardings)
     else:
       state = TrainState.from_checkpoint_items(restored[0], restored[1])
       logger.info("resumed from %s at step %d", manager.directory, restored[2])

@@ -11,6 +11,7 @@ import sacrebleu
 
 from padir import data
 from padir import evaluation
+from padir import translator as translator_lib
 
 HYPOTHESES = ["The cat sat on the mat.", "a dog dog barked", "", "Hello , world !"]
 REFERENCES = ["The cat sat on the mat.", "the dog barked loudly", "Nothing here.", "Hello, world!"]
@@ -76,6 +77,30 @@ def test_eval_all_steps_with_per_iteration_bleu_resumes_identically(tiny_padir_d
   assert outputs() == before
   # Other settings into the same output dir are refused.
   assert evaluation.main(argv[:-3] + ["--gin.models.PadirModel.num_decode_iterations=2"]) == 1
+
+
+def test_per_iteration_bleu_over_sources_in_two_length_buckets(tiny_padir_dir, tiny_corpus):
+  """Batches padded to different length buckets decode to different lengths T (24 and 32)."""
+  translator = translator_lib.Translator.from_checkpoint(tiny_padir_dir, gin_bindings=[
+      "models.PadirModel.num_decode_iterations = 2", "TranslatorOptions.batch_size = 2",
+      "TranslatorOptions.length_buckets = (16, 32)"])
+  examples = list(data.iterate_examples(tiny_corpus["padir_task"], "test"))
+  pieces = lambda e: len(translator.vocabulary.encode(e["inputs_text"])) + 1  # With EOS.
+  chosen = ([e for e in examples if pieces(e) <= 16][:2] +
+            [e for e in examples if 16 < pieces(e) <= 32][:2])
+  assert len(chosen) == 4
+  sources = [e["inputs_text"] for e in chosen] + [""]
+  references = [e["targets_text"] for e in chosen] + ["Nothing."]
+  predictions = translator.predict(sources, {"return_history": True})
+  assert [p.aux["history"].shape for p in predictions[:4]] == [(2, 24)] * 2 + [(2, 32)] * 2
+  texts = evaluation.iteration_hypotheses(
+      translator, predictions, translator.model.refinement_config.stutter_remasking)
+  assert len(texts) == 2 and texts[-1] == [p.text for p in predictions]
+  results, hypotheses = evaluation.evaluate(translator, sources, references)
+  assert hypotheses == texts[-1]
+  assert results["bleu_per_iteration"] == pytest.approx(
+      [evaluation.bleu(t, references).score for t in texts])
+  assert results["bleu_per_iteration"][-1] == pytest.approx(results["bleu"])
 
 
 def _watch(checkpoint_dir, task, output, poll_seconds, max_examples):
