@@ -55,13 +55,16 @@ _NOISE_80_10_10 = ("preprocessors.padir_noise.correct_prob = 0.1",
                    "preprocessors.padir_noise.random_prob = 0.1")
 _NO_MASK_INIT = "trainer.warm_start.init_special_embeddings = False"
 _NO_RELPOS_MAP = "trainer.warm_start.map_causal_relpos = False"
-_UNBUCKETED = "train/data.get_dataset.length_buckets = None"
+_UNBUCKETED = ("train/data.get_dataset.length_buckets = None",
+               "train/data.get_dataset.input_length_buckets = None")
 _ONE_LENGTH = (("top_k_lengths", 1),)
 
 VARIANTS = (
     Variant("recipe", "experiments/builtin_padir.gin as it is"),
     Variant("one_length", "decode 1 length instead of the top 3", decoder_params=_ONE_LENGTH,
             trained_as="recipe"),
+    Variant("no_keep_visible", "refinement re-predicts every position, not only re-masked ones",
+            decoder_params=(("keep_visible", False),), trained_as="recipe"),
     Variant("classifier_length", "[LENGTH]-token length classifier instead of the offset head",
             (_CLASSIFIER,)),
     Variant("noise_80_10_10", "noised positions: 80 % [MASK_i], 10 % kept, 10 % random",
@@ -71,13 +74,13 @@ VARIANTS = (
     Variant("no_relpos_map", "teacher's causal position biases copied as they are",
             (_NO_RELPOS_MAP,)),
     Variant("unbucketed", "fixed 32-long rows instead of length-bucketed batches",
-            (_UNBUCKETED,)),
+            _UNBUCKETED),
     Variant("glat", "+ glancing training (ratio 0.5) instead of the data noise",
             ("models.PadirModel.glancing_ratio = 0.5",)),
     Variant("old_recipe", "every change undone: classifier, 80/10/10, random rows, copied "
-            "biases, fixed rows, 1 length",
-            (_CLASSIFIER, *_NOISE_80_10_10, _NO_MASK_INIT, _NO_RELPOS_MAP, _UNBUCKETED),
-            decoder_params=_ONE_LENGTH),
+            "biases, fixed rows, 1 length, every position re-predicted",
+            (_CLASSIFIER, *_NOISE_80_10_10, _NO_MASK_INIT, _NO_RELPOS_MAP, *_UNBUCKETED),
+            decoder_params=(*_ONE_LENGTH, ("keep_visible", False))),
 )
 
 

@@ -374,6 +374,10 @@ class RefinementConfig:
     alpha: brevity penalty exponent: the score is divided by ((5 + length) / 6) ** alpha.
     return_all_candidates: `padir_decode` also returns every candidate.
     return_history: also return the tokens predicted at every iteration.
+    keep_visible: Mask-Predict's update: only the positions whose decoder input is their initial
+      token (masked) are predicted anew; the others keep their token and the log-prob it had
+      when predicted, as the model was trained (a CMLM loss is taken on masked positions only).
+      Needs remasking_scheme 'initial'. False: every position takes the new prediction.
     early_exit: stop the loop once every row has converged (the default). False runs exactly
       `num_decode_iterations` decoder passes (converged rows stay frozen, so the output is the
       same): fixed work, for speed benchmarks.
@@ -396,6 +400,7 @@ class RefinementConfig:
   alpha: float = 0.0
   return_all_candidates: bool = False
   return_history: bool = False
+  keep_visible: bool = False
   early_exit: bool = True
 
   def __post_init__(self):
@@ -425,6 +430,10 @@ class RefinementConfig:
           f"'random' (with {self.decoder_input_scheme!r} every sample would be identical)")
     if self.alpha < 0:
       raise ValueError(f"alpha={self.alpha} must be >= 0")
+    if self.keep_visible and self.remasking_scheme != "initial":
+      raise ValueError(f"keep_visible needs remasking_scheme='initial' (got "
+                       f"{self.remasking_scheme!r}): only then is a masked position one whose "
+                       "input is its initial token")
 
   @property
   def num_candidates(self) -> int:
@@ -684,6 +693,25 @@ def reject(tokens: Array,
   return _lowest_confidence(token_log_probs, real, count)
 
 
+def keep_visible_tokens(tokens: Array, token_log_probs: Array, inputs: Array,
+                        input_log_probs: Array, initial_tokens: Array) -> Tuple[Array, Array]:
+  """Mask-Predict's update: new predictions only where the input is its initial (masked) token.
+
+  Args:
+    tokens, token_log_probs: [N, T] this pass's predictions and their log-probs.
+    inputs: [N, T] the decoder input of this pass.
+    input_log_probs: [N, T] the log-probs the visible input tokens had when predicted.
+    initial_tokens: [N, T] the initial decoder input.
+
+  Returns:
+    tokens [N, T] and token_log_probs [N, T]: the input's token and log-prob where it is
+    visible, this pass's elsewhere.
+  """
+  visible = inputs != initial_tokens
+  return (jnp.where(visible, inputs, tokens),
+          jnp.where(visible, input_log_probs, token_log_probs))
+
+
 def remask(tokens: Array,
            rejected: Array,
            config: RefinementConfig,
@@ -870,6 +898,9 @@ def refine(logits_fn: LogitsFn,
     rng, choice_rng = jax.random.split(state.rng)
     tokens, token_log_probs = choose_tokens(logits, choice_rng, config, special_tokens,
                                             initial_tokens)
+    if config.keep_visible:
+      tokens, token_log_probs = keep_visible_tokens(tokens, token_log_probs, state.inputs,
+                                                    state.token_log_probs, initial_tokens)
     summed = None if state.logits_sum is None else state.logits_sum + logits.astype(jnp.float32)
     rejected = reject(tokens, token_log_probs, t, config, special_tokens, accept_logits)
     rejected &= t < num_iterations - 1

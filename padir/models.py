@@ -461,8 +461,9 @@ class PadirModel(BaseModel):
     num_train_stages: S, unrolled training stages (the linear rejecter follows an S-step
       schedule during training).
     num_decode_iterations, temperature, top_k, top_p, top_k_lengths, length_beam,
-    num_parallel_samples, scoring, alpha, return_all_candidates, return_history: inference
-      options, see `padir.decoding.RefinementConfig`.
+    num_parallel_samples, scoring, alpha, return_all_candidates, return_history,
+      keep_visible: inference options, see `padir.decoding.RefinementConfig` (`keep_visible`
+      also in unrolled training stages).
     max_decode_length: T at inference (default: the batch's decoder length, else the
       vocabulary's max_target_length).
   """
@@ -500,6 +501,7 @@ class PadirModel(BaseModel):
                alpha: float = 0.0,
                return_all_candidates: bool = False,
                return_history: bool = False,
+               keep_visible: bool = False,
                max_decode_length: Optional[int] = None):
     if length_predictor not in LENGTH_PREDICTORS:
       raise ValueError(f"length_predictor={length_predictor!r}: expected one of "
@@ -527,7 +529,8 @@ class PadirModel(BaseModel):
         stutter_remasking=stutter_remasking, temperature=temperature, top_k=top_k, top_p=top_p,
         top_k_lengths=top_k_lengths, length_beam=length_beam,
         num_parallel_samples=num_parallel_samples, scoring=scoring, alpha=alpha,
-        return_all_candidates=return_all_candidates, return_history=return_history)
+        return_all_candidates=return_all_candidates, return_history=return_history,
+        keep_visible=keep_visible)
     # Training chooses by argmax and runs the linear schedule over its S stages.
     self.train_config = dataclasses.replace(
         self.refinement_config, num_decode_iterations=num_train_stages, temperature=0.0)
@@ -701,12 +704,17 @@ class PadirModel(BaseModel):
       weights = batch.get("decoder_loss_weights")
       weights = non_pad if weights is None else _float(weights)
     previous = initial  # Stage 1's "previous tokens": inference's, never the noised gold input.
+    input_log_probs = jnp.zeros(targets.shape, jnp.float32)  # Visible gold: certain.
     logits_sum = None
     stages = []
     for i in range(self.num_train_stages):
       rng_i = None if stage_rng is None else jax.random.fold_in(stage_rng, i)
       logits, accept_logits = self._decode_pass(params, encoder_tokens, cross_kv, inputs, rng_i)
       predictions, token_log_probs = decoding.choose_tokens(logits, None, config, st, initial)
+      if config.keep_visible:
+        predictions, token_log_probs = decoding.keep_visible_tokens(
+            predictions, token_log_probs, inputs, input_log_probs, initial)
+      input_log_probs = token_log_probs
       last = i == self.num_train_stages - 1
       rejected = jnp.zeros(predictions.shape, bool)
       if not last:

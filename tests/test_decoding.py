@@ -432,3 +432,23 @@ def test_score_candidates_mean_sum_and_brevity():
                                         decoding.RefinementConfig(scoring="sum", alpha=1.0))
   assert float(mean[0]) == pytest.approx(-2.0) and float(total[0]) == pytest.approx(-6.0)
   assert float(penalised[0]) == pytest.approx(-6.0 / (8.0 / 6.0))
+
+
+def test_keep_visible_repredicts_only_masked_positions():
+  """Mask-predict with the cycling model: without keep_visible every kept token moves on each
+  pass; with it a token, once predicted and not re-masked, stays with its first log-prob."""
+  initial = decoding.initial_decoder_inputs(jnp.array([5]), 5, "mask", ST)
+  common = dict(num_decode_iterations=3, decoder_input_scheme="mask", rejecter="linear",
+                remasking_scheme="initial", return_history=True)
+  _, _, moving = _refine(_cycling_fn, initial, decoding.RefinementConfig(**common))
+  tokens, log_probs, kept = _refine(_cycling_fn, initial,
+                                    decoding.RefinementConfig(keep_visible=True, **common))
+  history = np.asarray(kept["history"])[:, 0, :4]
+  # Pass 1 predicts 4 everywhere (from [MASK]); re-masked positions get 4 again, visible ones
+  # stay 4: nothing moves. Without keep_visible, visible 4s become 5s.
+  assert np.all(history == 4)
+  assert np.any(np.asarray(moving["history"])[1:, 0, :4] == 5)
+  assert tokens[0, 4] == EOS_ID
+  np.testing.assert_allclose(log_probs[0, :4], log_probs[0, 0])
+  with pytest.raises(ValueError, match="keep_visible"):
+    decoding.RefinementConfig(keep_visible=True, remasking_scheme="previous")
