@@ -57,6 +57,7 @@ _NO_MASK_INIT = "trainer.warm_start.init_special_embeddings = False"
 _NO_RELPOS_MAP = "trainer.warm_start.map_causal_relpos = False"
 _UNBUCKETED = ("train/data.get_dataset.length_buckets = None",
                "train/data.get_dataset.input_length_buckets = None")
+_NO_GLAT = "models.PadirModel.glancing_ratio = 0.0"
 _ONE_LENGTH = (("top_k_lengths", 1),)
 
 VARIANTS = (
@@ -75,11 +76,12 @@ VARIANTS = (
             (_NO_RELPOS_MAP,)),
     Variant("unbucketed", "fixed 32-long rows instead of length-bucketed batches",
             _UNBUCKETED),
-    Variant("glat", "+ glancing training (ratio 0.5) instead of the data noise",
-            ("models.PadirModel.glancing_ratio = 0.5",)),
+    Variant("no_glat", "no glancing: every row trained on the data noise", (_NO_GLAT,)),
+    Variant("glat_all_rows", "glancing on every row (no data noise at all)",
+            ("models.PadirModel.glancing_fraction = 1.0",)),
     Variant("old_recipe", "every change undone: classifier, 80/10/10, random rows, copied "
-            "biases, fixed rows, 1 length, every position re-predicted",
-            (_CLASSIFIER, *_NOISE_80_10_10, _NO_MASK_INIT, _NO_RELPOS_MAP, *_UNBUCKETED),
+            "biases, fixed rows, no glancing, 1 length, every position re-predicted",
+            (_CLASSIFIER, *_NOISE_80_10_10, _NO_MASK_INIT, _NO_RELPOS_MAP, *_UNBUCKETED, _NO_GLAT),
             decoder_params=(*_ONE_LENGTH, ("keep_visible", False))),
 )
 
@@ -124,8 +126,9 @@ def evaluate_variant(variant: Variant, model_dir: str, sources: Sequence[str],
                                f"TranslatorOptions.length_buckets = {demo.LENGTH_BUCKETS}"])
   for step in evaluation.available_steps(model_dir):
     translator.load_step(step)
-    result["curve"][str(step)] = _bleu(translator, sources, references,
-                                       {**decoder_params, "num_decode_iterations": CURVE_ITERATIONS})
+    result["curve"][str(step)] = _bleu(
+        translator, sources, references,
+        {**decoder_params, "num_decode_iterations": CURVE_ITERATIONS})
   for k in ITERATIONS:
     result[f"bleu@{k}"] = _bleu(translator, sources, references,
                                 {**decoder_params, "num_decode_iterations": k})

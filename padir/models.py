@@ -450,6 +450,9 @@ class PadirModel(BaseModel):
       counts each row's wrong tokens, `glancing_ratio` x that many gold tokens (at random
       positions) are revealed in the canvas, and the loss is taken on the others. The revealed
       share thus falls as the model improves. One training stage only.
+    glancing_fraction: the share of each batch's rows trained by glancing (the first rows);
+      the others keep the data pipeline's noise, so that the partly masked canvases of later
+      refinement iterations are trained on too.
     rejecter: 'passthrough', 'stutter', 'linear', 'constant_k', 'constant_fraction' or
       'learned' (a binary head on stop-gradient decoder states, trained on "argmax == gold").
     rejecter_loss_weight: weight of the learned rejecter's loss (a per-position mean).
@@ -481,6 +484,7 @@ class PadirModel(BaseModel):
                max_length_offset: int = 16,
                length_label_sigma: float = 1.0,
                glancing_ratio: float = 0.0,
+               glancing_fraction: float = 1.0,
                rejecter: str = "passthrough",
                rejecter_loss_weight: float = 1.0,
                rejecter_k: int = 1,
@@ -519,6 +523,9 @@ class PadirModel(BaseModel):
     self.max_length_offset = max_length_offset
     self.length_label_sigma = length_label_sigma
     self.glancing_ratio = glancing_ratio
+    if not 0.0 < glancing_fraction <= 1.0:
+      raise ValueError(f"glancing_fraction={glancing_fraction} must be in (0, 1]")
+    self.glancing_fraction = glancing_fraction
     self.rejecter_loss_weight = rejecter_loss_weight
     self.num_train_stages = num_train_stages
     self.max_decode_length = max_decode_length
@@ -606,7 +613,7 @@ class PadirModel(BaseModel):
     """Raises ValueError when the batch's decoder inputs were noised with another scheme than
     the model's `decoder_input_scheme` (the data pipeline's `padir_noise.init_scheme`), which
     would train on one canvas and decode from another. Glancing makes its own inputs."""
-    if self.glancing_ratio > 0:
+    if self.glancing_ratio > 0 and self.glancing_fraction == 1.0:
       return
     st = self.special_tokens
     inputs = np.asarray(batch["decoder_input_tokens"])
@@ -692,17 +699,19 @@ class PadirModel(BaseModel):
     initial = decoding.initial_decoder_inputs(self._gold_lengths(targets), targets.shape[1],
                                               config.decoder_input_scheme, st, init_rng)
     non_pad = _float(targets != st.pad_id)
+    inputs = jnp.asarray(batch["decoder_input_tokens"], jnp.int32)
+    weights = batch.get("decoder_loss_weights")
+    weights = non_pad if weights is None else _float(weights)
     if self.glancing_ratio > 0:
       logits, _ = self._decode_pass(params, encoder_tokens, cross_kv, initial)
       first_pass = decoding.choose_tokens(jax.lax.stop_gradient(logits), None, config, st,
                                           initial)[0]
-      inputs, revealed = decoding.glance(targets, first_pass, initial, self.glancing_ratio,
-                                         glance_rng, st)
-      weights = non_pad * _float(~revealed)
-    else:
-      inputs = jnp.asarray(batch["decoder_input_tokens"], jnp.int32)
-      weights = batch.get("decoder_loss_weights")
-      weights = non_pad if weights is None else _float(weights)
+      glanced, revealed = decoding.glance(targets, first_pass, initial, self.glancing_ratio,
+                                          glance_rng, st)
+      glancing_rows = (jnp.arange(targets.shape[0]) <
+                       round(self.glancing_fraction * targets.shape[0]))[:, None]
+      inputs = jnp.where(glancing_rows, glanced, inputs)
+      weights = jnp.where(glancing_rows, non_pad * _float(~revealed), weights)
     previous = initial  # Stage 1's "previous tokens": inference's, never the noised gold input.
     input_log_probs = jnp.zeros(targets.shape, jnp.float32)  # Visible gold: certain.
     logits_sum = None
@@ -775,8 +784,9 @@ class PadirModel(BaseModel):
     metrics["z_loss"] = total_z
     metrics["accuracy"] = metrics["stage_1/accuracy"]
     if self.glancing_ratio > 0:
-      metrics["glancing_revealed"] = 1.0 - _ratio(jnp.sum(stages[0].loss_weights * real),
-                                                  jnp.sum(real))
+      rows = round(self.glancing_fraction * targets.shape[0])
+      metrics["glancing_revealed"] = 1.0 - _ratio(
+          jnp.sum(stages[0].loss_weights[:rows] * real[:rows]), jnp.sum(real[:rows]))
     length_loss, length_metrics = self._length_loss_and_metrics(
         length_predictions, self._gold_lengths(targets), self._encoder_inputs(
             batch["encoder_input_tokens"]))
