@@ -332,10 +332,10 @@ class LengthClassifier(nn.Module):
 def length_code(lengths: Array, dim: int) -> Array:
   """Sinusoidal code of (real-valued) lengths, as Transformer positions: `[batch]` ->
   float32 `[batch, dim]`, unit-scale entries; nearby lengths get nearby codes."""
-  half = dim // 2
-  frequencies = 1.0 / (1e4 ** (jnp.arange(half, dtype=jnp.float32) / max(half, 1)))
-  angles = lengths.astype(jnp.float32)[:, None] * frequencies
-  return jnp.concatenate([jnp.sin(angles), jnp.cos(angles)], axis=-1)
+  half = -(-dim // 2)
+  frequencies = 1.0 / (1e4 ** (jnp.arange(half, dtype=jnp.float32) / half))
+  angles = jnp.asarray(lengths, jnp.float32)[:, None] * frequencies
+  return jnp.concatenate([jnp.sin(angles), jnp.cos(angles)], axis=-1)[:, :dim]
 
 
 class OffsetLength(nn.Module):

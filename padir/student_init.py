@@ -36,7 +36,6 @@ DECODER_RELPOS = "decoder/relpos_bias/rel_embedding"
 TOKEN_EMBEDDING = "token_embedder/embedding"
 FIRST_REAL_PIECE = BOS_ID + 1  # [FIRST_REAL_PIECE, num_pieces): pieces but PAD/EOS/UNK/BOS.
 SPECIAL_NOISE_FRACTION = 0.1  # [MASK] / [LENGTH] noise, as a fraction of the real rows' std.
-MAX_TIMESCALE = 10_000.0  # Of the sinusoidal [MASK_i] position code (Vaswani et al.).
 # `trainer.train.model`'s class in a run's gin config -> whether its decoder is causal.
 DECODER_CAUSAL_BY_MODEL = {"ARModel": True, "PadirModel": False}
 TRAIN_SELECTORS = ("train", "trainer.train", "padir.trainer.train")
@@ -89,12 +88,10 @@ def causal_to_bidirectional_relpos(rel_embedding: np.ndarray, num_buckets: int,
 
 
 def sinusoidal_code(num_positions: int, dim: int) -> np.ndarray:
-  """`[num_positions, dim]` float64 sin | cos position code, `sqrt(2)` times Vaswani et al.'s,
-  so that each dimension has unit root mean square over a period."""
-  half = -(-dim // 2)
-  inverse_timescales = MAX_TIMESCALE ** (-np.arange(half) / half)
-  angles = np.arange(num_positions)[:, None] * inverse_timescales  # [P, half]
-  return np.sqrt(2.0) * np.concatenate([np.sin(angles), np.cos(angles)], axis=1)[:, :dim]
+  """`[num_positions, dim]` float64 sin | cos code of positions 0.. (`network.length_code`),
+  times `sqrt(2)` so that each dimension has unit root mean square over a period."""
+  return np.sqrt(2.0) * np.asarray(network.length_code(np.arange(num_positions), dim),
+                                   np.float64)
 
 
 def init_special_rows(embedding: np.ndarray, special_tokens: SpecialTokens,
