@@ -1,6 +1,7 @@
 """The student recipe on the demo corpus, one factor at a time, at one training budget.
 
-  python -m benchmarks.student_ablation --demo runs/demo --output docs/benchmarks/student_ablation
+  python -m benchmarks.student_ablation --demo runs/demo --runs runs/student_ablation \
+      --output docs/benchmarks/student_ablation
 
 Needs a finished `padir demo` workdir (its teacher, `teacher_init/` and the distilled data).
 Every variant is a PaDIR student on the distilled training data, warm-started from the teacher
@@ -15,7 +16,8 @@ run. For each variant, on the demo's 512 test sentences (sacreBLEU):
   minutes         training wall minutes
 and two length baselines, from the training data alone: the most frequent target length, and
 a least-squares line of target length on source length. Writes OUTPUT/results.json,
-results.md and learning_curves.png; a variant whose result is there already is reused.
+results.md and learning_curves.png (the students' model dirs go to RUNS); a variant whose
+result is there already is reused.
 """
 import argparse
 import dataclasses
@@ -206,6 +208,7 @@ def curves_plot(results: Mapping[str, Any], path: str) -> None:
 def main(argv: Sequence[str]) -> int:
   parser = argparse.ArgumentParser(prog="python -m benchmarks.student_ablation")
   parser.add_argument("--demo", default="runs/demo", help="a finished `padir demo` workdir")
+  parser.add_argument("--runs", default="runs/student_ablation", help="the students' model dirs")
   parser.add_argument("--output", default="docs/benchmarks/student_ablation")
   parser.add_argument("--steps", type=int, default=None, help="default: the demo's student_steps")
   parser.add_argument("--variants", default=",".join(v.name for v in VARIANTS))
@@ -234,7 +237,7 @@ def main(argv: Sequence[str]) -> int:
     if name in results["variants"]:
       continue
     trained_as = variant.trained_as or name
-    model_dir = os.path.join(args.output, "runs", trained_as)
+    model_dir = os.path.join(args.runs, trained_as)
     minutes = (results["variants"][trained_as]["minutes"] if variant.trained_as
                else train_variant(variant, model_dir, demo_dir, steps, size))
     row = evaluate_variant(variant, model_dir, sources, references)

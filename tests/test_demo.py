@@ -73,3 +73,29 @@ def test_refuses_a_workdir_of_another_size(demo_run, capsys):
   workdir, _, _ = demo_run
   assert demo.main(["--workdir", workdir, "--size", "default"]) == 1
   assert "other settings" in capsys.readouterr().err
+
+
+def test_student_ablation_on_the_demo(demo_run, tmp_path):
+  """benchmarks/student_ablation.py on the reduced demo: a trained and a decode-only variant,
+  the JSON, the markdown table and the learning-curve plot."""
+  from benchmarks import student_ablation  # pylint: disable=g-import-not-at-top
+  workdir, _, _ = demo_run
+  output = str(tmp_path / "ablation")
+  assert student_ablation.main(["--demo", workdir, "--runs", str(tmp_path / "runs"),
+                                "--output", output, "--variants", "recipe,one_length",
+                                "--steps", "4"]) == 0
+  results = files.read_json(os.path.join(output, "results.json"))
+  assert set(results["variants"]) == {"recipe", "one_length"}
+  assert results["variants"]["one_length"]["trained_as"] == "recipe"
+  for row in results["variants"].values():
+    for k in student_ablation.ITERATIONS:
+      assert 0 <= row[f"bleu@{k}"] <= 100
+    assert 0 <= row["length_exact"] <= row["length_within_1"] <= row["length_within_2"] <= 1
+    assert row["curve"]  # BLEU at each saved step.
+  for baseline in results["length_baselines"].values():
+    assert 0 <= baseline["length_exact"] <= baseline["length_within_2"] <= 1
+  with open(os.path.join(output, "results.md")) as f:
+    assert "| one_length |" in f.read()
+  with open(os.path.join(output, "learning_curves.png"), "rb") as f:
+    assert f.read(8) == b"\x89PNG\r\n\x1a\n"
+  assert student_ablation.main(["--demo", workdir, "--variants", "nonsense"]) == 1
