@@ -21,7 +21,6 @@ result is there already is reused.
 """
 import argparse
 import dataclasses
-import json
 import os
 import shlex
 import sys
@@ -157,9 +156,11 @@ def length_baselines(task: str, sources: Sequence[str], references: Sequence[str
 
 
 def results_markdown(results: Mapping[str, Any]) -> str:
+  m = results["machine"]
   lines = [f"- command: `{results['command']}`",
-           f"- date: {results['date']}; machine: {results['machine']}; load average at the end "
-           f"{results['load_average']}",
+           f"- date: {results['date']}; machine: {m['cpu_count']} CPU cores ({m['processor']}), "
+           f"JAX {m['jax']} on {m['platform']}; load average at the end "
+           f"{[round(x, 2) for x in results['load_average']]}",
            f"- {results['test_sentences']} test sentences of `{results['test_task']}`; students "
            f"trained {results['steps']} steps on the distilled data from the teacher at step "
            f"{results['init_step']}; sacreBLEU `{results['bleu_signature']}`",
@@ -248,7 +249,7 @@ def main(argv: Sequence[str]) -> int:
   from padir import data  # pylint: disable=g-import-not-at-top  (seqio only when running)
   results.update({
       "command": " ".join(["python -m benchmarks.student_ablation", *map(shlex.quote, argv)]),
-      "date": time.strftime("%Y-%m-%d"), "machine": json.dumps(demo.machine()),
+      "date": time.strftime("%Y-%m-%d"), "machine": demo.machine(),
       "load_average": os.getloadavg(), "test_task": ar_task, "test_sentences": len(sources),
       "steps": steps, "init_step": size.student_init_step,
       "bleu_signature": evaluation.score_hypotheses(["a"], ["a"])["bleu_signature"],
