@@ -231,6 +231,7 @@ def main(argv: Sequence[str]) -> int:
     return 1
   ar_task, _ = demo.prepare_corpus(size)
   sources, references = demo.test_set(ar_task, "test")
+  os.makedirs(args.output, exist_ok=True)
   path = os.path.join(args.output, "results.json")
   results = files.read_json(path) or {"variants": {}}
   for name in args.variants.split(","):
