@@ -558,9 +558,9 @@ class PadirModel(BaseModel):
     length_column = jnp.full((tokens.shape[0], 1), self.special_tokens.length_id, jnp.int32)
     return jnp.concatenate([length_column, tokens], axis=1)
 
-  def _gold_lengths(self, targets: Array) -> Array:
-    """[B, T] -> [B] int32 non-pad target tokens (EOS included)."""
-    return jnp.sum(targets != self.special_tokens.pad_id, axis=-1).astype(jnp.int32)
+  def _lengths(self, tokens: Array) -> Array:
+    """[B, L] -> [B] int32 non-pad tokens (EOS included), of targets or sources."""
+    return jnp.sum(tokens != self.special_tokens.pad_id, axis=-1).astype(jnp.int32)
 
   def _length_predictions(self, params: PyTree, encoded: Array, encoder_tokens: Array,
                           batch: Batch) -> Array:
@@ -569,12 +569,8 @@ class PadirModel(BaseModel):
     if self.length_predictor == "oracle":
       if "decoder_target_tokens" not in batch:
         raise ValueError("length_predictor='oracle' needs decoder_target_tokens in the batch")
-      return self._gold_lengths(jnp.asarray(batch["decoder_target_tokens"], jnp.int32))
+      return self._lengths(jnp.asarray(batch["decoder_target_tokens"], jnp.int32))
     return self._apply(params, self.module.predict_length, encoded, encoder_tokens)
-
-  def _source_lengths(self, encoder_tokens: Array) -> Array:
-    """[B, S] -> [B] int32 non-pad source tokens (EOS included)."""
-    return jnp.sum(encoder_tokens != self.special_tokens.pad_id, axis=-1).astype(jnp.int32)
 
   def _length_scores(self, predictions: Array, encoder_tokens: Array) -> Array:
     """The length predictions as decoding takes them (`decoding.length_candidates`): 'offset'
@@ -584,7 +580,7 @@ class PadirModel(BaseModel):
       return predictions
     r = self.max_length_offset
     lengths = jnp.arange(self.special_tokens.max_target_length + 1)
-    offsets = lengths[None, :] - self._source_lengths(encoder_tokens)[:, None]  # [B, C]
+    offsets = lengths[None, :] - self._lengths(encoder_tokens)[:, None]  # [B, C]
     scores = jnp.take_along_axis(predictions, jnp.clip(offsets + r, 0, 2 * r), axis=-1)
     return jnp.where(jnp.abs(offsets) <= r, scores, NEG_INF)
 
@@ -597,7 +593,7 @@ class PadirModel(BaseModel):
       loss = losses.length_classifier_loss(predictions, gold, self.label_smoothing, self.z_loss)
       predicted = jnp.argmax(predictions.at[:, 0].set(-jnp.inf), axis=-1)
     elif self.length_predictor == "offset":
-      source = self._source_lengths(encoder_tokens)
+      source = self._lengths(encoder_tokens)
       loss = losses.length_offset_loss(predictions, gold - source, self.length_label_sigma,
                                        self.z_loss)
       predicted = source + jnp.argmax(predictions, axis=-1) - self.max_length_offset
@@ -696,7 +692,7 @@ class PadirModel(BaseModel):
     length_predictions = self._length_predictions(params, encoded, encoder_tokens, batch)
     cross_kv = self._cross_kv(params, encoded)
     # What inference would start from at the gold length: EOS at length - 1, PAD after.
-    initial = decoding.initial_decoder_inputs(self._gold_lengths(targets), targets.shape[1],
+    initial = decoding.initial_decoder_inputs(self._lengths(targets), targets.shape[1],
                                               config.decoder_input_scheme, st, init_rng)
     non_pad = _float(targets != st.pad_id)
     inputs = jnp.asarray(batch["decoder_input_tokens"], jnp.int32)
@@ -788,7 +784,7 @@ class PadirModel(BaseModel):
       metrics["glancing_revealed"] = 1.0 - _ratio(
           jnp.sum(stages[0].loss_weights[:rows] * real[:rows]), jnp.sum(real[:rows]))
     length_loss, length_metrics = self._length_loss_and_metrics(
-        length_predictions, self._gold_lengths(targets), self._encoder_inputs(
+        length_predictions, self._lengths(targets), self._encoder_inputs(
             batch["encoder_input_tokens"]))
     metrics.update(length_metrics)
     total += self.length_loss_weight * length_loss
@@ -867,7 +863,7 @@ class PadirModel(BaseModel):
     """
     st = self.special_tokens
     targets = jnp.asarray(batch["decoder_target_tokens"], jnp.int32)
-    gold = self._gold_lengths(targets)
+    gold = self._lengths(targets)
     encoder_tokens = self._encoder_inputs(batch["encoder_input_tokens"])
     encoded = self._encode(params, encoder_tokens)
     initial = decoding.initial_decoder_inputs(gold, targets.shape[1],
