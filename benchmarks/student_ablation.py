@@ -80,6 +80,11 @@ VARIANTS = (
     Variant("no_glat", "no glancing: every row trained on the data noise", (_NO_GLAT,)),
     Variant("glat_all_rows", "glancing on every row (no data noise at all)",
             ("models.PadirModel.glancing_fraction = 1.0",)),
+    Variant("deep_decoder", "4 decoder layers instead of 2 (layers 3-4 start fresh, not from the "
+            "teacher)", ("network.get_config.num_decoder_layers = 4",)),
+    Variant("deep_encoder", "4 encoder layers instead of 2 (layers 3-4 start fresh, not from the "
+            "teacher); the encoder runs once per sentence, not once per iteration",
+            ("network.get_config.num_encoder_layers = 4",)),
     Variant("old_recipe", "every change undone: classifier, 80/10/10, random rows, copied "
             "biases, fixed rows, no glancing, 1 length, every position re-predicted",
             (_CLASSIFIER, *_NOISE_80_10_10, _NO_MASK_INIT, _NO_RELPOS_MAP, *_UNBUCKETED, _NO_GLAT),

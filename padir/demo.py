@@ -381,7 +381,8 @@ def machine() -> Dict[str, Any]:
           "python": platform.python_version(), "jax": jax.__version__}
 
 
-def _load() -> Optional[List[float]]:
+def load_average() -> Optional[List[float]]:
+  """The 1, 5 and 15-minute load averages (speed numbers are worth little without them)."""
   return [round(x, 2) for x in os.getloadavg()] if hasattr(os, "getloadavg") else None
 
 
@@ -552,14 +553,15 @@ def evaluate_and_report(output_dir: str, teacher_dir: str, student_dirs: Mapping
   """Evaluates every system on `task`/`split` and writes `output_dir`/{results.json, results.md,
   tradeoff.png, hypotheses/} (the demo's last stage; benchmarks/multi30k.sh's too)."""
   sources, references = test_set(task, split)
-  load_start = _load()
+  load_start = load_average()
   rows = evaluate(sources, references, teacher_dir, student_dirs,
                   hypotheses_dir=os.path.join(output_dir, "hypotheses"),
                   num_latency_sentences=num_latency_sentences, length_buckets=length_buckets)
   results = {
       "title": title, "command": command, **(extra or {}),
       "date": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
-      "machine": machine(), "load_average": {"evaluate_start": load_start, "evaluate_end": _load()},
+      "machine": machine(),
+      "load_average": {"evaluate_start": load_start, "evaluate_end": load_average()},
       "test_task": task, "test_split": split, "test_sentences": len(sources),
       "latency_sentences": min(num_latency_sentences, len(sources)), "systems": rows,
       "checks": checks(rows),

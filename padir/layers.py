@@ -35,6 +35,8 @@ RELPOS_INIT = nn.initializers.variance_scaling(1.0, "fan_avg", "uniform")
 
 # Residual and embedding dropout shares its mask along the length axis of `[batch, length, emb]`.
 BROADCAST_LENGTH = (-2,)
+# The MLP's activations by name (T5X's `mlp_activations`); 'gelu' is the tanh approximation.
+MLP_ACTIVATIONS = {"gelu": nn.gelu, "relu": nn.relu, "linear": lambda x: x}
 
 
 def dense(features: int, axes: Tuple[str, str], dtype: DType, name: str,
@@ -161,17 +163,25 @@ class Embed(nn.Module):
 
 
 class MlpBlock(nn.Module):
-  """Gated-GELU feed-forward block: `wo(gelu(wi_0(x)) * wi_1(x))`."""
+  """T5X's feed-forward block: `wo(prod_i act_i(wi_i(x)))`, one `wi_i` per activation.
+
+  ('gelu', 'linear') is T5.1.1's gated GELU (`wi_0`, `wi_1`); ('relu',) is the original T5's
+  single-matrix ReLU MLP (`wi`), a third fewer FLOPs and a cheaper backward pass.
+  """
   mlp_dim: int
   dropout_rate: float = 0.0
   dtype: DType = jnp.float32
+  activations: Tuple[str, ...] = ("gelu", "linear")
 
   @nn.compact
   def __call__(self, x: Array, enable_dropout: bool = False) -> Array:
     """`[batch, length, emb_dim]` -> `[batch, length, emb_dim]`."""
-    gate = dense(self.mlp_dim, ("embed", "mlp"), self.dtype, "wi_0")(x)
-    linear = dense(self.mlp_dim, ("embed", "mlp"), self.dtype, "wi_1")(x)
-    h = nn.gelu(gate) * linear
+    names = ["wi"] if len(self.activations) == 1 else [f"wi_{i}" for i in range(len(
+        self.activations))]
+    h = None
+    for name, activation in zip(names, self.activations):
+      a = MLP_ACTIVATIONS[activation](dense(self.mlp_dim, ("embed", "mlp"), self.dtype, name)(x))
+      h = a if h is None else h * a
     h = nn.Dropout(self.dropout_rate, broadcast_dims=BROADCAST_LENGTH)(
         h, deterministic=not enable_dropout)
     h = nn.with_logical_constraint(h, ("batch", "length", "mlp"))

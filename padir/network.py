@@ -39,7 +39,9 @@ class T5Config:
     emb_dim: model width (d_model).
     num_heads: attention heads.
     head_dim: size of each head.
-    mlp_dim: gated-GELU hidden size.
+    mlp_dim: MLP hidden size.
+    mlp_activations: the MLP's activations, one input matrix each (T5X's names):
+      ('gelu', 'linear') T5.1.1's gated GELU, ('relu',) the original T5's ReLU MLP.
     num_encoder_layers: encoder depth.
     num_decoder_layers: decoder depth (independent: deep-encoder/shallow-decoder is one setting).
     dropout_rate: residual, embedding, MLP and attention-weight dropout.
@@ -65,6 +67,7 @@ class T5Config:
   num_encoder_layers: int
   num_decoder_layers: int
   dropout_rate: float = 0.1
+  mlp_activations: Tuple[str, ...] = ("gelu", "linear")
   dtype: str = "float32"
   logits_via_embedding: bool = False
   relative_attention_num_buckets: int = 32
@@ -78,6 +81,10 @@ class T5Config:
   def __post_init__(self):
     if self.dtype not in DTYPES:
       raise ValueError(f"dtype={self.dtype!r}: expected one of {DTYPES}")
+    unknown = sorted(set(self.mlp_activations) - set(layers.MLP_ACTIVATIONS))
+    if not self.mlp_activations or unknown:
+      raise ValueError(f"mlp_activations={tuple(self.mlp_activations)!r}: expected one or more "
+                       f"of {sorted(layers.MLP_ACTIVATIONS)}")
     if self.length_head not in LENGTH_HEADS:
       raise ValueError(f"length_head={self.length_head!r}: expected one of {LENGTH_HEADS}")
     if self.num_encoder_layers < 1 or self.num_decoder_layers < 1:
@@ -135,7 +142,7 @@ def _embed_constraint(x: Array) -> Array:
 
 
 class EncoderLayer(nn.Module):
-  """Pre-norm self-attention + gated-GELU MLP, each with a residual connection."""
+  """Pre-norm self-attention + MLP, each with a residual connection."""
   config: T5Config
 
   @nn.compact
@@ -148,7 +155,8 @@ class EncoderLayer(nn.Module):
     h = _attention(cfg, "attention")(h, h, mask=mask, bias=bias, enable_dropout=enable_dropout)
     x = x + dropout(h, deterministic=not enable_dropout)
     h = layers.RMSNorm(dtype=dtype, name="pre_mlp_layer_norm")(x)
-    h = layers.MlpBlock(cfg.mlp_dim, cfg.dropout_rate, dtype, name="mlp")(h, enable_dropout)
+    h = layers.MlpBlock(cfg.mlp_dim, cfg.dropout_rate, dtype, tuple(cfg.mlp_activations),
+                        name="mlp")(h, enable_dropout)
     return _embed_constraint(x + dropout(h, deterministic=not enable_dropout))
 
 
@@ -191,7 +199,8 @@ class DecoderLayer(nn.Module):
     self.pre_cross_attention_layer_norm = layers.RMSNorm(dtype=dtype)
     self.encoder_decoder_attention = _attention(cfg)
     self.pre_mlp_layer_norm = layers.RMSNorm(dtype=dtype)
-    self.mlp = layers.MlpBlock(cfg.mlp_dim, cfg.dropout_rate, dtype)
+    self.mlp = layers.MlpBlock(cfg.mlp_dim, cfg.dropout_rate, dtype,
+                               tuple(cfg.mlp_activations))
     self.dropout = _residual_dropout(cfg)
 
   def cross_kv(self, encoded: Array) -> Tuple[Array, Array]:

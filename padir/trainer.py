@@ -508,7 +508,8 @@ def train(*, model=gin.REQUIRED, model_dir: str = gin.REQUIRED,
           skip_nonfinite_steps: bool = True,
           init_checkpoint: Optional[str] = None,
           max_train_seconds: Optional[float] = None,
-          progress_bar: Optional[bool] = None) -> TrainState:
+          progress_bar: Optional[bool] = None,
+          dropout_rng_impl: Optional[str] = None) -> TrainState:
   """Trains `model` to `num_train_steps`, resuming from `model_dir` if it holds checkpoints.
 
   Args:
@@ -544,6 +545,11 @@ def train(*, model=gin.REQUIRED, model_dir: str = gin.REQUIRED,
       long, summed over resumes (`model_dir/train_time.json` holds the seconds at each saved
       step; time since the last save before an interruption is not counted). None: no budget.
     progress_bar: tqdm bar (True), log lines (False), or a bar only on a terminal (None).
+    dropout_rng_impl: the PRNG of the dropout masks (and other training noise drawn from the
+      step's key): None, jax's default (threefry, the same bits on any mesh); 'rbg' or
+      'unsafe_rbg', XLA's RngBitGenerator, which on CPU makes the bits several times faster
+      (T5X's `use_hardware_rng`; the bits may depend on the mesh). Parameter init keeps the
+      default.
 
   Returns:
     The final TrainState.
@@ -575,6 +581,8 @@ def train(*, model=gin.REQUIRED, model_dir: str = gin.REQUIRED,
   input_shapes = {k: (batch_size,) + np.shape(v)[1:] for k, v in first.items()}
   input_types = {k: np.asarray(v).dtype for k, v in first.items()}
   init_key, dropout_key = jax.random.split(jax.random.PRNGKey(seed))
+  if dropout_rng_impl is not None:
+    dropout_key = jax.random.fold_in(jax.random.key(seed, impl=dropout_rng_impl), 1)
 
   with jax.set_mesh(mesh), nn.logical_axis_rules(partitioning.LOGICAL_AXIS_RULES):
     boxed = abstract_train_state(model, input_shapes, input_types)

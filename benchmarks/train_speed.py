@@ -1,0 +1,255 @@
+"""Training throughput of `padir train`'s step, and where it stands against this machine.
+
+  python -m benchmarks.train_speed --output docs/benchmarks/train_speed \
+      [--setups ar_packed,ar,padir] [--steps 30] [--yardstick ../shared/tools/plain_flax_transformer.py]
+
+Each setup is a `padir train` configuration (gin files + bindings, Multi30k at `tiny` by
+default; it needs ../shared/data). Setups run one after the other in this process, on the
+batches the run's own SeqIO pipeline gives, with the trainer's own jitted step
+(`trainer.make_train_step`):
+  data_s_per_batch   host time to produce a batch (the pipeline alone, measured apart; the step
+                     must never wait on it)
+  s_per_step         steady state: every batch shape is compiled and run once before the clock
+                     starts, then `--steps` batches in the pipeline's order (its bucket mix)
+  tokens_per_s       real (non-pad) target tokens per second
+  flop_per_step      XLA's cost analysis of the compiled step, averaged over the timed batches
+  achieved_flop_s    flop_per_step / s_per_step, and its share of
+  matmul_flop_s      this run's dense float32 [1024, 1024] x [1024, 1024] rate (the roofline)
+With `--yardstick`, a plain Flax Transformer (a separate script, not part of the project) trains
+`--yardstick_steps` steps on the same machine right after, and its steady-state target tokens/s
+is reported as `x_yardstick` ratios. Measure on an idle machine: the load average is recorded.
+Writes OUTPUT/results.json and results.md.
+"""
+import argparse
+import dataclasses
+import datetime
+import os
+import re
+import shlex
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from typing import Any, Dict, List, Mapping, Optional, Sequence, Tuple
+
+import flax.linen as nn
+import gin
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from padir import demo
+from padir import files
+from padir import gin_utils
+from padir import partitioning
+from padir import trainer
+
+
+@dataclasses.dataclass(frozen=True)
+class Setup:
+  """One configuration of `padir train`: its gin files (after runs/train.gin) and bindings."""
+  name: str
+  what: str
+  gin_files: Tuple[str, ...]
+  bindings: Tuple[str, ...] = ()
+
+
+_AR = ("models/ar_tiny.gin", "experiments/multi30k_ar.gin")
+_PACKED = ("train/data.get_dataset.pack = True", "BATCH_SIZE = 24",
+           "TASK_FEATURE_LENGTHS = {'inputs': 128, 'targets': 128}",
+           "train/data.get_dataset.length_buckets = None",
+           "train/data.get_dataset.input_length_buckets = None")
+_THREEFRY = "trainer.train.dropout_rng_impl = None"
+_GATED_GELU = "network.get_config.mlp_activations = ('gelu', 'linear')"
+
+SETUPS = {s.name: s for s in (
+    Setup("ar_packed", "before: 24 packed 128-token rows, threefry dropout bits, gated GELU",
+          _AR, (*_PACKED, _THREEFRY, _GATED_GELU)),
+    Setup("ar_packed_rbg", "packed rows, RngBitGenerator dropout bits", _AR,
+          (*_PACKED, _GATED_GELU)),
+    Setup("ar_buckets_threefry", "length buckets, threefry dropout bits, gated GELU", _AR,
+          (_THREEFRY, _GATED_GELU)),
+    Setup("ar_buckets_gelu", "length buckets, RngBitGenerator bits, gated GELU", _AR,
+          (_GATED_GELU,)),
+    Setup("ar", "experiments/multi30k_ar.gin as it is (buckets, RngBitGenerator, ReLU MLP)", _AR),
+    Setup("ar_no_dropout", "the recipe without dropout", _AR, ("DROPOUT_RATE = 0.0",)),
+    Setup("padir", "experiments/multi30k_padir.gin as it is (the student's step)",
+          ("models/padir_tiny.gin", "experiments/multi30k_padir.gin")),
+)}
+DEFAULT_SETUPS = ("ar_packed", "ar_packed_rbg", "ar_buckets_threefry", "ar_buckets_gelu", "ar",
+                  "ar_no_dropout", "padir")
+TRAIN_GIN = "runs/train.gin"
+
+
+def matmul_flop_s(size: int = 1024, repeats: int = 20) -> float:
+  """This machine's dense float32 matmul rate (FLOP/s), median over `repeats` runs."""
+  x = jnp.ones((size, size), jnp.float32)
+  f = jax.jit(lambda a: a @ a)
+  f(x).block_until_ready()
+  times = []
+  for _ in range(repeats):
+    start = time.perf_counter()
+    f(x).block_until_ready()
+    times.append(time.perf_counter() - start)
+  return 2 * size ** 3 / statistics.median(times)
+
+
+def _target_tokens(batch: Mapping[str, np.ndarray]) -> int:
+  return int(np.sum(np.asarray(batch["decoder_target_tokens"]) > 0))
+
+
+def _shape(batch: Mapping[str, np.ndarray]) -> Tuple:
+  return tuple(sorted((k, np.shape(v)) for k, v in batch.items()))
+
+
+def measure_setup(setup: Setup, steps: int, extra_bindings: Sequence[str] = ()) -> Dict[str, Any]:
+  """Times one setup's train step (see the module docstring). Replaces the gin config."""
+  gin.clear_config()
+  gin_utils.parse_gin([setup.gin_files[0], TRAIN_GIN, *setup.gin_files[1:]],
+                      ["MODEL_DIR = '/nonexistent'", *setup.bindings, *extra_bindings])
+  bound = gin.get_bindings("trainer.train")
+  model, batch_size = bound["model"], bound["batch_size"]
+  dataset = iter(bound["train_dataset_fn"](batch_size=batch_size, shard_id=0, num_shards=1,
+                                           skip_batches=0))
+  first = next(dataset)
+  start = time.perf_counter()
+  batches = [next(dataset) for _ in range(steps)]
+  data_s = (time.perf_counter() - start) / steps
+
+  mesh = trainer.make_train_mesh(None)
+  shapes = {k: (batch_size,) + np.shape(v)[1:] for k, v in first.items()}
+  types = {k: np.asarray(v).dtype for k, v in first.items()}
+  impl = bound.get("dropout_rng_impl")
+  key = (jax.random.PRNGKey(1) if impl is None
+         else jax.random.fold_in(jax.random.key(0, impl=impl), 1))
+  with jax.set_mesh(mesh), nn.logical_axis_rules(partitioning.LOGICAL_AXIS_RULES):
+    boxed = trainer.abstract_train_state(model, shapes, types)
+    shardings = trainer.train_state_shardings(mesh, boxed)
+    state = trainer.init_train_state(model, jax.random.PRNGKey(0), shapes, types, shardings)
+    step = trainer.make_train_step(model, mesh, shardings)
+    flops: Dict[Tuple, float] = {}
+    for batch in [first, *batches]:  # Compile and run every shape once, off the clock.
+      if _shape(batch) not in flops:
+        sharded = trainer.shard_batch(batch, mesh, batch_size)
+        cost = step.lower(state, sharded, key).compile().cost_analysis()
+        flops[_shape(batch)] = float((cost[0] if isinstance(cost, list) else cost)["flops"])
+        state, metrics = step(state, sharded, key)
+    jax.block_until_ready(metrics)
+    start = time.perf_counter()
+    for batch in batches:
+      state, metrics = step(state, trainer.shard_batch(batch, mesh, batch_size), key)
+    jax.block_until_ready((state, metrics))
+    seconds = time.perf_counter() - start
+  flop_per_step = sum(flops[_shape(b)] for b in batches) / steps
+  return {
+      "name": setup.name, "what": setup.what, "gin_files": list(setup.gin_files),
+      "bindings": list(setup.bindings) + list(extra_bindings), "batch_size": batch_size,
+      "batch_shapes": len(flops), "steps": steps,
+      "target_tokens_per_step": sum(map(_target_tokens, batches)) / steps,
+      "data_s_per_batch": data_s, "s_per_step": seconds / steps,
+      "tokens_per_s": sum(map(_target_tokens, batches)) / seconds,
+      "flop_per_step": flop_per_step, "achieved_flop_s": flop_per_step * steps / seconds,
+  }
+
+
+_WINDOW = re.compile(r"step (\d+) .*window_tok/s (\d+) t ([0-9.]+)")
+
+
+def run_yardstick(script: str, steps: int, log_every: int = 10) -> Dict[str, Any]:
+  """The plain Flax Transformer for `steps` steps; steady state = every log window but the
+  first (which holds its compilation)."""
+  with tempfile.TemporaryDirectory() as work_dir:
+    command = [sys.executable, script, "--max_steps", str(steps), "--log_every", str(log_every),
+               "--no_test", "--work_dir", work_dir]
+    out = subprocess.run(command, capture_output=True, text=True, check=True).stdout
+  windows = [(int(s), int(t), float(c)) for s, t, c in _WINDOW.findall(out)]
+  if len(windows) < 2:
+    raise RuntimeError(f"the yardstick printed {len(windows)} log windows; run more steps:\n{out}")
+  (s0, _, t0), (s1, _, t1) = windows[0], windows[-1]
+  return {"command": " ".join(map(shlex.quote, command[1:-2])) + " --work_dir DIR",
+          "steps": steps, "s_per_step": (t1 - t0) / (s1 - s0),
+          "tokens_per_s": statistics.fmean(t for _, t, _ in windows[1:])}
+
+
+def run(setups: Sequence[Setup], steps: int, *, command: str,
+        yardstick: Optional[str] = None, yardstick_steps: int = 60,
+        extra_bindings: Sequence[str] = ()) -> Dict[str, Any]:
+  """Every setup, then the yardstick; the results dict of results.json."""
+  load_start = demo.load_average()
+  rate = matmul_flop_s()
+  rows = []
+  for setup in setups:
+    row = measure_setup(setup, steps, extra_bindings)
+    row["share_of_matmul_rate"] = row["achieved_flop_s"] / rate
+    print(f"{row['name']:24s} {row['s_per_step']:.3f} s/step  {row['tokens_per_s']:7.0f} tok/s  "
+          f"{row['achieved_flop_s'] / 1e9:6.1f} GFLOP/s ({100 * row['share_of_matmul_rate']:.0f} % "
+          f"of matmul)", file=sys.stderr, flush=True)
+    rows.append(row)
+  results = {"command": command,
+             "date": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
+             "machine": demo.machine(), "matmul_flop_s": rate, "setups": rows}
+  if yardstick:
+    results["yardstick"] = run_yardstick(yardstick, yardstick_steps)
+    for row in rows:
+      row["x_yardstick"] = row["tokens_per_s"] / results["yardstick"]["tokens_per_s"]
+  results["load_average"] = {"start": load_start, "end": demo.load_average()}
+  return results
+
+
+def results_markdown(results: Mapping[str, Any]) -> str:
+  m = results["machine"]
+  lines = [
+      f"- command: `{results['command']}`",
+      f"- date: {results['date']}; machine: {m['cpu_count']} CPU cores ({m['processor']}), "
+      f"JAX {m['jax']} on {m['platform']}; load average at the start "
+      f"{results['load_average']['start']}, at the end {results['load_average']['end']}",
+      f"- dense float32 matmul rate of this run: {results['matmul_flop_s'] / 1e9:.1f} GFLOP/s",
+      "",
+      "| setup | what | batch | s / step | target tokens / step | target tokens / s | "
+      "data s / batch | GFLOP / step | GFLOP/s | of matmul rate | x yardstick |",
+      "|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|",
+  ]
+  for r in results["setups"]:
+    ratio = f"{r['x_yardstick']:.2f}x" if "x_yardstick" in r else ""
+    lines.append(
+        f"| {r['name']} | {r['what']} | {r['batch_size']} | {r['s_per_step']:.3f} | "
+        f"{r['target_tokens_per_step']:.0f} | {r['tokens_per_s']:.0f} | "
+        f"{r['data_s_per_batch']:.3f} | {r['flop_per_step'] / 1e9:.2f} | "
+        f"{r['achieved_flop_s'] / 1e9:.1f} | {100 * r['share_of_matmul_rate']:.0f} % | {ratio} |")
+  if "yardstick" in results:
+    y = results["yardstick"]
+    lines += ["", f"Yardstick (`{y['command']}`, {y['steps']} steps, not part of the project): "
+              f"{y['s_per_step']:.3f} s/step, {y['tokens_per_s']:.0f} target tokens/s "
+              "(steady state, its first log window left out)."]
+  return "\n".join(lines) + "\n"
+
+
+def main(argv: Sequence[str]) -> int:
+  parser = argparse.ArgumentParser(prog="python -m benchmarks.train_speed")
+  parser.add_argument("--output", required=True, help="directory for results.json/results.md")
+  parser.add_argument("--setups", default=",".join(DEFAULT_SETUPS),
+                      help=f"comma-separated, of {', '.join(SETUPS)}")
+  parser.add_argument("--steps", type=int, default=30, help="timed steps per setup")
+  parser.add_argument("--yardstick", default=None,
+                      help="path of ../shared/tools/plain_flax_transformer.py to run alongside")
+  parser.add_argument("--yardstick_steps", type=int, default=60)
+  parser.add_argument("--gin", action="append", default=[], metavar="BINDING",
+                      help="an extra gin binding for every setup (repeatable)")
+  args = parser.parse_args(argv)
+  unknown = [n for n in args.setups.split(",") if n not in SETUPS]
+  if unknown:
+    parser.error(f"--setups: unknown {', '.join(unknown)}; choose from {', '.join(SETUPS)}")
+  command = " ".join(["python -m benchmarks.train_speed", *map(shlex.quote, argv)])
+  results = run([SETUPS[n] for n in args.setups.split(",")], args.steps, command=command,
+                yardstick=args.yardstick, yardstick_steps=args.yardstick_steps,
+                extra_bindings=args.gin)
+  os.makedirs(args.output, exist_ok=True)
+  files.write_json(os.path.join(args.output, "results.json"), results)
+  files.write_text(os.path.join(args.output, "results.md"), results_markdown(results))
+  print(results_markdown(results))
+  return 0
+
+
+if __name__ == "__main__":
+  sys.exit(main(sys.argv[1:]))
