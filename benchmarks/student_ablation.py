@@ -52,8 +52,8 @@ class Variant:
 
 
 _CLASSIFIER = "models.PadirModel.length_predictor = 'classifier'"
-_NOISE_80_10_10 = ("preprocessors.padir_noise.correct_prob = 0.1",
-                   "preprocessors.padir_noise.random_prob = 0.1")
+_ALL_MASK_NOISE = ("preprocessors.padir_noise.correct_prob = 0.0",
+                   "preprocessors.padir_noise.random_prob = 0.0")
 _NO_MASK_INIT = "trainer.warm_start.init_special_embeddings = False"
 _NO_RELPOS_MAP = "trainer.warm_start.map_causal_relpos = False"
 _UNBUCKETED = ("train/data.get_dataset.length_buckets = None",
@@ -69,8 +69,8 @@ VARIANTS = (
             decoder_params=(("keep_visible", False),), trained_as="recipe"),
     Variant("classifier_length", "[LENGTH]-token length classifier instead of the offset head",
             (_CLASSIFIER,)),
-    Variant("noise_80_10_10", "noised positions: 80 % [MASK_i], 10 % kept, 10 % random",
-            _NOISE_80_10_10),
+    Variant("all_mask_noise", "noised positions: all [MASK_i] (CMLM), not 80 % [MASK_i], 10 % "
+            "kept, 10 % random", _ALL_MASK_NOISE),
     Variant("no_mask_init", "[MASK_i] / [MASK] / [LENGTH] rows left random at the warm start",
             (_NO_MASK_INIT,)),
     Variant("no_relpos_map", "teacher's causal position biases copied as they are",
@@ -85,9 +85,9 @@ VARIANTS = (
     Variant("deep_encoder", "4 encoder layers instead of 2 (layers 3-4 start fresh, not from the "
             "teacher); the encoder runs once per sentence, not once per iteration",
             ("network.get_config.num_encoder_layers = 4",)),
-    Variant("old_recipe", "every change undone: classifier, 80/10/10, random rows, copied "
-            "biases, fixed rows, no glancing, 1 length, every position re-predicted",
-            (_CLASSIFIER, *_NOISE_80_10_10, _NO_MASK_INIT, _NO_RELPOS_MAP, *_UNBUCKETED, _NO_GLAT),
+    Variant("old_recipe", "every change undone: classifier, random rows, copied biases, fixed "
+            "rows, no glancing, 1 length, every position re-predicted",
+            (_CLASSIFIER, _NO_MASK_INIT, _NO_RELPOS_MAP, *_UNBUCKETED, _NO_GLAT),
             decoder_params=(*_ONE_LENGTH, ("keep_visible", False))),
 )
 

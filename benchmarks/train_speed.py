@@ -1,7 +1,8 @@
 """Training throughput of `padir train`'s step, and where it stands against this machine.
 
   python -m benchmarks.train_speed --output docs/benchmarks/train_speed \
-      [--setups ar_packed,ar,padir] [--steps 30] [--yardstick ../shared/tools/plain_flax_transformer.py]
+      [--setups ar_packed,ar,padir] [--steps 30] \
+      [--yardstick ../shared/tools/plain_flax_transformer.py]
 
 Each setup is a `padir train` configuration (gin files + bindings, Multi30k at `tiny` by
 default; it needs ../shared/data). Setups run one after the other in this process, on the
@@ -60,6 +61,11 @@ _PACKED = ("train/data.get_dataset.pack = True", "BATCH_SIZE = 24",
            "TASK_FEATURE_LENGTHS = {'inputs': 128, 'targets': 128}",
            "train/data.get_dataset.length_buckets = None",
            "train/data.get_dataset.input_length_buckets = None")
+_DEMO_AR = ("models/ar_tiny.gin", "experiments/builtin_mini.gin", "experiments/builtin_ar.gin")
+_DEMO_PACKED = ("train/data.get_dataset.pack = True", "BATCH_SIZE = 32",
+                "TASK_FEATURE_LENGTHS = {'inputs': 64, 'targets': 64}",
+                "train/data.get_dataset.length_buckets = None",
+                "train/data.get_dataset.input_length_buckets = None")
 _THREEFRY = "trainer.train.dropout_rng_impl = None"
 _GATED_GELU = "network.get_config.mlp_activations = ('gelu', 'linear')"
 
@@ -76,6 +82,13 @@ SETUPS = {s.name: s for s in (
     Setup("ar_no_dropout", "the recipe without dropout", _AR, ("DROPOUT_RATE = 0.0",)),
     Setup("padir", "experiments/multi30k_padir.gin as it is (the student's step)",
           ("models/padir_tiny.gin", "experiments/multi30k_padir.gin")),
+    # `padir demo`'s network on the built-in corpus (offline; no dropout there).
+    Setup("demo_ar_packed", "demo teacher before: 32 packed 64-token rows", _DEMO_AR,
+          _DEMO_PACKED),
+    Setup("demo_ar", "experiments/builtin_ar.gin as it is (144 length-bucketed rows)", _DEMO_AR),
+    Setup("demo_padir", "experiments/builtin_padir.gin as it is (a demo student's step)",
+          ("models/padir_tiny.gin", "experiments/builtin_mini.gin",
+           "experiments/builtin_padir.gin")),
 )}
 DEFAULT_SETUPS = ("ar_packed", "ar_packed_rbg", "ar_buckets_threefry", "ar_buckets_gelu", "ar",
                   "ar_no_dropout", "padir")
@@ -157,23 +170,23 @@ _WINDOW = re.compile(r"step (\d+) .*window_tok/s (\d+) t ([0-9.]+)")
 
 
 def run_yardstick(script: str, steps: int, log_every: int = 10) -> Dict[str, Any]:
-  """The plain Flax Transformer for `steps` steps; steady state = every log window but the
-  first (which holds its compilation)."""
+  """The plain Flax Transformer for `steps` steps; steady state = the median log window (it
+  compiles each of its 5 batch shapes when first drawn, inside some windows)."""
   with tempfile.TemporaryDirectory() as work_dir:
     command = [sys.executable, script, "--max_steps", str(steps), "--log_every", str(log_every),
                "--no_test", "--work_dir", work_dir]
     out = subprocess.run(command, capture_output=True, text=True, check=True).stdout
   windows = [(int(s), int(t), float(c)) for s, t, c in _WINDOW.findall(out)]
-  if len(windows) < 2:
+  if len(windows) < 5:
     raise RuntimeError(f"the yardstick printed {len(windows)} log windows; run more steps:\n{out}")
-  (s0, _, t0), (s1, _, t1) = windows[0], windows[-1]
+  seconds = [(c1 - c0) / (s1 - s0) for (s0, _, c0), (s1, _, c1) in zip(windows, windows[1:])]
   return {"command": " ".join(map(shlex.quote, command[1:-2])) + " --work_dir DIR",
-          "steps": steps, "s_per_step": (t1 - t0) / (s1 - s0),
-          "tokens_per_s": statistics.fmean(t for _, t, _ in windows[1:])}
+          "steps": steps, "s_per_step": statistics.median(seconds),
+          "tokens_per_s": statistics.median(t for _, t, _ in windows[1:])}
 
 
 def run(setups: Sequence[Setup], steps: int, *, command: str,
-        yardstick: Optional[str] = None, yardstick_steps: int = 60,
+        yardstick: Optional[str] = None, yardstick_steps: int = 200,
         extra_bindings: Sequence[str] = ()) -> Dict[str, Any]:
   """Every setup, then the yardstick; the results dict of results.json."""
   load_start = demo.load_average()
@@ -221,7 +234,7 @@ def results_markdown(results: Mapping[str, Any]) -> str:
     y = results["yardstick"]
     lines += ["", f"Yardstick (`{y['command']}`, {y['steps']} steps, not part of the project): "
               f"{y['s_per_step']:.3f} s/step, {y['tokens_per_s']:.0f} target tokens/s "
-              "(steady state, its first log window left out)."]
+              "(median log window of 10 steps)."]
   return "\n".join(lines) + "\n"
 
 
@@ -233,7 +246,7 @@ def main(argv: Sequence[str]) -> int:
   parser.add_argument("--steps", type=int, default=30, help="timed steps per setup")
   parser.add_argument("--yardstick", default=None,
                       help="path of ../shared/tools/plain_flax_transformer.py to run alongside")
-  parser.add_argument("--yardstick_steps", type=int, default=60)
+  parser.add_argument("--yardstick_steps", type=int, default=200)
   parser.add_argument("--gin", action="append", default=[], metavar="BINDING",
                       help="an extra gin binding for every setup (repeatable)")
   args = parser.parse_args(argv)

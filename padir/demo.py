@@ -8,7 +8,10 @@ Stages, each timed and logged against its budget (`DemoSize.budgets_s`):
   teacher            train the AR teacher                 experiments/builtin_ar.gin
                      (`teacher_steps` in all; the parameters at `teacher_steps - student_steps`
                      are kept in `teacher_init/`, where both students start)
-  distill            translate the training split with it, beam 4 (`padir.distill`)
+  distill            translate `num_distill_sources` fresh sources with it, beam 4
+                     (`padir.distill`): sentences of the corpus's language that no split holds,
+                     so the teacher translates them by its own rule (on its training split it
+                     returns the memorised references, multi-modal as they are)
   student_raw        train PaDIR on the original data     experiments/builtin_padir.gin
   student_distilled  train PaDIR on the distilled data    + the distillation's task.gin
   evaluate           every system on the test split, in this one process
@@ -18,9 +21,9 @@ the teacher's parameters at step `teacher_steps - student_steps` (`trainer.train
 so a student's training (warm start + its own steps) is exactly as long as the AR baseline's:
 PaDIR never wins by having trained longer.
 
-Systems: `ar_greedy`, `ar_beam4` (the fully trained teacher, KV cache) and `padir_raw@K`, `padir_distilled@K`
-(each student with K = 1, 2, 4, 8 refinement iterations). Each goes through the translate path
-(`padir.translator`: text -> ids -> jitted decode -> text) and gets
+Systems: `ar_greedy`, `ar_beam4` (the fully trained teacher, KV cache) and `padir_raw@K`,
+`padir_distilled@K` (each student with K = 1, 2, 4, 8 refinement iterations). Each goes through
+the translate path (`padir.translator`: text -> ids -> jitted decode -> text) and gets
   bleu, chrf, stutter_rate, length_ratio   `padir.evaluation.score_hypotheses` (sacreBLEU)
   mean_iterations           PaDIR: decoder passes per sentence (rows stop when they converge)
   sentences_per_s_batch64   the test split at batch 64, sentences / wall second, after a warm-up
@@ -30,12 +33,12 @@ Systems: `ar_greedy`, `ar_beam4` (the fully trained teacher, KV cache) and `padi
   speedup_batch1            AR greedy's latency / the system's
 Every source is padded to one length (`LENGTH_BUCKETS`), so each system compiles two shapes.
 
-Workdir: `demo.json` (the size), `teacher/`, `teacher_init/`, `distilled/`, `student_raw/`, `student_distilled/`
-(model dirs and the distillation), `stages.json` (finished stages: wall time, this process's
-CPU time, budget), `hypotheses/SYSTEM.txt`, `results.json`, `results.md`, `tradeoff.png` (BLEU
-vs batch-1 latency). Re-running with the same workdir reuses finished stages; an interrupted
-training resumes from its newest checkpoint and an interrupted distillation from its finished
-shards. A workdir of another size is refused.
+Workdir: `demo.json` (the size), `teacher/`, `teacher_init/`, `distill_sources.txt`, `distilled/`,
+`student_raw/`, `student_distilled/` (model dirs and the distillation), `stages.json` (finished
+stages: wall time, this process's CPU time, budget), `hypotheses/SYSTEM.txt`, `results.json`,
+`results.md`, `tradeoff.png` (BLEU vs batch-1 latency). Re-running with the same workdir reuses
+finished stages; an interrupted training resumes from its newest checkpoint and an interrupted
+distillation from its finished shards. A workdir of another size is refused.
 """
 import argparse
 import dataclasses
@@ -78,6 +81,7 @@ TRAIN_GIN = "runs/train.gin"
 MINI_GIN = "experiments/builtin_mini.gin"
 PADIR_GIN = "experiments/builtin_padir.gin"
 SETTINGS_FILE = "demo.json"
+DISTILL_SOURCES = "distill_sources.txt"
 STAGES_FILE = "stages.json"
 RESULTS_JSON = "results.json"
 RESULTS_MD = "results.md"
@@ -92,11 +96,12 @@ class DemoSize:
 
   Attributes:
     corpus: corpus name; its tasks are `{corpus}_ar` / `{corpus}_padir`.
-    num_train: training pairs, all distilled (a multiple of the distillation batch, 128, so
-      that every batch has one shape).
+    num_train: training pairs (the teacher's and the raw student's).
     num_validation: validation pairs (the corpus has the split; the demo does not use it).
     num_test: test pairs, all evaluated (a multiple of EVAL_BATCH_SIZE).
     num_latency_sentences: test sentences timed one a call (batch-1 latency).
+    num_distill_sources: fresh source sentences the teacher translates for the distilled
+      student (a multiple of the distillation batch, 128, so that every batch has one shape).
     distill_shard_size: sources per distillation shard (the unit of resuming).
     teacher_steps: AR teacher training steps, in all (the AR baseline's training).
     student_steps: training steps of each PaDIR student, after its warm start from the teacher
@@ -109,6 +114,7 @@ class DemoSize:
   num_validation: int
   num_test: int
   num_latency_sentences: int
+  num_distill_sources: int
   distill_shard_size: int
   budgets_s: Mapping[str, float]
   teacher_steps: int
@@ -130,13 +136,13 @@ class DemoSize:
 SIZES = {
     "default": DemoSize(
         corpus="builtin_demo", num_train=10_240, num_validation=512, num_test=512,
-        num_latency_sentences=64, distill_shard_size=2_560,
+        num_latency_sentences=64, num_distill_sources=10_240, distill_shard_size=2_560,
         budgets_s={"corpus": 20, "teacher": 960, "distill": 60, "student_raw": 240,
                    "student_distilled": 240, "evaluate": 90},
         teacher_steps=3000, student_steps=1500),
     "reduced": DemoSize(
         corpus="builtin_demo_reduced", num_train=256, num_validation=64, num_test=64,
-        num_latency_sentences=4, distill_shard_size=128,
+        num_latency_sentences=4, num_distill_sources=256, distill_shard_size=128,
         budgets_s={"corpus": 20, "teacher": 20, "distill": 15, "student_raw": 20,
                    "student_distilled": 20, "evaluate": 60},
         teacher_steps=20, student_steps=10,
@@ -250,12 +256,26 @@ def train_teacher(teacher_dir: str, init_dir: str, ar_task: str, size: DemoSize)
   train(gin_files, teacher_dir, size.teacher_steps, size, bindings)
 
 
-def distill(teacher_dir: str, ar_task: str, output_dir: str,
+def distill_sources(path: str, ar_task: str, size: DemoSize) -> str:
+  """Writes (once) `size.num_distill_sources` source sentences of the corpus's generator that
+  none of its splits holds (the generator's `distill` stream) to `path`; returns `path`."""
+  from padir import corpus  # pylint: disable=g-import-not-at-top
+  if not os.path.exists(path):
+    known = [s for split in ("train", "validation", "test") for s in test_set(ar_task, split)[0]]
+    pairs = corpus.generate_pairs(0, "distill", size.num_distill_sources,
+                                  corpus.DEFAULT_MULTIMODALITY, exclude_sources=known,
+                                  max_words=CORPUS_MAX_WORDS)
+    files.write_text(path, "".join(source + "\n" for source, _ in pairs))
+  return path
+
+
+def distill(teacher_dir: str, sources_file: str, output_dir: str,
             size: DemoSize) -> distill_lib.DistillResult:
-  """The teacher's beam-4 translations of the training split, registered as tasks."""
+  """The teacher's beam-4 translations of `sources_file`, registered as tasks."""
   return distill_lib.distill(
-      teacher_dir, distill_lib.Sources(task=ar_task, split="train"), output_dir,
+      teacher_dir, distill_lib.Sources(source_file=sources_file), output_dir,
       shard_size=size.distill_shard_size, decode_method="beam", beam_size=DISTILL_BEAM_SIZE,
+      name=f"{size.corpus}_distilled",
       gin_bindings=[f"TranslatorOptions.length_buckets = {LENGTH_BUCKETS}"], progress=True)
 
 
@@ -507,7 +527,8 @@ def run(workdir: str, size_name: str = "default", command: str = "") -> Dict[str
     stages.reuse("distill")
   else:
     started = stages.start("distill")
-    distilled = distill(teacher_dir, ar_task, distill_dir, size)
+    sources = distill_sources(os.path.join(workdir, DISTILL_SOURCES), ar_task, size)
+    distilled = distill(teacher_dir, sources, distill_dir, size)
     stages.finish("distill", started, pairs=distilled.num_examples)
 
   # Both students start from the teacher's parameters at `student_init_step`. The raw one trains

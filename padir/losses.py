@@ -13,6 +13,7 @@
 Pure functions of arrays: no seqio, no network.
 """
 import enum
+import functools
 from typing import Mapping, Optional, Tuple, Union
 
 import jax
@@ -64,6 +65,53 @@ def _cross_entropy_with_logits_bwd(res, g):
 cross_entropy_with_logits.defvjp(_cross_entropy_with_logits_fwd, _cross_entropy_with_logits_bwd)
 
 
+@functools.partial(jax.custom_vjp, nondiff_argnums=(2, 3))
+def smoothed_cross_entropy(logits: Array, targets: Array, label_smoothing: float,
+                           z_loss: float) -> Tuple[Array, Array]:
+  """`cross_entropy_with_logits` against the label-smoothed one-hot of integer `targets`,
+  without materialising that target distribution: the same values and gradient, in one pass
+  over the logits each way (the backward pass recomputes the softmax from the logits and
+  log Z instead of keeping [..., V] residuals).
+
+  Args:
+    logits: [..., V] float32; targets: [...] int class ids; label_smoothing: s (the target
+      puts 1 - s on the gold class and s / (V - 1) on each other one); z_loss: as above.
+
+  Returns:
+    (loss [...], z_loss [...]) as `cross_entropy_with_logits`.
+  """
+  return _smoothed_cross_entropy_fwd(logits, targets, label_smoothing, z_loss)[0]
+
+
+def _smoothing(vocab_size: int, label_smoothing: float) -> Tuple[float, float]:
+  """(gold weight - other weight, other weight) of the smoothed target distribution."""
+  low = label_smoothing / (vocab_size - 1)
+  return 1.0 - label_smoothing - low, low
+
+
+def _smoothed_cross_entropy_fwd(logits, targets, label_smoothing, z_loss):
+  gold_extra, low = _smoothing(logits.shape[-1], label_smoothing)
+  log_z = jax.nn.logsumexp(logits, axis=-1)
+  gold = jnp.take_along_axis(logits, targets[..., None], axis=-1)[..., 0]
+  # -sum_v t_v log p_v with t = low + gold_extra * onehot, and sum_v t_v = 1.
+  loss = log_z - gold_extra * gold - low * jnp.sum(logits, axis=-1)
+  total_z_loss = z_loss * jnp.square(log_z)
+  return (loss + total_z_loss, total_z_loss), (logits, targets, log_z)
+
+
+def _smoothed_cross_entropy_bwd(label_smoothing, z_loss, res, g):
+  logits, targets, log_z = res
+  gold_extra, low = _smoothing(logits.shape[-1], label_smoothing)
+  g = g[0]  # The second output (z-loss alone) is for logging only.
+  probs = jnp.exp(logits - log_z[..., None]) * (1 + 2 * z_loss * log_z)[..., None]
+  onehot = jnp.arange(logits.shape[-1]) == targets[..., None]
+  deriv = probs - low - jnp.where(onehot, gold_extra, 0.0)
+  return g[..., None] * deriv, None
+
+
+smoothed_cross_entropy.defvjp(_smoothed_cross_entropy_fwd, _smoothed_cross_entropy_bwd)
+
+
 def compute_weighted_cross_entropy(
     logits: Array,
     targets: Array,
@@ -93,10 +141,8 @@ def compute_weighted_cross_entropy(
   low_confidence = (1.0 - confidence) / (vocab_size - 1)
   normalizing_constant = -(confidence * np.log(confidence) +
                            (vocab_size - 1) * low_confidence * np.log(low_confidence + 1e-20))
-  soft_targets = jax.nn.one_hot(targets, vocab_size, dtype=jnp.float32)
-  soft_targets = soft_targets * (confidence - low_confidence) + low_confidence
-  total_loss, total_z_loss = cross_entropy_with_logits(
-      logits.astype(jnp.float32), soft_targets, z_loss)
+  total_loss, total_z_loss = smoothed_cross_entropy(
+      logits.astype(jnp.float32), jnp.asarray(targets, jnp.int32), label_smoothing, z_loss)
   total_loss = total_loss - normalizing_constant
   weight_sum = jnp.asarray(np.prod(targets.shape), jnp.float32)
   if weights is not None:
@@ -183,13 +229,16 @@ def get_loss_normalizing_factor_and_weights(
 
 
 def weighted_accuracy(logits: Array, targets: Array, weights: Array) -> Tuple[Array, Array]:
-  """(number correct, number counted): argmax == target at positions with weight > 0.
+  """(number correct, number counted): the target's logit is the largest (argmax == target, a
+  tie counting as correct) at positions with weight > 0. A max and a gather, cheaper than an
+  argmax's (value, index) reduction over [..., V].
 
   Args:
     logits: [..., V]; targets, weights: [...].
   """
   counted = (weights > 0).astype(jnp.float32)
-  correct = (jnp.argmax(logits, axis=-1) == targets).astype(jnp.float32) * counted
+  gold = jnp.take_along_axis(logits, jnp.asarray(targets, jnp.int32)[..., None], axis=-1)[..., 0]
+  correct = (gold >= jnp.max(logits, axis=-1)).astype(jnp.float32) * counted
   return jnp.sum(correct), jnp.sum(counted)
 
 

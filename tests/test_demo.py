@@ -63,6 +63,21 @@ def test_report_files(demo_run):
       assert len(f.read().splitlines()) == results["test_sentences"]
 
 
+def test_distilled_student_learns_from_sentences_the_teacher_never_saw(demo_run):
+  """The distillation translates fresh sources of the corpus's language: on its own training
+  split a teacher returns the memorised (multi-modal) references, which distils nothing."""
+  workdir, _, _ = demo_run
+  size = demo.SIZES["reduced"]
+  with open(os.path.join(workdir, demo.DISTILL_SOURCES)) as f:
+    sources = f.read().splitlines()
+  assert len(sources) == size.num_distill_sources
+  ar_task, _ = demo.prepare_corpus(size)
+  known = {s for split in ("train", "validation", "test") for s in demo.test_set(ar_task, split)[0]}
+  assert not known & set(sources)
+  distilled = files.read_json(os.path.join(workdir, "distilled", "distill.json"))
+  assert distilled["sources"]["source_file"].endswith(demo.DISTILL_SOURCES)
+
+
 def test_second_run_reuses_finished_stages(demo_run):
   workdir, results, seconds = demo_run
   assert seconds < 30, f"the second run took {seconds:.0f} s: stages were not reused"

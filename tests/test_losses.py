@@ -129,3 +129,26 @@ def test_weighted_accuracy():
   correct, counted = losses.weighted_accuracy(logits, jnp.array([[1, 0, 3], [0, 1, 2]]),
                                               jnp.array([[1.0, 1.0, 0.0], [1.0, 0.0, 0.0]]))
   assert (float(correct), float(counted)) == (2.0, 3.0)
+
+
+def test_smoothed_cross_entropy_equals_the_one_hot_loss_and_gradient():
+  """The integer-target loss (no [..., V] target array) = cross_entropy_with_logits against the
+  label-smoothed one-hot, in value and gradient."""
+  logits = 3 * jax.random.normal(jax.random.PRNGKey(0), (2, 3, 11))
+  targets = jnp.array([[1, 0, 10], [4, 4, 7]])
+  smoothing, z = 0.1, 1e-2
+  low = smoothing / 10
+  soft = jax.nn.one_hot(targets, 11) * (1 - smoothing - low) + low
+
+  def one_hot_loss(x):
+    return jnp.sum(losses.cross_entropy_with_logits(x, soft, z)[0] * jnp.arange(1.0, 4.0))
+
+  def integer_loss(x):
+    return jnp.sum(losses.smoothed_cross_entropy(x, targets, smoothing, z)[0]
+                   * jnp.arange(1.0, 4.0))
+
+  np.testing.assert_allclose(integer_loss(logits), one_hot_loss(logits), rtol=1e-5)
+  np.testing.assert_allclose(jax.jit(jax.grad(integer_loss))(logits),
+                             jax.jit(jax.grad(one_hot_loss))(logits), rtol=1e-5, atol=1e-6)
+  np.testing.assert_allclose(losses.smoothed_cross_entropy(logits, targets, smoothing, z)[1],
+                             losses.cross_entropy_with_logits(logits, soft, z)[1], rtol=1e-5)
