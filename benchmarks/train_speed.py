@@ -66,19 +66,15 @@ _DEMO_PACKED = ("train/data.get_dataset.pack = True", "BATCH_SIZE = 32",
                 "TASK_FEATURE_LENGTHS = {'inputs': 64, 'targets': 64}",
                 "train/data.get_dataset.length_buckets = None",
                 "train/data.get_dataset.input_length_buckets = None")
-_THREEFRY = "trainer.train.dropout_rng_impl = None"
 _GATED_GELU = "network.get_config.mlp_activations = ('gelu', 'linear')"
 
 SETUPS = {s.name: s for s in (
-    Setup("ar_packed", "before: 24 packed 128-token rows, threefry dropout bits, gated GELU",
-          _AR, (*_PACKED, _THREEFRY, _GATED_GELU)),
-    Setup("ar_packed_rbg", "packed rows, RngBitGenerator dropout bits", _AR,
+    Setup("ar_packed", "before: 24 packed 128-token rows, gated GELU", _AR,
           (*_PACKED, _GATED_GELU)),
-    Setup("ar_buckets_threefry", "length buckets, threefry dropout bits, gated GELU", _AR,
-          (_THREEFRY, _GATED_GELU)),
-    Setup("ar_buckets_gelu", "length buckets, RngBitGenerator bits, gated GELU", _AR,
-          (_GATED_GELU,)),
-    Setup("ar", "experiments/multi30k_ar.gin as it is (buckets, RngBitGenerator, ReLU MLP)", _AR),
+    Setup("ar_packed_rbg", "packed rows, gated GELU, RngBitGenerator dropout bits", _AR,
+          (*_PACKED, _GATED_GELU, "trainer.train.dropout_rng_impl = 'rbg'")),
+    Setup("ar_buckets", "192 length-bucketed rows, gated GELU", _AR, (_GATED_GELU,)),
+    Setup("ar", "experiments/multi30k_ar.gin as it is (buckets, ReLU MLP)", _AR),
     Setup("ar_no_dropout", "the recipe without dropout", _AR, ("DROPOUT_RATE = 0.0",)),
     Setup("padir", "experiments/multi30k_padir.gin as it is (the student's step)",
           ("models/padir_tiny.gin", "experiments/multi30k_padir.gin")),
@@ -90,8 +86,8 @@ SETUPS = {s.name: s for s in (
           ("models/padir_tiny.gin", "experiments/builtin_mini.gin",
            "experiments/builtin_padir.gin")),
 )}
-DEFAULT_SETUPS = ("ar_packed", "ar_packed_rbg", "ar_buckets_threefry", "ar_buckets_gelu", "ar",
-                  "ar_no_dropout", "padir")
+DEFAULT_SETUPS = ("ar_packed", "ar_buckets", "ar", "ar_no_dropout", "padir", "demo_ar_packed",
+                  "demo_ar", "demo_padir")
 TRAIN_GIN = "runs/train.gin"
 
 

@@ -86,6 +86,7 @@ STAGES_FILE = "stages.json"
 RESULTS_JSON = "results.json"
 RESULTS_MD = "results.md"
 TRADEOFF_PNG = "tradeoff.png"
+LEARNING_CURVES_PNG = "learning_curves.png"
 RESULT_FIELDS = ("name", "model", "iterations", "bleu", "chrf", "stutter_rate",
                  "latency_ms_batch1", "sentences_per_s_batch64")
 
@@ -489,6 +490,57 @@ def tradeoff_plot(rows: Sequence[Mapping[str, Any]], path: str, title: str = "pa
   os.replace(path + ".tmp.png", path)
 
 
+def training_curve(model_dir: str) -> Dict[str, List[float]]:
+  """A run's curves from its metrics.jsonl: `steps`, `minutes` (of training, summed from each
+  train log row's steps/s) and `accuracy` of its train rows; `validation_minutes` and
+  `validation_accuracy` of its validation rows (placed at the minutes of their step)."""
+  with open(os.path.join(model_dir, "metrics.jsonl"), encoding="utf-8") as f:
+    rows = [json.loads(line) for line in f if line.strip()]
+  curve = {"steps": [], "minutes": [], "accuracy": [], "validation_minutes": [],
+           "validation_accuracy": []}
+  minutes, step = 0.0, 0
+  for row in rows:
+    if row.get("split") == "train" and row.get("steps_per_second"):
+      minutes += (row["step"] - step) / row["steps_per_second"] / 60
+      step = row["step"]
+      for key, value in (("steps", step), ("minutes", minutes), ("accuracy", row["accuracy"])):
+        curve[key].append(value)
+    elif row.get("split") == "validation" and "accuracy" in row:
+      curve["validation_minutes"].append(minutes)
+      curve["validation_accuracy"].append(row["accuracy"])
+  return curve
+
+
+def learning_curves_plot(teacher_dir: str, student_dirs: Mapping[str, str], path: str,
+                         student_init_step: Optional[int], title: str) -> None:
+  """Token accuracy against training minutes: the teacher, and each student from the teacher's
+  minutes at `student_init_step` (None: its last step), where its warm start took it. Train
+  rows as lines (the students' on masked positions), validation rows as points."""
+  from matplotlib.figure import Figure  # pylint: disable=g-import-not-at-top
+  teacher = training_curve(teacher_dir)
+  init = teacher["steps"][-1] if student_init_step is None else student_init_step
+  offset = next((m for s, m in zip(teacher["steps"], teacher["minutes"]) if s >= init),
+                teacher["minutes"][-1] if teacher["minutes"] else 0.0)
+  figure = Figure(figsize=(7, 5))
+  ax = figure.subplots()
+  for name, model_dir, start in [("ar_teacher", teacher_dir, 0.0),
+                                 *[(f"padir_{n}", d, offset) for n, d in student_dirs.items()]]:
+    curve = teacher if model_dir == teacher_dir else training_curve(model_dir)
+    line, = ax.plot([start + m for m in curve["minutes"]], curve["accuracy"], label=name)
+    if curve["validation_accuracy"]:
+      ax.plot([start + m for m in curve["validation_minutes"]], curve["validation_accuracy"],
+              "o", color=line.get_color(), label=f"{name} (validation)")
+  ax.set_xlabel("training minutes (students: from the teacher's step "
+                f"{init}, where they start)")
+  ax.set_ylabel("token accuracy (train batches; students: masked positions)")
+  ax.set_title(f"{title}: learning curves")
+  ax.grid(True, alpha=0.3)
+  ax.legend()
+  figure.tight_layout()
+  figure.savefig(path + ".tmp.png", dpi=120)
+  os.replace(path + ".tmp.png", path)
+
+
 # ----------------------------------------------------------------------------------------------
 # The job.
 
@@ -558,7 +610,7 @@ def run(workdir: str, size_name: str = "default", command: str = "") -> Dict[str
       workdir, teacher_dir, student_dirs, ar_task, "test", command=command,
       title=f"padir demo ({size_name} size)", num_latency_sentences=size.num_latency_sentences,
       length_buckets=LENGTH_BUCKETS, before_writing=add_stages,
-      extra={"size": size_name, "training": (
+      student_init_step=size.student_init_step, extra={"size": size_name, "training": (
           f"AR (teacher): {size.teacher_steps} steps; each student: the teacher's parameters at "
           f"step {size.student_init_step} + {size.student_steps} steps of its own (equal "
           "training)")})
@@ -569,10 +621,12 @@ def evaluate_and_report(output_dir: str, teacher_dir: str, student_dirs: Mapping
                         num_latency_sentences: int,
                         length_buckets: Optional[Sequence[int]] = None,
                         extra: Optional[Mapping[str, Any]] = None,
-                        before_writing: Optional[Callable[[Dict[str, Any]], Any]] = None
-                        ) -> Dict[str, Any]:
+                        before_writing: Optional[Callable[[Dict[str, Any]], Any]] = None,
+                        student_init_step: Optional[int] = None) -> Dict[str, Any]:
   """Evaluates every system on `task`/`split` and writes `output_dir`/{results.json, results.md,
-  tradeoff.png, hypotheses/} (the demo's last stage; benchmarks/multi30k.sh's too)."""
+  tradeoff.png, learning_curves.png, hypotheses/} (the demo's last stage;
+  benchmarks/multi30k.sh's too). `student_init_step`: the teacher's step where the students
+  started (None: its last)."""
   sources, references = test_set(task, split)
   load_start = load_average()
   rows = evaluate(sources, references, teacher_dir, student_dirs,
@@ -588,6 +642,8 @@ def evaluate_and_report(output_dir: str, teacher_dir: str, student_dirs: Mapping
       "checks": checks(rows),
   }
   tradeoff_plot(rows, os.path.join(output_dir, TRADEOFF_PNG), title)
+  learning_curves_plot(teacher_dir, student_dirs, os.path.join(output_dir, LEARNING_CURVES_PNG),
+                       student_init_step, title)
   if before_writing is not None:
     before_writing(results)
   files.write_text(os.path.join(output_dir, RESULTS_MD), results_markdown(results))

@@ -56,8 +56,12 @@ def test_report_files(demo_run):
   assert results["systems"][0]["bleu_signature"] in markdown
   for name in SYSTEMS:
     assert f"| {name} |" in markdown
-  with open(os.path.join(workdir, demo.TRADEOFF_PNG), "rb") as f:
-    assert f.read(8) == b"\x89PNG\r\n\x1a\n"
+  for png in (demo.TRADEOFF_PNG, demo.LEARNING_CURVES_PNG):
+    with open(os.path.join(workdir, png), "rb") as f:
+      assert f.read(8) == b"\x89PNG\r\n\x1a\n"
+  teacher = demo.training_curve(os.path.join(workdir, "teacher"))
+  assert teacher["steps"][-1] == demo.SIZES["reduced"].teacher_steps
+  assert teacher["minutes"] == sorted(teacher["minutes"]) and teacher["minutes"][0] > 0
   for name in SYSTEMS:
     with open(os.path.join(workdir, "hypotheses", f"{name}.txt")) as f:
       assert len(f.read().splitlines()) == results["test_sentences"]
