@@ -1,6 +1,6 @@
 """`padir demo`: the main job on the built-in offline corpus, end to end, in one command.
 
-  padir demo --workdir runs/demo                    # ~25 minutes on 2 CPU cores
+  padir demo --workdir runs/demo                    # ~22 minutes on 2 CPU cores
   padir demo --workdir /tmp/demo --size reduced     # a smoke test of the pipeline (minutes)
 
 Stages, each timed and logged against its budget (`DemoSize.budgets_s`):
@@ -138,8 +138,8 @@ SIZES = {
     "default": DemoSize(
         corpus="builtin_demo", num_train=10_240, num_validation=512, num_test=512,
         num_latency_sentences=64, num_distill_sources=10_240, distill_shard_size=2_560,
-        budgets_s={"corpus": 20, "teacher": 960, "distill": 60, "student_raw": 240,
-                   "student_distilled": 240, "evaluate": 90},
+        budgets_s={"corpus": 20, "teacher": 780, "distill": 60, "student_raw": 255,
+                   "student_distilled": 255, "evaluate": 90},
         teacher_steps=3000, student_steps=1500),
     "reduced": DemoSize(
         corpus="builtin_demo_reduced", num_train=256, num_validation=64, num_test=64,
@@ -666,7 +666,7 @@ def main(argv: Sequence[str]) -> int:
   parser = argparse.ArgumentParser(prog="padir demo", usage=USAGE)
   parser.add_argument("--workdir", default="runs/demo", help="where everything goes")
   parser.add_argument("--size", default="default", choices=sorted(SIZES),
-                      help="default: ~25 minutes on 2 CPU cores; reduced: a quick smoke test")
+                      help="default: ~22 minutes on 2 CPU cores; reduced: a quick smoke test")
   args = parser.parse_args(argv)
   metrics_lib.log_to_stderr()
   if jax.config.jax_compilation_cache_dir is None:  # Both students share compiled programs.

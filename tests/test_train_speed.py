@@ -13,6 +13,15 @@ from padir import layers
 from padir import network
 
 
+@pytest.fixture(autouse=True)
+def _clear_gin():
+  """The benchmark and `padir train` leave their gin config parsed; later tests call the same
+  gin-configurable functions (e.g. the schedules) and must not see its bindings."""
+  yield
+  import gin  # pylint: disable=g-import-not-at-top
+  gin.clear_config()
+
+
 def _experiment(tmp_path, corpus, kind: str) -> str:
   path = tmp_path / f"{kind}.gin"
   path.write_text("\n".join([
