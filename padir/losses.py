@@ -137,8 +137,8 @@ def compute_weighted_cross_entropy(
     (total loss, total z-loss, weight sum): scalars; the losses summed over every position.
   """
   vocab_size = logits.shape[-1]
-  confidence = 1.0 - label_smoothing
-  low_confidence = (1.0 - confidence) / (vocab_size - 1)
+  gold_extra, low_confidence = _smoothing(vocab_size, label_smoothing)
+  confidence = gold_extra + low_confidence
   normalizing_constant = -(confidence * np.log(confidence) +
                            (vocab_size - 1) * low_confidence * np.log(low_confidence + 1e-20))
   total_loss, total_z_loss = smoothed_cross_entropy(

@@ -32,7 +32,7 @@ import signal
 import sys
 import threading
 import time
-from typing import Any, Callable, Iterable, Mapping, Optional, Sequence, Tuple
+from typing import Any, Callable, Dict, Iterable, Mapping, Optional, Sequence, Tuple
 
 import flax
 import flax.linen as nn
@@ -490,6 +490,21 @@ def seqio_dataset_fn(*, batch_size: int, shard_id: int, num_shards: int,
                           num_shards=num_shards, skip_batches=skip_batches)
 
 
+def input_specs(batch: Batch, batch_size: int) -> Tuple[Dict[str, Tuple[int, ...]],
+                                                        Dict[str, Any]]:
+  """(shapes, dtypes) of the global batch, from one per-process batch `{name: [rows, ...]}`."""
+  shapes = {k: (batch_size,) + np.shape(v)[1:] for k, v in batch.items()}
+  return shapes, {k: np.asarray(v).dtype for k, v in batch.items()}
+
+
+def run_keys(seed: int, dropout_rng_impl: Optional[str] = None) -> Tuple[jax.Array, jax.Array]:
+  """(parameter init key, base dropout key) of a run (see `train`'s `dropout_rng_impl`)."""
+  init_key, dropout_key = jax.random.split(jax.random.PRNGKey(seed))
+  if dropout_rng_impl is not None:
+    dropout_key = jax.random.fold_in(jax.random.key(seed, impl=dropout_rng_impl), 1)
+  return init_key, dropout_key
+
+
 @gin.configurable
 def train(*, model=gin.REQUIRED, model_dir: str = gin.REQUIRED,
           train_dataset_fn: DatasetFn = gin.REQUIRED,
@@ -578,11 +593,8 @@ def train(*, model=gin.REQUIRED, model_dir: str = gin.REQUIRED,
     getattr(model, "check_train_batch", lambda batch: None)(first)
   except ValueError as e:
     raise TrainConfigError(str(e)) from None
-  input_shapes = {k: (batch_size,) + np.shape(v)[1:] for k, v in first.items()}
-  input_types = {k: np.asarray(v).dtype for k, v in first.items()}
-  init_key, dropout_key = jax.random.split(jax.random.PRNGKey(seed))
-  if dropout_rng_impl is not None:
-    dropout_key = jax.random.fold_in(jax.random.key(seed, impl=dropout_rng_impl), 1)
+  input_shapes, input_types = input_specs(first, batch_size)
+  init_key, dropout_key = run_keys(seed, dropout_rng_impl)
 
   with jax.set_mesh(mesh), nn.logical_axis_rules(partitioning.LOGICAL_AXIS_RULES):
     boxed = abstract_train_state(model, input_shapes, input_types)

@@ -67,7 +67,7 @@ def test_report_files(demo_run):
       assert len(f.read().splitlines()) == results["test_sentences"]
 
 
-def test_distilled_student_learns_from_sentences_the_teacher_never_saw(demo_run):
+def test_distillation_translates_sources_that_no_split_holds(demo_run):
   """The distillation translates fresh sources of the corpus's language: on its own training
   split a teacher returns the memorised (multi-modal) references, which distils nothing."""
   workdir, _, _ = demo_run
