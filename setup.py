@@ -2,7 +2,8 @@
 
 Exact pins: this set installs together on Python 3.11 (CPU). sentencepiece is 0.2.1, not 0.2.3:
 0.2.3 ships protobuf-7 generated code, and xmanager and TensorFlow need protobuf 6. `requirements.lock` is the
-fully resolved set (`uv pip compile`), which `.ci/run` and the README install from.
+fully resolved set (`uv pip compile ... --find-links /opt/wheels`: the CPU build of torch, a test
+dependency, is a local-version wheel found there), which `.ci/run` and the README install from.
 """
 import setuptools
 
@@ -25,10 +26,13 @@ INSTALL_REQUIRES = [
     "matplotlib==3.11.2",
     "tqdm==4.70.1",
     "absl-py==2.5.1",
+    "safetensors==0.8.0",  # `padir convert` reads Hugging Face checkpoints
 ]
 
 EXTRAS_REQUIRE = {
-    "test": ["pytest==9.2.0"],
+    # torch (the CPU build) and transformers: the pretrained-T5 import is checked against
+    # Hugging Face's PyTorch T5 (tests/test_t5_import.py); nothing else imports them.
+    "test": ["pytest==9.2.0", "torch==2.13.0+cpu", "transformers==5.24.0"],
     # google-cloud-bigquery pinned: uv ignores Requires-Python upper bounds and would pick
     # 2.28.1 (Python <3.10 only), which pip then refuses.
     "xm": ["xmanager==0.8.5.post1", "google-cloud-bigquery==3.47.0"],

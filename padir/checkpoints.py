@@ -91,6 +91,15 @@ def save(manager: ocp.CheckpointManager, step: int, params: Any, train_state: An
       params=ocp.args.PyTreeSave(params), train_state=ocp.args.PyTreeSave(train_state)))
 
 
+def save_params(directory: str, step: int, params: Any) -> None:
+  """Writes `params` alone as `step` in `directory` (an imported checkpoint: `load_params` and
+  warm starts read it; it has no optimizer state to resume from)."""
+  manager = make_manager(directory, keep=None)
+  manager.save(step, force=True, args=ocp.args.Composite(params=ocp.args.PyTreeSave(params)))
+  manager.wait_until_finished()
+  manager.close()
+
+
 def _key_name(key) -> str:
   for attr in ("key", "name", "idx"):
     if hasattr(key, attr):

@@ -55,6 +55,23 @@ def padding_mask(key_tokens: Array) -> Array:
   return (key_tokens != 0)[:, None, None, :]
 
 
+def decoder_key_mask(decoder_input_tokens: Array,
+                     decoder_segment_ids: Optional[Array] = None) -> Array:
+  """`padding_mask` of the decoder's keys, where the first position of each example is always a
+  key: T5's decoder starts with id 0 (= PAD) and attends to it (T5X builds this mask from the
+  targets). With a non-zero start token (PaDIR's BOS) it equals `padding_mask`.
+
+  `[batch, length]` (and segment ids `[batch, length]`, 0 = padding) ->
+  `[batch, 1, 1, length]`.
+  """
+  if decoder_segment_ids is None:
+    first = jnp.arange(decoder_input_tokens.shape[1]) == 0
+  else:
+    previous = jnp.pad(decoder_segment_ids[:, :-1], ((0, 0), (1, 0)))
+    first = (decoder_segment_ids != 0) & (decoder_segment_ids != previous)
+  return ((decoder_input_tokens != 0) | first)[:, None, None, :]
+
+
 def causal_mask(length: int) -> Array:
   """Query i sees keys j <= i: `[1, 1, length, length]`."""
   idx = jnp.arange(length)

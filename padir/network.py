@@ -6,7 +6,8 @@
 a T5X checkpoint maps onto it by name. One decoder serves both models: `decoder_causal=True` is
 the AR decoder (causal mask, causal relative-position buckets, KV cache), `False` is PaDIR's
 (padding-only mask, bidirectional buckets). Token id 0 is padding everywhere: a position whose
-token is 0 is never attended to.
+token is 0 is never attended to, except the decoder's first position, where T5 feeds id 0 as
+its start token.
 
 Methods (see docs/architecture.md): `encode`, `precompute_cross_kv`, `decode`,
 `predict_length`, `accept_logits`, and `__call__`, which runs every configured submodule so
@@ -246,7 +247,7 @@ class Decoder(nn.Module):
   def _self_attention_mask(self, decoder_input_tokens: Array,
                            decoder_segment_ids: Optional[Array]) -> Array:
     """Padding-only (PaDIR) or causal & padding mask, broadcastable to `[batch, 1, T, T]`."""
-    mask = layers.padding_mask(decoder_input_tokens)
+    mask = layers.decoder_key_mask(decoder_input_tokens, decoder_segment_ids)
     if self.config.decoder_causal:
       mask = mask & layers.causal_mask(decoder_input_tokens.shape[1])
     if decoder_segment_ids is not None:

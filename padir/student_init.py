@@ -28,6 +28,7 @@ from gin import config_parser
 from padir import checkpoints
 from padir import layers
 from padir import network
+from padir import t5_import
 from padir.special_tokens import BOS_ID, SpecialTokens
 
 logger = logging.getLogger(__name__)
@@ -173,7 +174,10 @@ def source_config_path(init_checkpoint: str) -> Optional[str]:
 
 def source_decoder_causal(init_checkpoint: str) -> Optional[bool]:
   """Whether the run that wrote `init_checkpoint` had a causal decoder (an ARModel run: True; a
-  PadirModel run: False), from its `config.gin`; None when that cannot be told."""
+  PadirModel run: False), from its `config.gin`; None when that cannot be told. Pretrained T5
+  (T5X, Hugging Face, or their `padir convert` output) is causal."""
+  if t5_import.detect_format(init_checkpoint) or t5_import.is_converted(init_checkpoint):
+    return True
   path = source_config_path(init_checkpoint)
   if path is None or not os.path.isfile(path):
     return None

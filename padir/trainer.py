@@ -49,6 +49,7 @@ from padir import files
 from padir import gin_utils
 from padir import metrics as metrics_lib
 from padir import partitioning
+from padir import t5_import
 
 logger = logging.getLogger(__name__)
 TRAIN_TIME_FILE = "train_time.json"  # TrainClock: seconds trained at each saved step
@@ -225,13 +226,17 @@ def init_train_state(model, rng: jax.Array, input_shapes, input_types,
 def warm_start(model, state: TrainState, init_checkpoint: str, shardings: TrainState, *,
                map_causal_relpos: Optional[bool] = None,
                init_special_embeddings: Optional[bool] = None) -> TrainState:
-  """`state` with the parameters of `init_checkpoint` wherever a name matches (fresh optimizer
-  state), fitted to a PaDIR student by `padir.student_init.adapt_to_student`:
+  """`state` with the parameters of `init_checkpoint` (a model_dir, a `padir convert` output, or
+  a T5X / Hugging Face T5 checkpoint) wherever a name matches (fresh optimizer state), fitted to a PaDIR student by `padir.student_init.adapt_to_student`:
   `map_causal_relpos` / `init_special_embeddings` force its two changes on or off (None: made
   when the source is an AR run). Raises TrainConfigError on a matching name of another shape,
   or a forced change that cannot apply."""
   from padir import student_init  # pylint: disable=g-import-not-at-top
-  source, source_step = checkpoints.load_params(init_checkpoint)
+  if t5_import.detect_format(init_checkpoint):  # a T5X or Hugging Face T5, read as it is
+    imported = t5_import.read(init_checkpoint)
+    source, source_step = imported.nested_params(), imported.step
+  else:
+    source, source_step = checkpoints.load_params(init_checkpoint)
   source = {checkpoints.path_name(p): v
             for p, v in jax.tree_util.tree_flatten_with_path(source)[0]}
   leaves, treedef = jax.tree_util.tree_flatten_with_path(state.params)

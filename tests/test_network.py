@@ -364,3 +364,15 @@ def test_bfloat16_activations_stay_close_to_float32(params):
   assert np.isfinite(low).all()
   assert np.abs(low - high).max() < 0.05 * np.abs(high).max()
   assert (low.argmax(-1) == high.argmax(-1)).mean() >= 0.8
+
+
+def test_decoder_key_mask_attends_to_t5s_start_token():
+  """T5 starts the decoder with id 0 (= PAD): the first position of each example is a key, the
+  padding after it is not; with a non-zero start token it is the plain padding mask."""
+  tokens = jnp.array([[0, 5, 6, 0, 0], [3, 5, 0, 0, 0]])
+  np.testing.assert_array_equal(layers.decoder_key_mask(tokens)[:, 0, 0],
+                                [[1, 1, 1, 0, 0], [1, 1, 0, 0, 0]])
+  packed = jnp.array([[0, 5, 0, 7, 0]])  # two examples, both starting with id 0, then padding
+  segments = jnp.array([[1, 1, 2, 2, 0]])
+  np.testing.assert_array_equal(layers.decoder_key_mask(packed, segments)[:, 0, 0],
+                                [[1, 1, 1, 1, 0]])
