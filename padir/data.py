@@ -83,7 +83,12 @@ def default_feature_converter(mixture_or_task, pack: bool = False) -> seqio.Feat
   """PadirFeatureConverter for PaDIR tasks (they have noised targets), else ARFeatureConverter."""
   if preprocessors.NOISED_FEATURE in mixture_or_task.output_features:
     return features_lib.PadirFeatureConverter(pack=pack)
-  return features_lib.ARFeatureConverter(pack=pack)
+  # The decoder's start token: PaDIR's BOS, or T5's 0 with a T5-layout vocabulary.
+  special_tokens = getattr(mixture_or_task.output_features["targets"].vocabulary,
+                           "special_tokens", None)
+  if special_tokens is None:
+    return features_lib.ARFeatureConverter(pack=pack)
+  return features_lib.ARFeatureConverter(pack=pack, bos_id=special_tokens.bos_id)
 
 
 ENCODER_PREFIX = "encoder_"  # Model features trimmed to a bucket's input length.

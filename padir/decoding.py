@@ -516,8 +516,7 @@ def initial_decoder_inputs(lengths: Array,
   if scheme == "random":
     if rng is None:
       raise ValueError("the 'random' decoder input scheme needs an rng")
-    low = max(special_tokens.pad_id, special_tokens.eos_id, special_tokens.unk_id,
-              special_tokens.bos_id) + 1
+    low = special_tokens.first_real_piece
     if low >= special_tokens.num_pieces:
       raise ValueError(f"no real piece above the special ids to draw from "
                        f"(num_pieces={special_tokens.num_pieces})")

@@ -77,9 +77,7 @@ def _sample_ratio(shape, seed, config: NoiseConfig) -> tf.Tensor:
 
 def _random_pieces(shape, seed, special_tokens: special_tokens_lib.SpecialTokens) -> tf.Tensor:
   """Uniform real pieces, never PAD/EOS/UNK/BOS."""
-  first = max(special_tokens.pad_id, special_tokens.eos_id, special_tokens.unk_id,
-              special_tokens.bos_id) + 1
-  return tf.random.stateless_uniform(shape, seed, minval=first,
+  return tf.random.stateless_uniform(shape, seed, minval=special_tokens.first_real_piece,
                                      maxval=special_tokens.num_pieces, dtype=tf.int32)
 
 

@@ -29,13 +29,12 @@ from padir import checkpoints
 from padir import layers
 from padir import network
 from padir import t5_import
-from padir.special_tokens import BOS_ID, SpecialTokens
+from padir.special_tokens import SpecialTokens
 
 logger = logging.getLogger(__name__)
 
 DECODER_RELPOS = "decoder/relpos_bias/rel_embedding"
 TOKEN_EMBEDDING = "token_embedder/embedding"
-FIRST_REAL_PIECE = BOS_ID + 1  # [FIRST_REAL_PIECE, num_pieces): pieces but PAD/EOS/UNK/BOS.
 SPECIAL_NOISE_FRACTION = 0.1  # [MASK] / [LENGTH] noise, as a fraction of the real rows' std.
 # `trainer.train.model`'s class in a run's gin config -> whether its decoder is causal.
 DECODER_CAUSAL_BY_MODEL = {"ARModel": True, "PadirModel": False}
@@ -101,7 +100,7 @@ def init_special_rows(embedding: np.ndarray, special_tokens: SpecialTokens,
   """`embedding` with the rows of [MASK], [LENGTH] and [MASK_1..N] set from the real pieces'.
 
   With `mean` and `std` the per-dimension mean and standard deviation of the real-piece rows
-  (ids [4, num_pieces)): [MASK_i] = mean + std * sinusoidal_code(i - 1), so neighbouring
+  (ids [first_real_piece, num_pieces)): [MASK_i] = mean + std * sinusoidal_code(i - 1), so neighbouring
   [MASK_i] are alike and distant ones differ, at the real rows' scale; [MASK] and [LENGTH] =
   mean + `noise_fraction` * std * (fixed normal noise drawn with `seed`), so they differ. Every
   other row is unchanged.
@@ -120,15 +119,15 @@ def init_special_rows(embedding: np.ndarray, special_tokens: SpecialTokens,
   if embedding.ndim != 2 or embedding.shape[0] < st.mask_range_end:
     raise ValueError(f"token embedding of shape {embedding.shape}: expected [vocab >= "
                      f"{st.mask_range_end}, emb_dim] for {st}")
-  if st.num_pieces <= FIRST_REAL_PIECE:
-    raise ValueError(f"num_pieces={st.num_pieces}: no real pieces beyond ids 0..{BOS_ID} to "
-                     "take embedding statistics from")
-  real = embedding[FIRST_REAL_PIECE:st.num_pieces].astype(np.float64)
+  if st.num_pieces <= st.first_real_piece:
+    raise ValueError(f"num_pieces={st.num_pieces}: no real pieces beyond ids "
+                     f"0..{st.first_real_piece - 1} to take embedding statistics from")
+  real = embedding[st.first_real_piece:st.num_pieces].astype(np.float64)
   mean, std = real.mean(axis=0), real.std(axis=0)
   noise = np.random.default_rng(seed).standard_normal((2, embedding.shape[1]))
   out = embedding.copy()
   out[[st.mask_id, st.length_id]] = mean + noise_fraction * std * noise
-  out[st.mask_range_start:st.mask_range_end] = (
+  out[st.mask_range_id(np.arange(st.max_target_length))] = (
       mean + std * sinusoidal_code(st.max_target_length, embedding.shape[1]))
   return out
 

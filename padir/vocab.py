@@ -144,8 +144,12 @@ class SentencePieceRecipe:
 class PadirVocabulary(seqio.SentencePieceVocabulary):
   """A SentencePiece vocabulary with PaDIR's special ids.
 
-  `vocab_size` keeps seqio's meaning (the number of real pieces, what decoding can emit as
-  text); `model_vocab_size` (= `special_tokens.vocab_size`) is the embedding / softmax size.
+  `vocab_size` keeps seqio's meaning (the pieces, plus `extra_ids`); `model_vocab_size`
+  (= `special_tokens.vocab_size`) is the embedding / softmax size.
+
+  With `extra_ids` (T5 vocabulary mode, e.g. T5's or mT5's `sentencepiece.model` with seqio's
+  100 sentinels) the ids follow `SpecialTokens.t5`: the model vocabulary is the pretrained
+  checkpoint's (32128 for T5), `[MASK_i]` are the sentinels and the decoder starts with id 0.
 
   Attributes:
     special_tokens: the `padir.special_tokens.SpecialTokens` of this model and max length.
@@ -156,7 +160,8 @@ class PadirVocabulary(seqio.SentencePieceVocabulary):
   def __init__(self,
                sentencepiece_model_file: str,
                max_target_length: int = DEFAULT_MAX_TARGET_LENGTH,
-               prepare_fn: Optional[Callable[[], object]] = None):
+               prepare_fn: Optional[Callable[[], object]] = None,
+               extra_ids: int = 0):
     """Makes a vocabulary; the model file is read lazily, on first use.
 
     Args:
@@ -164,12 +169,13 @@ class PadirVocabulary(seqio.SentencePieceVocabulary):
       max_target_length: maximum target length of the models using this vocabulary.
       prepare_fn: optional callable run before the model is first loaded, that creates the
         model file when missing (used by tasks whose vocabulary is trained on first use).
+      extra_ids: 0 for a `padir vocab` model; seqio's sentinel count (100) for T5's layout.
     """
     if max_target_length < 1:
       raise ValueError(f"max_target_length={max_target_length} must be >= 1")
     self._max_target_length = max_target_length
     self._prepare_fn = prepare_fn
-    super().__init__(sentencepiece_model_file)
+    super().__init__(sentencepiece_model_file, extra_ids=extra_ids)
 
   def _model_context(self):
     """Loads the model on first use (seqio's hook), checking PaDIR's special ids."""
@@ -186,10 +192,16 @@ class PadirVocabulary(seqio.SentencePieceVocabulary):
     tokenizer = context.tokenizer
     actual = {"pad_id": tokenizer.pad_id(), "eos_id": tokenizer.eos_id(),
               "unk_id": tokenizer.unk_id(), "bos_id": tokenizer.bos_id()}
-    if actual != _SPECIAL_IDS:
+    expected = dict(_SPECIAL_IDS)
+    if self.extra_ids:  # T5's models have no BOS (the decoder starts with PAD).
+      actual.pop("bos_id")
+      expected.pop("bos_id")
+    if actual != expected:
       self._model = None
+      hint = ("T5's layout (extra_ids > 0) needs T5's PAD=0 EOS=1 UNK=2" if self.extra_ids else
+              "retrain it with `padir vocab`")
       raise ValueError(f"SentencePiece model {path} has special ids {actual}; PaDIR needs "
-                       f"{_SPECIAL_IDS}: retrain it with `padir vocab`")
+                       f"{expected}: {hint}")
     return context
 
   @property
@@ -198,8 +210,10 @@ class PadirVocabulary(seqio.SentencePieceVocabulary):
 
   @property
   def special_tokens(self) -> special_tokens_lib.SpecialTokens:
-    return special_tokens_lib.SpecialTokens.create(self.tokenizer.GetPieceSize(),
-                                                   self._max_target_length)
+    pieces = self.tokenizer.GetPieceSize() - self.extra_ids  # seqio appends the sentinels
+    if self.extra_ids:
+      return special_tokens_lib.SpecialTokens.t5(pieces, self._max_target_length, self.extra_ids)
+    return special_tokens_lib.SpecialTokens.create(pieces, self._max_target_length)
 
   @property
   def model_vocab_size(self) -> int:
@@ -207,7 +221,7 @@ class PadirVocabulary(seqio.SentencePieceVocabulary):
 
   def __str__(self) -> str:
     return (f"PadirVocabulary(file={self.sentencepiece_model_file}, "
-            f"max_target_length={self._max_target_length})")
+            f"max_target_length={self._max_target_length}, extra_ids={self.extra_ids})")
 
 
 def main(argv: Optional[Sequence[str]] = None) -> int:

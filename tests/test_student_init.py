@@ -277,3 +277,21 @@ def test_warm_start_adapts_a_student_from_an_ar_run(tmp_path, teacher_params, cl
   assert "length_head/kernel" in fresh and "length_head/kernel" not in teacher_params
   _assert_params(as_dict(warm), {**copy, **_adapted(teacher_params)})
   _assert_params(as_dict(copied), copy)
+
+
+def test_special_rows_in_t5_layout():
+  """T5's sentinels become [MASK_i] in position order (<extra_id_0> = [MASK_1]); the sentinels
+  beyond max_target_length and every piece are left as they are."""
+  st = SpecialTokens.t5(num_pieces=200, max_target_length=16, extra_ids=20)
+  rng = np.random.default_rng(0)
+  embedding = rng.normal(0.3, 1.0, (st.vocab_size, 8)).astype(np.float32)
+  out = student_init.init_special_rows(embedding, st)
+  real = embedding[3:200].astype(np.float64)
+  mean, std = real.mean(axis=0), real.std(axis=0)
+  code = student_init.sinusoidal_code(16, 8)
+  for i in range(16):
+    np.testing.assert_allclose(out[st.mask_range_id(i)], mean + std * code[i], rtol=1e-5)
+  changed = {st.mask_id, st.length_id, *(st.mask_range_id(i) for i in range(16))}
+  others = np.array(sorted(set(range(st.vocab_size)) - changed))
+  np.testing.assert_array_equal(out[others], embedding[others])
+  assert st.mask_range_id(15) == 204 and 203 in others  # <extra_id_16> is not a mask

@@ -5,7 +5,9 @@ the data tests: they import it from here.
 """
 import gzip
 import os
+import types
 
+import numpy as np
 import pytest
 import sentencepiece as spm
 
@@ -93,3 +95,63 @@ def test_invalid_utf8_names_file_and_line(tmp_path):
     list(data.iter_text_lines(str(bad)))
   with pytest.raises(data.TextFileError, match=r"bad\.txt:3: invalid UTF-8"):
     vocab.train_sentencepiece([str(bad)], 50, str(tmp_path / "never"))
+
+
+# ----------------------------------------------------------------------------------------------
+# T5 vocabulary mode: T5's / mT5's SentencePiece model with seqio's sentinels.
+
+
+def test_t5_layout_is_the_checkpoints():
+  """T5 (32000 pieces) and mT5 (250000): the model vocabulary is the checkpoint's, [MASK_i] are
+  <extra_id_{i-1}>, [MASK] / [LENGTH] two padding rows, and the decoder starts with PAD."""
+  t5 = special_tokens_lib.SpecialTokens.t5(32000, max_target_length=100)
+  assert t5.vocab_size == 32128
+  assert (t5.pad_id, t5.eos_id, t5.unk_id, t5.bos_id) == (0, 1, 2, 0)
+  assert (t5.mask_id, t5.length_id) == (32100, 32101)
+  assert t5.mask_range_id(0) == 32099 and t5.mask_range_id(99) == 32000  # <extra_id_0>, _99
+  assert (t5.mask_range_start, t5.mask_range_end) == (32000, 32100)
+  assert t5.first_real_piece == 3 and not t5.is_real_piece(32000)
+  assert special_tokens_lib.SpecialTokens.t5(250000, 64).vocab_size == 250112
+  with pytest.raises(ValueError, match="at most 100 long"):
+    special_tokens_lib.SpecialTokens.t5(32000, max_target_length=101)
+  with pytest.raises(ValueError, match="leave 0 spare rows"):
+    special_tokens_lib.SpecialTokens.t5(28, max_target_length=8, extra_ids=100)
+
+
+@pytest.fixture(scope="module")
+def t5_style_spm(tmp_path_factory):
+  """A tiny SentencePiece model with T5's ids: PAD=0 EOS=1 UNK=2, no BOS."""
+  directory = tmp_path_factory.mktemp("t5_spm")
+  words = "the big small dogs saw a cat house tree car blue red".split()
+  rng = np.random.default_rng(0)
+  sentences = [" ".join(rng.choice(words, 8)) for _ in range(500)]
+  spm.SentencePieceTrainer.train(sentence_iterator=iter(sentences),
+                                 model_prefix=str(directory / "t5"), vocab_size=40, pad_id=0,
+                                 eos_id=1, unk_id=2, bos_id=-1, hard_vocab_limit=False,
+                                 minloglevel=2)
+  return str(directory / "t5.model")
+
+
+def test_t5_vocabulary_mode(t5_style_spm):
+  vocabulary = vocab.PadirVocabulary(t5_style_spm, max_target_length=8, extra_ids=10)
+  pieces = spm.SentencePieceProcessor(model_file=t5_style_spm).GetPieceSize()
+  tokens = vocabulary.special_tokens
+  assert tokens == special_tokens_lib.SpecialTokens.t5(pieces, 8, extra_ids=10)
+  assert vocabulary.model_vocab_size == 128
+  assert vocabulary.decode([tokens.mask_range_id(0)]) == "<extra_id_0>"
+  assert vocabulary.encode("<extra_id_1>") == [tokens.mask_range_id(1)]
+  encoded = vocabulary.encode("the big dogs saw a cat")
+  assert all(tokens.is_real_piece(i) for i in encoded)
+  assert vocabulary.decode(encoded) == "the big dogs saw a cat"
+  # T5's model in this project's layout: refused (it has no BOS=3).
+  with pytest.raises(ValueError, match="retrain it with `padir vocab`"):
+    _ = vocab.PadirVocabulary(t5_style_spm, max_target_length=8).special_tokens
+
+
+def test_t5_vocabulary_starts_the_ar_decoder_with_pad(t5_style_spm):
+  """The AR data pipeline shifts targets right with the vocabulary's start token (T5: 0)."""
+  vocabulary = vocab.PadirVocabulary(t5_style_spm, max_target_length=8, extra_ids=10)
+  task = types.SimpleNamespace(output_features={
+      "inputs": types.SimpleNamespace(vocabulary=vocabulary),
+      "targets": types.SimpleNamespace(vocabulary=vocabulary)})
+  assert data.default_feature_converter(task).bos_id == 0
