@@ -408,3 +408,35 @@ def test_gin_model_files_build_their_model(name):
     assert model.refinement_config.decoder_input_scheme == "random"
     assert model.refinement_config.remasking_scheme == "previous"
     assert model.num_train_stages == 1
+
+
+# ------------------------------------------------------------------------------------------------
+# T5 vocabulary layout: decoder start 0 (attended), [MASK_i] = sentinels.
+
+
+def test_t5_layout_ar_and_padir_learn_and_decode():
+  st = SpecialTokens.t5(num_pieces=ST.num_pieces, max_target_length=T, extra_ids=10)
+  assert st.bos_id == PAD_ID and st.vocab_size == 128
+  ar = models.ARModel(_network(), special_tokens=st, decode_method="greedy")
+  ar_batch = {"encoder_input_tokens": SRC, "decoder_target_tokens": TGT,
+              "decoder_input_tokens": np.asarray(models.shift_right(TGT, st.bos_id))}
+  assert np.all(ar_batch["decoder_input_tokens"][:, 0] == 0)
+  params, _, last = _fit(ar, ar_batch, steps=60)
+  assert last < 0.05, last
+  tokens, _ = jax.jit(ar.predict_batch_with_aux)(params, ar_batch)
+  np.testing.assert_array_equal(tokens, TGT)
+
+  padir = models.PadirModel(_network(), special_tokens=st, decoder_input_scheme="mask_range",
+                            num_decode_iterations=2)
+  initial = np.asarray(decoding.initial_decoder_inputs(
+      jnp.asarray((TGT != PAD_ID).sum(-1)), T, "mask_range", st))
+  assert initial[0, 0] == st.num_pieces + st.extra_ids - 1  # <extra_id_0>
+  gold = np.where(TGT > EOS_ID, TGT, initial)
+  batch = {"encoder_input_tokens": np.concatenate([SRC, SRC]),
+           "decoder_target_tokens": np.concatenate([TGT, TGT]),
+           "decoder_input_tokens": np.concatenate([initial, gold]).astype(np.int32)}
+  params, _, last = _fit(padir, batch, steps=40)
+  assert last < 0.05, last
+  tokens, _ = jax.jit(padir.predict_batch_with_aux)(params, {"encoder_input_tokens": SRC,
+                                                             "decoder_input_tokens": TGT})
+  np.testing.assert_array_equal(tokens, TGT)
