@@ -6,6 +6,7 @@ T5.1.1 (gated GELU, untied output) and T5 v1.0 (ReLU, tied embeddings) configs s
 """
 import json
 import os
+import shutil
 
 import jax
 import jax.numpy as jnp
@@ -157,7 +158,6 @@ def test_convert_writes_a_checkpoint_and_network_gin(hf_checkpoint, tmp_path):
 
 
 def _edit_config(path, tmp_path, **changes):
-  import shutil
   copy = tmp_path / "edited"
   shutil.copytree(path, copy)
   config = json.loads((copy / "config.json").read_text())
@@ -292,3 +292,15 @@ def test_huggingface_t5_fine_tuned_as_a_padir_student(tiny_corpus, tmp_path):
   assert np.std(source[query]) > 0.05  # HF initialises it at (d_model * d_kv) ** -0.5
   # The student's decoder biases are the HF decoder's, re-bucketed for a bidirectional decoder.
   assert student["decoder"]["relpos_bias"]["rel_embedding"].shape == (4, 32)
+
+
+def test_torch_pickle_checkpoint_reads_the_same(hf_checkpoint, tmp_path):
+  """An older `save_pretrained` folder (`pytorch_model.bin`, every tied copy included)."""
+  _, hf, path = hf_checkpoint
+  shutil.copy(os.path.join(path, "config.json"), tmp_path / "config.json")
+  torch.save(hf.state_dict(), str(tmp_path / "pytorch_model.bin"))
+  expected = t5_import.read(path).params
+  imported = t5_import.read(str(tmp_path)).params
+  assert sorted(imported) == sorted(expected)
+  for name, value in expected.items():
+    np.testing.assert_array_equal(imported[name], value)
