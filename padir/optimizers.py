@@ -14,9 +14,11 @@ Gradient accumulation is not an optimizer wrapper here: the trainer splits each 
 checkpoint never holds a half-accumulated gradient and resuming is exact (see
 `padir.trainer.make_train_step`).
 """
-from typing import Any, Callable, NamedTuple, Optional, Union
+import re
+from typing import Any, Callable, Mapping, NamedTuple, Optional, Union
 
 import gin
+import jax
 import jax.numpy as jnp
 import optax
 
@@ -117,11 +119,38 @@ def adamw(learning_rate: Union[float, Schedule] = gin.REQUIRED,
           b1: float = 0.9,
           b2: float = 0.98,
           epsilon: float = 1e-9,
-          weight_decay: float = 0.0) -> Optimizer:
+          weight_decay: float = 0.0,
+          learning_rate_multipliers: Optional[Mapping[str, float]] = None) -> Optimizer:
   """AdamW (decoupled weight decay) with global-norm clipping; defaults as the Transformer /
-  Mask-Predict NMT recipes (b2 0.98, eps 1e-9, clip 1.0)."""
+  Mask-Predict NMT recipes (b2 0.98, eps 1e-9, clip 1.0).
+
+  `learning_rate_multipliers`: parameter-name regex (full match on 'token_embedder/embedding'
+  style names) -> factor on that parameter's update. Adam's steps have the same size whatever a
+  parameter's scale, so T5's embedding (initialised at std 1, Adafactor's
+  `multiply_by_parameter_scale` in mind) moves sqrt(d_model) times slower, relative to its
+  size, than a Transformer embedding of std 1/sqrt(d_model) scaled up by sqrt(d_model);
+  {'token_embedder/embedding': sqrt(d_model)} gives it that relative rate.
+  """
   schedule = _as_schedule(learning_rate)
   tx = optax.adamw(learning_rate=schedule, b1=b1, b2=b2, eps=epsilon,
                    weight_decay=weight_decay)
+  if learning_rate_multipliers:
+    tx = optax.chain(tx, scale_by_name(learning_rate_multipliers))
   tx = _with_clipping(tx, clip_gradient_norm)
   return Optimizer(tx.init, tx.update, schedule)
+
+
+def scale_by_name(multipliers: Mapping[str, float]) -> optax.GradientTransformation:
+  """Multiplies the update of each parameter whose '/'-joined name fully matches a regex of
+  `multipliers` by its factor (the first match); other updates pass unchanged."""
+  patterns = [(re.compile(pattern), float(factor)) for pattern, factor in multipliers.items()]
+
+  def factor(path) -> float:
+    name = "/".join(str(getattr(key, "key", getattr(key, "name", key))) for key in path)
+    return next((f for p, f in patterns if p.fullmatch(name)), 1.0)
+
+  def update(updates, state, params=None):
+    del params
+    return jax.tree_util.tree_map_with_path(lambda path, u: u * factor(path), updates), state
+
+  return optax.GradientTransformation(lambda params: optax.EmptyState(), update)
