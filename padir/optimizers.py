@@ -22,6 +22,8 @@ import jax
 import jax.numpy as jnp
 import optax
 
+from padir import checkpoints
+
 Schedule = Callable[[Any], Any]  # update count (int32 []) -> learning rate (float32 [])
 
 
@@ -146,7 +148,7 @@ def scale_by_name(multipliers: Mapping[str, float]) -> optax.GradientTransformat
   patterns = [(re.compile(pattern), float(factor)) for pattern, factor in multipliers.items()]
 
   def factor(path) -> float:
-    name = "/".join(str(getattr(key, "key", getattr(key, "name", key))) for key in path)
+    name = checkpoints.path_name(path)
     return next((f for p, f in patterns if p.fullmatch(name)), 1.0)
 
   def update(updates, state, params=None):

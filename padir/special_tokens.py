@@ -108,7 +108,7 @@ class SpecialTokens:
   @property
   def vocab_size(self) -> int:
     """Model vocabulary size: every id above, rounded up to a multiple of 128."""
-    end = self.num_pieces + self.extra_ids if self.layout == "t5" else self.mask_range_end
+    end = self.mask_id if self.layout == "t5" else self.mask_range_end  # T5: sentinels' end
     return -(-end // VOCAB_MULTIPLE) * VOCAB_MULTIPLE
 
   def mask_range_id(self, position):

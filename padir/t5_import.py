@@ -52,9 +52,11 @@ import glob
 import json
 import os
 import re
-from typing import Any, Callable, Dict, Iterator, List, Mapping, Optional, Sequence, Tuple
+from typing import Any, Dict, Iterator, List, Mapping, Optional, Sequence, Tuple
 
 import numpy as np
+
+from padir import checkpoints
 
 FORMATS = ("t5x", "huggingface")
 CONVERSION_FILE = "conversion.json"
@@ -155,7 +157,7 @@ def expected_shapes(network: Mapping[str, Any], vocab_size: int) -> Dict[str, Tu
       shape = (vocab_size, d)
     elif name == "decoder/logits_dense/kernel":
       shape = (d, vocab_size)
-    elif leaf[-2] == "relpos_bias" or leaf[-1] == "rel_embedding":
+    elif leaf[-1] == "rel_embedding":
       shape = (heads, buckets)
     elif leaf[-1] == "scale":
       shape = (d,)
@@ -432,7 +434,6 @@ def network_gin(checkpoint: ImportedCheckpoint) -> str:
 def convert(source: str, output_dir: str) -> ImportedCheckpoint:
   """Writes `output_dir/checkpoints/0/params` (orbax, this project's layout),
   `output_dir/network.gin` and `output_dir/conversion.json`; refuses a non-empty output."""
-  from padir import checkpoints  # pylint: disable=g-import-not-at-top
   checkpoint = read(source)
   if os.path.isdir(output_dir) and os.listdir(output_dir):
     raise FileExistsError(f"--output {output_dir} exists and is not empty; nothing was written")
