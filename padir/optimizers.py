@@ -151,8 +151,17 @@ def scale_by_name(multipliers: Mapping[str, float]) -> optax.GradientTransformat
     name = checkpoints.path_name(path)
     return next((f for p, f in patterns if p.fullmatch(name)), 1.0)
 
+  def init(params):
+    names = [checkpoints.path_name(path) for path, _ in
+             jax.tree_util.tree_flatten_with_path(params)[0]]
+    for pattern, _ in patterns:
+      if not any(pattern.fullmatch(name) for name in names):
+        raise ValueError(f"learning_rate_multipliers: {pattern.pattern!r} matches no parameter "
+                         f"name (e.g. {', '.join(names[:3])})")
+    return optax.EmptyState()
+
   def update(updates, state, params=None):
     del params
     return jax.tree_util.tree_map_with_path(lambda path, u: u * factor(path), updates), state
 
-  return optax.GradientTransformation(lambda params: optax.EmptyState(), update)
+  return optax.GradientTransformation(init, update)

@@ -31,6 +31,7 @@ def source_file(tiny_corpus, tmp_path_factory):
 
 
 def _distill(teacher_dir, source_file, output, **kwargs):
+  kwargs.setdefault("max_repeats", 0)  # every translation, looped or not
   return distill.distill(teacher_dir, distill.Sources(source_file=source_file), str(output),
                          shard_size=3, decode_method="greedy", gin_bindings=SMALL, **kwargs)
 
@@ -85,7 +86,10 @@ def test_cli_distills_a_task_split_with_beam_search(tiny_ar_dir, tiny_corpus, tm
   assert settings["sources"] == {"task": tiny_corpus["ar_task"], "split": "test"}
   sources = [e["inputs_text"] for e in data.iterate_examples(tiny_corpus["ar_task"], "test")]
   lines = _read(output / "distilled.tsv").split("\n")[:-1]
-  assert [line.split("\t")[0] for line in lines] == sources
+  dropped = _read(output / "dropped.tsv").split("\n")[:-1]  # looped translations (default 3)
+  assert all(distill.looped(line.split("\t")[1], 3) for line in dropped)
+  assert not any(distill.looped(line.split("\t")[1], 3) for line in lines)
+  assert sorted(line.split("\t")[0] for line in lines + dropped) == sorted(sources)
   assert len(os.listdir(output / "shards")) == 3
   # task.gin registers the distilled task in any process that parses it (a student's run).
   import gin  # pylint: disable=g-import-not-at-top
@@ -99,6 +103,33 @@ def test_cli_distills_a_task_split_with_beam_search(tiny_ar_dir, tiny_corpus, tm
           for e in data.iterate_examples(tiny_corpus["ar_task"], "validation")]
   assert [(e["inputs_text"], e["targets_text"])
           for e in data.iterate_examples("tinytest_distilled_padir", "validation")] == real
+
+
+def test_looped_finds_repeated_ngrams_only():
+  assert distill.looped("ein großer großer großer Hund", 3)
+  assert distill.looped("und einem Hund und einem Hund und einem Hund .", 3)
+  assert distill.looped("a b c d a b c d a b c d", 3)
+  assert not distill.looped("a b c d e a b c d e a b c d e", 3)  # 5-grams are not checked
+  assert not distill.looped("ein sehr sehr großer Hund", 3)
+  assert distill.looped("ein sehr sehr großer Hund", 2)
+  assert not distill.looped("", 3)
+
+
+def test_looped_translations_go_to_dropped_tsv(tiny_ar_dir, source_file, tmp_path, monkeypatch):
+  loop = "Ein Mann Mann Mann Mann"
+  monkeypatch.setattr(translator_lib.Translator, "translate",
+                      lambda self, lines, *a, **k: [loop if i % 2 else f"Satz {i}"
+                                                    for i, _ in enumerate(lines)])
+  result = _distill(tiny_ar_dir, source_file, tmp_path / "loops", max_repeats=3)
+  kept = _read(result.tsv).split("\n")[:-1]
+  dropped = _read(tmp_path / "loops" / "dropped.tsv").split("\n")[:-1]
+  assert (result.num_examples, result.num_dropped) == (len(kept), len(dropped)) == (5, 3)
+  assert all(line.endswith("\t" + loop) for line in dropped)
+  # The shards keep every translation: the same dir with max_repeats=0 gives them all back.
+  everything = _distill(tiny_ar_dir, source_file, tmp_path / "loops", max_repeats=0)
+  assert everything.num_examples == 8 and everything.num_dropped == 0
+  with pytest.raises(ValueError, match="--max_repeats=1"):
+    _distill(tiny_ar_dir, source_file, tmp_path / "bad", max_repeats=1)
 
 
 def test_a_padir_teacher_and_bad_sources_are_refused(tiny_padir_dir, source_file, tmp_path):

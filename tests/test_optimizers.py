@@ -2,6 +2,7 @@
 import jax
 import jax.numpy as jnp
 import numpy as np
+import pytest
 
 from padir import optimizers
 
@@ -18,3 +19,7 @@ def test_learning_rate_multipliers_scale_only_the_named_updates():
                              16.0 * base["token_embedder"]["embedding"], rtol=1e-6)
   np.testing.assert_array_equal(updates["decoder"]["logits_dense"]["kernel"],
                                 base["decoder"]["logits_dense"]["kernel"])
+  # A pattern that names no parameter (a typo) is an error at init, naming it.
+  typo = optimizers.adamw(1e-3, learning_rate_multipliers={"token_embeder/embedding": 16.0})
+  with pytest.raises(ValueError, match="'token_embeder/embedding' matches no parameter"):
+    typo.init(params)
