@@ -106,7 +106,11 @@ def _check_sampling(temperature: float, top_k: int, top_p: float):
 
 
 def _repeat_batch(tree: Any, times: int) -> Any:
-  """Repeats every batch-first leaf (ndim >= 1) `times` times: row b -> rows b*times .. +times-1."""
+  """Repeats every batch-first leaf (ndim >= 1) `times` times: row b -> rows b*times .. +times-1.
+
+  The cache contract of the AR loops (here and in `beam_search`'s reordering): every leaf with a
+  leading axis is per row, `[B, ...]`; a shared value (a step counter) must be a scalar. T5X
+  exempts leaves by name (`cache_index`) instead."""
   return jax.tree_util.tree_map(lambda x: jnp.repeat(x, times, axis=0) if x.ndim else x, tree)
 
 
@@ -189,7 +193,8 @@ def temperature_sample(prompt: Array,
       tokens = jnp.argmax(logits, axis=-1)
     else:
       rng, step_rng = jax.random.split(rng)
-      tokens = jax.random.categorical(step_rng, filter_logits(logits, top_k, top_p) / temperature)
+      # The nucleus of the tempered distribution (T5X's, HF's and fairseq's order).
+      tokens = jax.random.categorical(step_rng, filter_logits(logits / temperature, top_k, top_p))
     forced = lax.dynamic_index_in_dim(prompt, state.step, axis=1, keepdims=False)
     tokens = jnp.where(forced != 0, forced, tokens).astype(jnp.int32)
     # log_softmax(logits)[token] without materialising the [N, V] log-softmax.
@@ -202,7 +207,8 @@ def temperature_sample(prompt: Array,
         sequences=lax.dynamic_update_slice_in_dim(
             state.sequences, tokens[:, None], state.step + 1, axis=1),
         log_probs=state.log_probs + jnp.where(counted, token_log_probs, 0.0),
-        ended=state.ended | (tokens == eos_id),
+        # Only a generated EOS ends a row; an EOS forced by the prompt does not (T5X).
+        ended=state.ended | ((tokens == eos_id) & (forced == 0)),
         cache=cache,
         rng=rng)
 
@@ -253,12 +259,16 @@ def beam_search(prompt: Array,
                 pad_id: int = PAD_ID) -> Tuple[Array, Array]:
   """Beam search with a KV cache and T5X's brevity penalty.
 
-  Each step expands every alive beam and keeps the 2K best continuations. A continuation ending
-  in EOS is finished when it ranks among the K best of them (fairseq's rule, which makes beam
-  size 1 exactly greedy decoding); the K best continuations without EOS stay alive. At
-  `max_decode_len` the K best continuations are finished whatever their last token. The loop
-  ends, per example, when K hypotheses are finished and no alive beam can beat the worst of them
-  (T5X's bound), or at `max_decode_len`.
+  Each step expands every alive beam and keeps the 2K best continuations (T5X's rules). Every
+  one of them that ends in a generated EOS is offered to the finished set (the K best finished
+  so far), so the hypothesis returned is the best finished one seen; the K best continuations
+  without EOS stay alive. The loop ends, per example, when K hypotheses are finished and no
+  alive beam can beat the worst of them, or at `max_decode_len`. Finished hypotheses are
+  returned before unfinished ones whatever the scores (a hypothesis still running at T is
+  usually a loop); an example with no finished hypothesis returns its alive beams (no EOS,
+  scored with the penalty of T tokens).
+  Beam size 1 is greedy decoding, except that an EOS ranked second is kept as a finished
+  hypothesis and returned when its score is higher.
 
   Args:
     prompt: [B, P] int32 forced prefix (non-zero ids force the token at their position; forced
@@ -272,7 +282,8 @@ def beam_search(prompt: Array,
     eos_id, bos_id, pad_id: ids.
 
   Returns:
-    tokens [B, beam_size, T] int32 (PAD after EOS) and scores [B, beam_size] float32, best first.
+    tokens [B, beam_size, T] int32 (PAD after EOS) and scores [B, beam_size] float32, best first
+    (-inf and all PAD for slots with no finished hypothesis when some are finished).
   """
   if beam_size < 1:
     raise ValueError(f"beam_size={beam_size} must be >= 1")
@@ -297,10 +308,9 @@ def beam_search(prompt: Array,
     tokens = (top_indices % vocab).astype(jnp.int32)
     sequences = lax.dynamic_update_slice_in_dim(
         _gather_beams(state.alive_sequences, origins), tokens[:, :, None], state.step + 1, axis=2)
-    # Finished: EOS continuations among the K best (all K best at the last step).
-    is_eos = tokens == eos_id
-    last = state.step + 1 == length
-    newly_finished = (jnp.arange(2 * k) < k) & (is_eos | last) & (top_log_probs > NEG_INF)
+    # Finished: every generated-EOS continuation of the 2K (at most K: one per beam).
+    is_eos = (tokens == eos_id) & (forced[:, :, 0] == 0)
+    newly_finished = is_eos & (top_log_probs > NEG_INF)
     new_scores = jnp.where(
         newly_finished, top_log_probs / brevity_penalty(state.step + 1, alpha), NEG_INF)
     finished_scores, finished_indices = lax.top_k(
@@ -336,7 +346,11 @@ def beam_search(prompt: Array,
       finished_scores=jnp.full((batch, k), NEG_INF, jnp.float32),
       cache=_repeat_batch(cache, k))
   state = lax.while_loop(cond, body, state)
-  return state.finished_sequences, state.finished_scores
+  none_finished = state.finished_scores[:, 0] == NEG_INF  # [B]
+  alive_scores = state.alive_log_probs / best_alive_penalty
+  return (jnp.where(none_finished[:, None, None], state.alive_sequences[:, :, 1:],
+                    state.finished_sequences),
+          jnp.where(none_finished[:, None], alive_scores, state.finished_scores))
 
 
 # ------------------------------------------------------------------------------------------------
@@ -614,8 +628,9 @@ def choose_tokens(logits: Array,
     raise ValueError("temperature > 0 samples tokens: pass an rng")
   log_probs = _output_log_probs(logits, special_tokens)
   eos = jnp.arange(log_probs.shape[-1]) == special_tokens.eos_id
-  filtered = filter_logits(jnp.where(eos, NEG_INF, log_probs), config.top_k, config.top_p)
-  tokens = jax.random.categorical(rng, filtered / config.temperature).astype(jnp.int32)
+  filtered = filter_logits(jnp.where(eos, NEG_INF, log_probs) / config.temperature, config.top_k,
+                           config.top_p)  # The nucleus of the tempered distribution.
+  tokens = jax.random.categorical(rng, filtered).astype(jnp.int32)
   if initial_tokens is not None:
     keep = (initial_tokens == special_tokens.eos_id) | (initial_tokens == special_tokens.pad_id)
     tokens = jnp.where(keep, initial_tokens, tokens)

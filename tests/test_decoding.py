@@ -65,13 +65,52 @@ def _beam(table, beam_size, batch=3, length=6, alpha=0.0):
   return fn(jnp.zeros((batch, 0), jnp.int32), _ar_cache(batch))
 
 
-def test_greedy_equals_beam_size_one():
+def test_beam_size_one_is_greedy_or_a_better_finished_hypothesis():
   for seed in range(3):
     table = _ar_table(seed)
     greedy_tokens, greedy_scores = _greedy(table)
     beam_tokens, beam_scores = _beam(table, 1)
-    np.testing.assert_array_equal(greedy_tokens, beam_tokens)
-    np.testing.assert_allclose(greedy_scores, beam_scores, rtol=1e-5)
+    same = np.all(np.asarray(greedy_tokens) == np.asarray(beam_tokens), axis=(1, 2))
+    np.testing.assert_allclose(np.asarray(greedy_scores)[same], np.asarray(beam_scores)[same],
+                               rtol=1e-5)
+    # Where they differ, beam search kept an EOS ranked second that scores higher.
+    assert np.all(np.asarray(beam_scores)[~same] > np.asarray(greedy_scores)[~same])
+    for b in np.flatnonzero(~same):
+      assert _rescore(table, list(np.asarray(beam_tokens[b, 0]))) == pytest.approx(
+          float(beam_scores[b, 0]), abs=1e-4)
+
+
+def _constant_step(logits):
+  """The same next-token logits at every step, for every row."""
+  logits = jnp.asarray(logits, jnp.float32)
+
+  def step(ids, cache):
+    return jnp.broadcast_to(logits, (ids.shape[0], logits.shape[0])), cache
+
+  return step
+
+
+def test_beam_returns_the_best_finished_hypothesis_it_saw():
+  # T5X's decoding_test case: EOS (id 1) ranks third of 2K = 4 after the first step. A finished
+  # set fed from all 2K continuations keeps [EOS] (log-prob -1.519), better than any of the
+  # unfinished 3-token hypotheses (best [3, 3, 3], -1.857).
+  step = _constant_step([-1e7, -1.0, -0.9, -0.1])
+  tokens, scores = jax.jit(functools.partial(
+      decoding.beam_search, tokens_to_logits=step, beam_size=2, max_decode_len=3, alpha=0.0))(
+          jnp.zeros((1, 0), jnp.int32), {"index": jnp.array(0, jnp.int32)})
+  log_probs = jax.nn.log_softmax(jnp.array([-1e7, -1.0, -0.9, -0.1]))
+  assert list(np.asarray(tokens[0, 0])) == [EOS_ID, PAD_ID, PAD_ID]
+  assert float(scores[0, 0]) == pytest.approx(float(log_probs[EOS_ID]), abs=1e-5)
+  # With no finished hypothesis (EOS never among the 2K), the alive beams come back, scored
+  # with the penalty of T tokens.
+  step = _constant_step([-1e7, -20.0, -0.9, -0.1, -0.5, -0.6])
+  tokens, scores = jax.jit(functools.partial(
+      decoding.beam_search, tokens_to_logits=step, beam_size=2, max_decode_len=3, alpha=0.6))(
+          jnp.zeros((1, 0), jnp.int32), {"index": jnp.array(0, jnp.int32)})
+  log_probs = jax.nn.log_softmax(jnp.array([-1e7, -20.0, -0.9, -0.1, -0.5, -0.6]))
+  assert list(np.asarray(tokens[0, 0])) == [3, 3, 3]
+  assert float(scores[0, 0]) == pytest.approx(
+      3 * float(log_probs[3]) / float(decoding.brevity_penalty(3, 0.6)), abs=1e-5)
 
 
 def test_beam_scores_sorted_and_match_teacher_forced_rescoring():
@@ -124,8 +163,11 @@ def test_ar_stops_when_every_row_ended_and_respects_max_length(search):
       if stop < length:
         assert best[row, stop] == EOS_ID and np.all(best[row, stop + 1:] == PAD_ID)
         assert np.all(best[row, :stop] >= 4)
-      else:
+      elif search == "greedy":
         assert EOS_ID not in best[row] and PAD_ID not in best[row]
+      else:  # EOS (log-prob ~ -10) was among the 2K: a finished hypothesis beats unfinished ones.
+        end = list(best[row]).index(EOS_ID)
+        assert np.all(best[row, :end] >= 4) and np.all(best[row, end + 1:] == PAD_ID)
 
 
 def test_sampling_with_top_k_one_equals_greedy_and_samples_sorted():
@@ -137,6 +179,37 @@ def test_sampling_with_top_k_one_equals_greedy_and_samples_sorted():
   tokens, scores = _greedy(table, temperature=1.0, top_p=0.9, rng=KEY, num_decodes=5)
   assert tokens.shape == (3, 5, 6)
   assert np.all(np.diff(np.asarray(scores), axis=1) <= 0)
+
+
+def test_nucleus_is_taken_after_the_temperature():
+  # T5X's case: at T = 0.8 the tempered distribution's 0.63-nucleus is id 3 alone; the nucleus
+  # of the untempered one would also keep id 0.
+  logits = jnp.array([[-1.2, -1e7, -2.3, -0.51]])
+  step = _constant_step(logits[0])
+  rngs = jax.random.split(KEY, 64)
+  sample = jax.jit(lambda rng: decoding.temperature_sample(
+      jnp.zeros((1, 0), jnp.int32), {"index": jnp.array(0, jnp.int32)}, step,
+      max_decode_len=1, rng=rng, temperature=0.8, top_p=0.63)[0])
+  assert {int(sample(rng)[0, 0, 0]) for rng in rngs} == {3}
+  # PaDIR's sampler, the same logits on real pieces 4..7 (it never emits PAD, BOS or EOS).
+  padir_logits = jnp.full((1, 1, ST.vocab_size), -1e7).at[0, 0, 4:8].set(logits[0])
+  config = decoding.RefinementConfig(temperature=0.8, top_p=0.63)
+  padir_tokens = jax.vmap(lambda rng: decoding.choose_tokens(padir_logits, rng, config, ST)[0])(
+      rngs)
+  assert set(np.asarray(padir_tokens).ravel().tolist()) == {7}
+
+
+def test_an_eos_in_the_prompt_does_not_end_the_row():
+  step = _constant_step([-1e7, -5.0, 2.0, -5.0, -5.0, -5.0, -5.0])  # "always 2"
+  prompt = jnp.array([[5, EOS_ID, 0, 0]], jnp.int32)
+  tokens, _ = jax.jit(functools.partial(decoding.temperature_sample, tokens_to_logits=step,
+                                        max_decode_len=4))(prompt, {"i": jnp.array(0)})
+  assert list(np.asarray(tokens[0, 0])) == [5, EOS_ID, 2, 2]
+  beams, _ = jax.jit(functools.partial(decoding.beam_search, tokens_to_logits=step, beam_size=2,
+                                       max_decode_len=4))(prompt, {"i": jnp.array(0)})
+  # Generation went on past the prompt's EOS (the last step's finished [.., EOS] is preferred
+  # to the unfinished [.., 2]: EOS was among the 2K continuations).
+  assert list(np.asarray(beams[0, 0, :3])) == [5, EOS_ID, 2]
 
 
 def test_prompt_forces_tokens():
