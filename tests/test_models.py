@@ -389,6 +389,8 @@ _built = gin.external_configurable(_model, name="test_models_built")
 def test_gin_model_files_build_their_model(name):
   gin.clear_config()
   try:
+    # The size files `include` the shared ones, found on the gin/ search path.
+    gin.add_config_file_search_path(str(GIN_MODELS.parent))
     gin.parse_config_files_and_bindings(
         [str(GIN_MODELS / f"{name}.gin")],
         ["VOCABULARY = @test_models_stub_vocabulary()", "test_models_built.model = %MODEL"])
