@@ -3,8 +3,10 @@
 Gin binds at the edges: entry points call `parse_gin_flags` then `parse_gin`; library code only
 declares `@gin.configurable` constructors and functions.
 """
+import contextlib
+import logging
 import os
-from typing import List, Sequence, Tuple
+from typing import Iterator, List, Sequence, Tuple
 
 import gin
 
@@ -56,6 +58,24 @@ def resolve_gin_file(path: str) -> str:
   raise GinFlagError(f"--gin_file={path}: no such file (looked here and under {GIN_ROOT})")
 
 
+class _DropPackageLookups(logging.Filter):
+  """gin looks an `include 'models/ar.gin'` up as a Python package resource before the search
+  path, and logs 'Path not found' at ERROR level when there is no such package: drop those."""
+
+  def filter(self, record: logging.LogRecord) -> bool:
+    return record.msg != "Path not found: %s"
+
+
+@contextlib.contextmanager
+def _quiet_package_lookups() -> Iterator[None]:
+  quiet = _DropPackageLookups()
+  logging.getLogger().addFilter(quiet)
+  try:
+    yield
+  finally:
+    logging.getLogger().removeFilter(quiet)
+
+
 def parse_gin(files: Sequence[str], bindings: Sequence[str], finalize: bool = True) -> str:
   """Parses gin files and bindings; errors name the file or binding. Returns the operative-free
   config string of what was parsed (for saving beside a run)."""
@@ -63,7 +83,8 @@ def parse_gin(files: Sequence[str], bindings: Sequence[str], finalize: bool = Tr
   resolved = [resolve_gin_file(f) for f in files]
   for f in resolved:
     try:
-      gin.parse_config_file(f)
+      with _quiet_package_lookups():
+        gin.parse_config_file(f)
     except Exception as e:  # gin raises several types; keep its message, add the file.
       raise GinFlagError(f"gin file {f}: {e}") from e
   for b in bindings:
