@@ -34,7 +34,7 @@ Protocol (also written into the JSON and the markdown):
 - Length scaling: batch 1, source = target length 16 -> 128 tokens, AR greedy vs PaDIR@4.
 
 Writes `decode_speed.json`, `decode_speed.md` (each system's speed ratio to AR greedy at the same
-batch size, the targets of issue 7, the length sweep) and `decode_speed.png` (speedup vs batch
+batch size, the decode-speed targets, the length sweep) and `decode_speed.png` (speedup vs batch
 size, one line per system; latency vs target length). Imports neither seqio nor TensorFlow.
 """
 import argparse
@@ -407,7 +407,7 @@ def write_markdown(path: str, report: Dict[str, Any]):
             f"{report['sentences']['mean_target_length']:.1f} pieces",
             f"- Batch sizes: {report['batch_sizes']} (largest: {report['largest_batch']['how']})",
             f"- Protocol: {report['protocol']}", ""]
-  lines += ["## Targets (issue 7)", "", "| target | goal | measured | met |", "|---|---|---|---|"]
+  lines += ["## Targets", "", "| target | goal | measured | met |", "|---|---|---|---|"]
   for t in report["targets"]:
     met = "—" if t["met"] is None else ("yes" if t["met"] else "**no**")
     lines.append(f"| {t['target']} | {t['goal']} | {t['measured']:.2f}x | {met} |")

@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Multi30k En->De, the whole pipeline on the CPU budget (issue 6): AR teacher (60 minutes of
+# Multi30k En->De, the whole pipeline on the CPU budget: AR teacher (60 minutes of
 # training) -> distillation of train -> PaDIR students on raw and distilled data (each
 # started from the teacher's parameters) -> every system on test_2016_flickr, with speed.
 #

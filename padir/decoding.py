@@ -33,7 +33,7 @@ additive [V] biases (a broadcast `jnp.where` mask de-vectorises XLA:CPU reductio
 one `lax.while_loop` inside the caller's jit (no host round-trip); `early_exit=False` fixes the
 work at `num_decode_iterations` passes for benchmarks.
 
-Avoids the public reference's decoding mistakes (DESIGN.md 5-11): range masks sized by
+Where the paper's public code goes wrong, this does not: range masks sized by
 `SpecialTokens.max_target_length` only; lengths clipped so EOS is never dropped; the candidate
 count derived from the config and duplicate lengths removed; V read from the logits and the
 [N, T, V] logits sum allocated only for the `logits_sum` scheme; convergence tracked per row; no
@@ -821,7 +821,8 @@ def postprocess(tokens: Array,
                 pad_id: int = PAD_ID) -> Array:
   """Output clean-up: cut at the first EOS, then (optionally) remove stutter. [N, T] -> [N, T].
 
-  Tokens are never deleted for equalling their initial decoder input (reference mistake 10).
+  Tokens are never deleted for equalling their initial decoder input (the paper's public code
+  does, which drops correct words that happen to match a random initial token).
   """
   tokens = cut_at_eos(tokens, eos_id, pad_id)
   return remove_stutter(tokens, pad_id, eos_id) if collapse_stutter else tokens
