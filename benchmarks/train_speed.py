@@ -78,6 +78,9 @@ SETUPS = {s.name: s for s in (
     Setup("ar_buckets", "192 length-bucketed rows, gated GELU", _AR, (_GATED_GELU,)),
     Setup("ar", "experiments/multi30k_ar.gin as it is (buckets, ReLU MLP)", _AR),
     Setup("ar_no_dropout", "the recipe without dropout", _AR, ("DROPOUT_RATE = 0.0",)),
+    Setup("ar_untied", "the recipe with T5.1.1's separate output layer, no Adam corrections",
+          _AR, ("network.get_config.logits_via_embedding = False",
+                "optimizers.adamw.learning_rate_multipliers = None")),
     Setup("padir", "experiments/multi30k_padir.gin as it is (the student's step)",
           ("models/padir_tiny.gin", "experiments/multi30k_padir.gin")),
     # `padir demo`'s network on the built-in corpus (offline; no dropout there).

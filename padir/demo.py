@@ -530,8 +530,9 @@ def learning_curves_plot(teacher_dir: str, student_dirs: Mapping[str, str], path
     if curve["validation_accuracy"]:
       ax.plot([start + m for m in curve["validation_minutes"]], curve["validation_accuracy"],
               "o", color=line.get_color(), label=f"{name} (validation)")
-  ax.set_xlabel("training minutes (students: from the teacher's step "
-                f"{init}, where they start)")
+  start_label = "last checkpoint" if student_init_step is None else f"step {init}"
+  ax.set_xlabel(f"training minutes (students: from the teacher's {start_label}, where they "
+                "start)")
   ax.set_ylabel("token accuracy (train batches; students: masked positions)")
   ax.set_title(f"{title}: learning curves")
   ax.grid(True, alpha=0.3)
