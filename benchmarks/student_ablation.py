@@ -60,6 +60,8 @@ _UNBUCKETED = ("train/data.get_dataset.length_buckets = None",
                "train/data.get_dataset.input_length_buckets = None")
 _NO_GLAT = "models.PadirModel.glancing_ratio = 0.0"
 _ONE_LENGTH = (("top_k_lengths", 1),)
+_ADAM_PARAMETRISATION = ("optimizers.adamw.learning_rate_multipliers = "
+                         "{'token_embedder/embedding': 8.0, '.*/query/kernel': 0.25}")
 
 VARIANTS = (
     Variant("recipe", "experiments/builtin_padir.gin as it is"),
@@ -85,6 +87,9 @@ VARIANTS = (
     Variant("deep_encoder", "4 encoder layers instead of 2 (layers 3-4 start fresh, not from the "
             "teacher); the encoder runs once per sentence, not once per iteration",
             ("network.get_config.num_encoder_layers = 4",)),
+    Variant("adam_parametrisation", "T5's parametrisation corrected for Adam, as the Multi30k "
+            "recipes: embedding steps x8 (sqrt(d_model)), query kernel steps x1/4 "
+            "(sqrt(head_dim))", (_ADAM_PARAMETRISATION,)),
     Variant("old_recipe", "every change undone: classifier, random rows, copied biases, fixed "
             "rows, no glancing, 1 length, every position re-predicted",
             (_CLASSIFIER, _NO_MASK_INIT, _NO_RELPOS_MAP, *_UNBUCKETED, _NO_GLAT),

@@ -16,6 +16,7 @@ path and shape: that is a config error, never silently "fixed" by starting over.
 The data position is the step: datasets are deterministic and the trainer skips `step` batches
 on resume.
 """
+import dataclasses
 import json
 import logging
 import os
@@ -209,17 +210,40 @@ def restore_latest(manager: ocp.CheckpointManager, abstract_params: Any,
   return restored["params"], restored["train_state"], step
 
 
-def _resolve(path: str, step: Optional[int]) -> Tuple[str, Optional[int]]:
-  """Accepts a model_dir, its checkpoints/ dir, or one step dir (checkpoints/<step>)."""
+@dataclasses.dataclass(frozen=True)
+class CheckpointPath:
+  """Where a model_dir, its checkpoints/ dir or one step dir (checkpoints/<step>) points.
+
+  Attributes:
+    directory: the checkpoints directory (the path itself when it is none of the three).
+    step: the step asked for, or the step of a step dir; None: the newest.
+  """
+  directory: str
+  step: Optional[int]
+
+  @property
+  def model_dir(self) -> Optional[str]:
+    """The `padir train` model_dir holding `directory` as its checkpoints/, else None."""
+    if os.path.basename(self.directory) != CHECKPOINTS_SUBDIR:
+      return None
+    return os.path.dirname(self.directory)
+
+
+def resolve(path: str, step: Optional[int] = None) -> CheckpointPath:
+  """Accepts a model_dir, its checkpoints/ dir, or one step dir (checkpoints/<step>).
+
+  Raises:
+    ValueError: a step dir and a different `step`.
+  """
   path = os.path.abspath(path)
   if os.path.isdir(os.path.join(path, CHECKPOINTS_SUBDIR)):
-    return os.path.join(path, CHECKPOINTS_SUBDIR), step
+    return CheckpointPath(os.path.join(path, CHECKPOINTS_SUBDIR), step)
   base = os.path.basename(path)
   if base.isdigit() and os.path.isdir(os.path.join(path, "params")):
     if step is not None and step != int(base):
-      raise ValueError(f"load_params({path!r}, step={step}): the path is step {base}")
-    return os.path.dirname(path), int(base)
-  return path, step
+      raise ValueError(f"checkpoint dir {path} is step {base}, not {step}")
+    return CheckpointPath(os.path.dirname(path), int(base))
+  return CheckpointPath(path, step)
 
 
 def load_params(path: str, step: Optional[int] = None,
@@ -236,7 +260,7 @@ def load_params(path: str, step: Optional[int] = None,
   Returns:
     (params, step).
   """
-  directory, step = _resolve(path, step)
+  directory, step = dataclasses.astuple(resolve(path, step))
   if not os.path.isdir(directory):
     raise FileNotFoundError(f"no checkpoint directory at {directory}")
   manager = make_manager(directory, read_only=True)

@@ -395,6 +395,10 @@ class RefinementConfig:
     early_exit: stop the loop once every row has converged (the default). False runs exactly
       `num_decode_iterations` decoder passes (converged rows stay frozen, so the output is the
       same): fixed work, for speed benchmarks.
+    num_canvas_sizes: refinement runs on the smallest of this many canvas lengths
+      (`canvas_sizes`: T k / n for k = 1..n, rounded up to a multiple of 8) that holds the
+      longest candidate, not on all T positions: a pass costs in proportion to its positions,
+      and padding changes no real position's output (the decoder masks it). 1: always T.
   """
   num_decode_iterations: int = 4
   decoder_input_scheme: str = "random"
@@ -416,6 +420,7 @@ class RefinementConfig:
   return_history: bool = False
   keep_visible: bool = False
   early_exit: bool = True
+  num_canvas_sizes: int = 4
 
   def __post_init__(self):
     for name, value, allowed in (("decoder_input_scheme", self.decoder_input_scheme,
@@ -444,6 +449,8 @@ class RefinementConfig:
           f"'random' (with {self.decoder_input_scheme!r} every sample would be identical)")
     if self.alpha < 0:
       raise ValueError(f"alpha={self.alpha} must be >= 0")
+    if self.num_canvas_sizes < 1:
+      raise ValueError(f"num_canvas_sizes={self.num_canvas_sizes} must be >= 1")
     if self.keep_visible and self.remasking_scheme != "initial":
       raise ValueError(f"keep_visible needs remasking_scheme='initial' (got "
                        f"{self.remasking_scheme!r}): only then is a masked position one whose "
@@ -502,6 +509,14 @@ def length_candidates(length_predictions: Array, config: RefinementConfig,
   duplicate = jnp.any((lengths[:, :, None] == lengths[:, None, :]) & earlier, axis=-1)
   samples = config.num_parallel_samples
   return jnp.repeat(lengths, samples, axis=1), jnp.repeat(~duplicate, samples, axis=1)
+
+
+def canvas_sizes(max_decode_len: int, num_canvas_sizes: int) -> Tuple[int, ...]:
+  """The canvas lengths refinement may run on, ascending, the last one T: T k / n for
+  k = 1..n, rounded up to a multiple of 8 (at most T), without repeats."""
+  sizes = (min(max_decode_len, -(-max_decode_len * k // num_canvas_sizes) + 7) // 8 * 8
+           for k in range(1, num_canvas_sizes + 1))
+  return tuple(sorted({size for size in sizes if size > 0} | {max_decode_len}))
 
 
 def initial_decoder_inputs(lengths: Array,
@@ -971,6 +986,34 @@ def refine(logits_fn: LogitsFn,
   return tokens, token_log_probs, aux
 
 
+def _refine_on_fitted_canvas(logits_fn: LogitsFn, initial_tokens: Array, longest: Array,
+                             rng: Array, config: RefinementConfig,
+                             special_tokens: SpecialTokens) -> Tuple[Array, Array, Dict[str, Array]]:
+  """`refine` on the first `canvas` positions of `initial_tokens` [N, T], `canvas` the smallest
+  of `canvas_sizes` >= `longest` (a traced [] int: `lax.switch` picks the branch at run time),
+  the outputs padded back to T."""
+  length = initial_tokens.shape[1]
+  sizes = canvas_sizes(length, config.num_canvas_sizes)
+
+  def on_canvas(canvas: int):
+    def run(tokens: Array):
+      tokens, token_log_probs, aux = refine(logits_fn, tokens[:, :canvas], rng, config,
+                                            special_tokens)
+      pad = [(0, 0)] * (tokens.ndim - 1) + [(0, length - canvas)]
+      aux = dict(aux)
+      if "history" in aux:
+        aux["history"] = jnp.pad(aux["history"], [(0, 0)] + pad,
+                                 constant_values=special_tokens.pad_id)
+      return (jnp.pad(tokens, pad, constant_values=special_tokens.pad_id),
+              jnp.pad(token_log_probs, pad), aux)
+    return run
+
+  if len(sizes) == 1:
+    return on_canvas(length)(initial_tokens)
+  branch = jnp.searchsorted(jnp.asarray(sizes), longest)
+  return lax.switch(branch, [on_canvas(size) for size in sizes], initial_tokens)
+
+
 def padir_decode(logits_fn: LogitsFn,
                  length_predictions: Array,
                  rng: Array,
@@ -1009,8 +1052,8 @@ def padir_decode(logits_fn: LogitsFn,
   init_rng, refine_rng = jax.random.split(rng)
   initial = initial_decoder_inputs(lengths.reshape(-1), max_decode_len,
                                    config.decoder_input_scheme, special_tokens, init_rng)
-  tokens, token_log_probs, refine_aux = refine(logits_fn, initial, refine_rng, config,
-                                               special_tokens)
+  tokens, token_log_probs, refine_aux = _refine_on_fitted_canvas(
+      logits_fn, initial, jnp.max(lengths), refine_rng, config, special_tokens)
   model_scores = score_candidates(tokens, token_log_probs, config,
                                   special_tokens.pad_id).reshape(batch, num)
   scores = model_scores if rescore_fn is None else (

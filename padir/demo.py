@@ -313,19 +313,23 @@ def measure(translator: translator_lib.Translator, sources: Sequence[str],
   }, hypotheses
 
 
-def systems(teacher_dir: str, student_dirs: Mapping[str, str]):
-  """(name, model, iterations, model dir, decoder_params) of every evaluated system."""
+def systems(teacher_dir: str, student_dirs: Mapping[str, str],
+            padir_decoder_params: Optional[Mapping[str, Any]] = None):
+  """(name, model, iterations, model dir, decoder_params) of every evaluated system;
+  `padir_decoder_params` are added to every student's."""
   yield "ar_greedy", "ar", None, teacher_dir, {"decode_method": "greedy"}
   yield "ar_beam4", "ar", None, teacher_dir, {"decode_method": "beam", "beam_size": 4}
   for data_name, model_dir in student_dirs.items():
     for k in ITERATIONS:
-      yield f"padir_{data_name}@{k}", "padir", k, model_dir, {"num_decode_iterations": k}
+      yield (f"padir_{data_name}@{k}", "padir", k, model_dir,
+             {**(padir_decoder_params or {}), "num_decode_iterations": k})
 
 
 def evaluate(sources: Sequence[str], references: Sequence[str], teacher_dir: str,
              student_dirs: Mapping[str, str], *, hypotheses_dir: str,
              num_latency_sentences: int,
-             length_buckets: Optional[Sequence[int]] = None) -> List[Dict[str, Any]]:
+             length_buckets: Optional[Sequence[int]] = None,
+             padir_decoder_params: Optional[Mapping[str, Any]] = None) -> List[Dict[str, Any]]:
   """Every system (`systems`) on one test set, one after the other in this process; writes
   `hypotheses_dir/SYSTEM.txt`. Returns the rows of results.json's `systems`."""
   options = [f"TranslatorOptions.batch_size = {EVAL_BATCH_SIZE}"]
@@ -333,7 +337,8 @@ def evaluate(sources: Sequence[str], references: Sequence[str], teacher_dir: str
     options.append(f"TranslatorOptions.length_buckets = {tuple(length_buckets)}")
   translators: Dict[str, translator_lib.Translator] = {}
   rows = []
-  for name, model, iterations, model_dir, decoder_params in systems(teacher_dir, student_dirs):
+  for name, model, iterations, model_dir, decoder_params in systems(teacher_dir, student_dirs,
+                                                                   padir_decoder_params):
     if model_dir not in translators:
       translators[model_dir] = translator_lib.Translator.from_checkpoint(
           model_dir, gin_bindings=options)
@@ -373,8 +378,8 @@ def checks(rows: Sequence[Mapping[str, Any]]) -> Dict[str, Any]:
   at every K; BLEU of each student rising from 1 to 4 iterations, and the students' mean not
   lower with more iterations (K = 1, 2, 4, 8 in turn)."""
   bleu = {row["name"]: row["bleu"] for row in rows}
-  mean_by_k = [statistics.fmean([bleu[f"padir_raw@{k}"], bleu[f"padir_distilled@{k}"]])
-               for k in ITERATIONS]
+  students = [d for d in ("raw", "distilled") if f"padir_{d}@1" in bleu]  # Raw is optional.
+  mean_by_k = [statistics.fmean([bleu[f"padir_{d}@{k}"] for d in students]) for k in ITERATIONS]
   distilled = {k: bleu[f"padir_distilled@{k}"] for k in ITERATIONS}
   return {
       "every_field": all(row.get(f) is not None or (f == "iterations" and row["model"] == "ar")
@@ -386,9 +391,10 @@ def checks(rows: Sequence[Mapping[str, Any]]) -> Dict[str, Any]:
       "distilled_at_1_minus_ar_greedy": distilled[1] - bleu["ar_greedy"],
       "distilled_at_1_near_ar_greedy":
           distilled[1] >= bleu["ar_greedy"] - MAX_GAP_TO_AR_GREEDY_AT_1,
-      "distilled_at_least_raw": all(distilled[k] >= bleu[f"padir_raw@{k}"] for k in ITERATIONS),
+      "distilled_at_least_raw": (all(distilled[k] >= bleu[f"padir_raw@{k}"] for k in ITERATIONS)
+                                 if "raw" in students else None),
       "bleu_rises_from_1_to_4": all(bleu[f"padir_{d}@4"] > bleu[f"padir_{d}@1"]
-                                    for d in ("raw", "distilled")),
+                                    for d in students),
       "students_mean_bleu_by_iterations": mean_by_k,
       "more_iterations_do_not_lower_bleu": all(b >= a for a, b in zip(mean_by_k, mean_by_k[1:])),
   }
@@ -462,8 +468,8 @@ def results_markdown(results: Mapping[str, Any]) -> str:
   return "\n".join(lines) + "\n"
 
 
-def _yes(value: bool) -> str:
-  return "yes" if value else "**no**"
+def _yes(value: Optional[bool]) -> str:
+  return "n/a" if value is None else "yes" if value else "**no**"
 
 
 def tradeoff_plot(rows: Sequence[Mapping[str, Any]], path: str, title: str = "padir demo") -> None:
@@ -623,22 +629,26 @@ def evaluate_and_report(output_dir: str, teacher_dir: str, student_dirs: Mapping
                         length_buckets: Optional[Sequence[int]] = None,
                         extra: Optional[Mapping[str, Any]] = None,
                         before_writing: Optional[Callable[[Dict[str, Any]], Any]] = None,
-                        student_init_step: Optional[int] = None) -> Dict[str, Any]:
+                        student_init_step: Optional[int] = None,
+                        padir_decoder_params: Optional[Mapping[str, Any]] = None
+                        ) -> Dict[str, Any]:
   """Evaluates every system on `task`/`split` and writes `output_dir`/{results.json, results.md,
   tradeoff.png, learning_curves.png, hypotheses/} (the demo's last stage;
   benchmarks/multi30k.sh's too). `student_init_step`: the teacher's step where the students
-  started (None: its last)."""
+  started (None: its last); `padir_decoder_params`: decoding options of every student."""
   sources, references = test_set(task, split)
   load_start = load_average()
   rows = evaluate(sources, references, teacher_dir, student_dirs,
                   hypotheses_dir=os.path.join(output_dir, "hypotheses"),
-                  num_latency_sentences=num_latency_sentences, length_buckets=length_buckets)
+                  num_latency_sentences=num_latency_sentences, length_buckets=length_buckets,
+                  padir_decoder_params=padir_decoder_params)
   results = {
       "title": title, "command": command, **(extra or {}),
       "date": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
       "machine": machine(),
       "load_average": {"evaluate_start": load_start, "evaluate_end": load_average()},
       "test_task": task, "test_split": split, "test_sentences": len(sources),
+      "padir_decoder_params": dict(padir_decoder_params or {}),
       "latency_sentences": min(num_latency_sentences, len(sources)), "systems": rows,
       "checks": checks(rows),
   }

@@ -165,10 +165,8 @@ def trained_model_class(config: str) -> Optional[str]:
 def source_config_path(init_checkpoint: str) -> Optional[str]:
   """`config.gin` of the run that wrote `init_checkpoint` (a model_dir, its checkpoints/ dir or
   one step dir), or None when the path is not inside a model_dir's checkpoints/."""
-  directory, _ = checkpoints._resolve(init_checkpoint, None)  # pylint: disable=protected-access
-  if os.path.basename(directory) != checkpoints.CHECKPOINTS_SUBDIR:
-    return None
-  return os.path.join(os.path.dirname(directory), checkpoints.CONFIG_FILE)
+  model_dir = checkpoints.resolve(init_checkpoint).model_dir
+  return None if model_dir is None else os.path.join(model_dir, checkpoints.CONFIG_FILE)
 
 
 def source_decoder_causal(init_checkpoint: str) -> Optional[bool]:

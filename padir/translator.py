@@ -161,14 +161,13 @@ def resolve_model_dir(path: str, step: Optional[int] = None) -> Tuple[str, Optio
   path = os.path.abspath(path)
   if not os.path.isdir(path):
     raise CheckpointDirError(f"checkpoint dir {path} does not exist")
-  candidates = [(path, step), (os.path.dirname(path), step)]
-  if os.path.basename(path).isdigit():  # model_dir/checkpoints/<step>
-    candidates.append((os.path.dirname(os.path.dirname(path)), int(os.path.basename(path))))
-    if step is not None and step != candidates[-1][1]:
-      raise CheckpointDirError(f"checkpoint dir {path} is step {candidates[-1][1]}, not {step}")
-  for model_dir, model_step in candidates:
-    if os.path.isfile(os.path.join(model_dir, checkpoints.CONFIG_FILE)):
-      return model_dir, model_step
+  try:
+    location = checkpoints.resolve(path, step)
+  except ValueError as e:
+    raise CheckpointDirError(str(e)) from e
+  for model_dir in (location.model_dir, path, os.path.dirname(path)):
+    if model_dir and os.path.isfile(os.path.join(model_dir, checkpoints.CONFIG_FILE)):
+      return model_dir, location.step
   raise CheckpointDirError(
       f"checkpoint dir {path} has no {checkpoints.CONFIG_FILE} (nor its parents): give the "
       f"--model_dir of a `padir train` run")

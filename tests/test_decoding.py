@@ -496,6 +496,48 @@ def test_rescoring_picks_the_candidate_the_rescorer_prefers():
   assert tokens.tolist() == [[9, 10, EOS_ID, 0, 0, 0, 0, 0]]
 
 
+def test_canvas_sizes():
+  assert decoding.canvas_sizes(32, 4) == (8, 16, 24, 32)
+  assert decoding.canvas_sizes(48, 4) == (16, 24, 40, 48)
+  assert decoding.canvas_sizes(24, 4) == (8, 16, 24)
+  assert decoding.canvas_sizes(5, 4) == (5,)
+  assert decoding.canvas_sizes(48, 1) == (48,)
+
+
+@pytest.mark.parametrize("scheme", ["random", "mask"])
+def test_fitted_canvas_decodes_as_the_full_one(scheme):
+  """Refinement on the smallest canvas that holds the longest candidate (16 of 32 positions
+  here) returns what the full canvas does, given a model that, like the decoder, ignores
+  padding; and only the 16-long canvas runs."""
+  table = jnp.asarray(np.random.RandomState(3).randn(32, ST.vocab_size).astype(np.float32))
+  widths = []
+
+  def logits_fn(x):
+    jax.debug.callback(lambda inputs: widths.append(inputs.shape[1]), x)
+    content = jnp.sum(jnp.where(x != PAD_ID, x, 0), axis=-1, keepdims=True)
+    favourite = 4 + (x + content) % (ST.num_pieces - 4)
+    return table[:x.shape[1]] + _favourites(favourite, jnp.full(x.shape, 2.0)), None
+
+  def decode(num_canvas_sizes):
+    config = decoding.RefinementConfig(
+        decoder_input_scheme=scheme, rejecter="linear", remasking_scheme="initial",
+        keep_visible=True, top_k_lengths=2, length_beam=3, return_history=True,
+        return_all_candidates=True, num_canvas_sizes=num_canvas_sizes)
+    scores = jnp.asarray(np.random.RandomState(4).randn(3, 33).astype(np.float32))
+    scores = scores.at[:, 14:].add(-1e4)  # The longest candidate is 13 + 1 = 14 long.
+    return _decode(logits_fn, scores, config, 32)
+
+  full, full_aux = decode(1)
+  assert set(widths) == {32}
+  widths.clear()
+  fitted, fitted_aux = decode(4)
+  assert set(widths) == {16}
+  np.testing.assert_array_equal(fitted, full)
+  for name in ("candidates", "history", "iterations", "lengths", "best"):
+    np.testing.assert_array_equal(fitted_aux[name], full_aux[name], err_msg=name)
+  np.testing.assert_allclose(fitted_aux["scores"], full_aux["scores"], rtol=1e-6)
+
+
 def test_score_candidates_mean_sum_and_brevity():
   tokens = jnp.array([[5, 6, EOS_ID, 0]])
   log_probs = jnp.array([[-1.0, -2.0, -3.0, 0.0]])

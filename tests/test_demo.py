@@ -118,3 +118,22 @@ def test_student_ablation_on_the_demo(demo_run, tmp_path):
   with open(os.path.join(output, "learning_curves.png"), "rb") as f:
     assert f.read(8) == b"\x89PNG\r\n\x1a\n"
   assert student_ablation.main(["--demo", workdir, "--variants", "nonsense"]) == 1
+
+
+def test_checks_with_and_without_the_raw_student():
+  def rows(bleu):
+    return [{"name": name, "model": "ar" if name.startswith("ar") else "padir",
+             "iterations": None, "bleu": b, "chrf": 1.0, "stutter_rate": 0.0,
+             "latency_ms_batch1": 1.0, "sentences_per_s_batch64": 1.0}
+            for name, b in bleu.items()]
+
+  bleu = {"ar_greedy": 30.0, "ar_beam4": 32.0}
+  bleu.update({f"padir_distilled@{k}": 25.0 + k for k in demo.ITERATIONS})
+  alone = demo.checks(rows(bleu))
+  assert alone["distilled_at_least_raw"] is None and alone["bleu_rises_from_1_to_4"]
+  assert alone["students_mean_bleu_by_iterations"] == [26.0, 27.0, 29.0, 33.0]
+  assert alone["distilled_at_4_minus_ar_beam4"] == -3.0 and not alone["distilled_at_4_near_ar_beam4"]
+  bleu.update({f"padir_raw@{k}": 27.0 for k in demo.ITERATIONS})
+  both = demo.checks(rows(bleu))
+  assert both["distilled_at_least_raw"] is False and both["bleu_rises_from_1_to_4"] is False
+  assert "n/a" in demo._yes(None)  # pylint: disable=protected-access
