@@ -87,7 +87,8 @@ PROTOCOL = (
     "Fixed, comparable work: every system decodes T = the batch's longest reference target "
     "length. AR greedy / beam 4 run exactly T cached steps (EOS is made unreachable). PaDIR "
     "runs exactly k decoder passes (early_exit=False) over its C = length_beam candidates per "
-    "sentence, T positions each (T is passed as the width of decoder_target_tokens, as a "
+    "sentence, T positions each (num_canvas_sizes=1: the canvas is not fitted to the random "
+    "length predictor's lengths; T is passed as the width of decoder_target_tokens, as a "
     "length-bucketed decode would size it; without it the model refines max_target_length "
     "positions). Encoder, cross-attention keys/values, length prediction and candidate scoring "
     "are inside the timed call. Compilation excluded (ahead of time, plus one warm-up call, "
@@ -254,7 +255,7 @@ def predict_fn(model: models.BaseModel, system: System) -> Callable:
                {"decode_method": "beam", "beam_size": system.beam_size})
     return lambda p, b, rng: model.predict_batch_with_aux(p, b, decoder_params=params_)[0]
   overrides = {"num_decode_iterations": system.iterations, "length_beam": system.length_beam,
-               "early_exit": False}
+               "early_exit": False, "num_canvas_sizes": 1}
   return lambda p, b, rng: model.predict_batch_with_aux(p, b, rng, decoder_params=overrides)[0]
 
 
@@ -707,7 +708,8 @@ def run(args: argparse.Namespace) -> Dict[str, Any]:
       "protocol": PROTOCOL,
       "padir_config": {k: v for k, v in dataclasses.asdict(
           padir_models["standard"].refinement_config).items()
-                       if k not in ("num_decode_iterations", "length_beam", "early_exit")},
+                       if k not in ("num_decode_iterations", "length_beam", "early_exit",
+                                    "num_canvas_sizes")},
       "batch_sizes": batch_sizes,
       "largest_batch": largest,
       "results": results,

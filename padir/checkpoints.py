@@ -24,9 +24,10 @@ import platform
 import sys
 import time
 from importlib import metadata as importlib_metadata
-from typing import Any, Callable, Dict, Mapping, Optional, Sequence, Tuple
+from typing import Any, Callable, Dict, List, Mapping, Optional, Sequence, Tuple
 
 import jax
+import numpy as np
 import orbax.checkpoint as ocp
 
 logger = logging.getLogger(__name__)
@@ -278,6 +279,31 @@ def load_params(path: str, step: Optional[int] = None,
   restored, step = _restore_newest_readable(
       manager, [step] if step is not None else steps, abstract_fn)
   return restored["params"], step
+
+
+def average_params(path: str, steps: Sequence[int]) -> Any:
+  """The element-wise mean of the parameters of `steps` of one run (fairseq's
+  `average_checkpoints.py`): summed in float32, returned in each leaf's stored dtype, as host
+  numpy arrays. `path` as `load_params`'s."""
+  if not steps:
+    raise ValueError("average_params: no steps to average")
+  total, dtypes = None, None
+  for step in steps:
+    params, _ = load_params(path, step)
+    if total is None:
+      dtypes = jax.tree.map(lambda x: x.dtype, params)
+      total = jax.tree.map(lambda x: np.asarray(x, np.float32), params)
+    else:
+      total = jax.tree.map(lambda t, x: t + np.asarray(x, np.float32), total, params)
+  return jax.tree.map(lambda t, dtype: (t / len(steps)).astype(dtype), total, dtypes)
+
+
+def saved_steps(path: str) -> List[int]:
+  """The complete checkpoint steps under a model_dir, its checkpoints/ dir or a step dir."""
+  directory = resolve(path).directory
+  if not os.path.isdir(directory):
+    raise FileNotFoundError(f"no checkpoint directory at {directory}")
+  return sorted(make_manager(directory, read_only=True).all_steps())
 
 
 def _package_versions() -> Dict[str, Optional[str]]:

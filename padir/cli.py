@@ -12,6 +12,7 @@ SUBCOMMANDS = {
     "eval": ("padir.evaluation", "Evaluate checkpoints on a task split (sacreBLEU, chrF, speed)."),
     "infer": ("padir.translator", "Translate a file (or stdin) with a checkpoint."),
     "distill": ("padir.distill", "Distill a training split with an AR teacher into a TSV task."),
+    "average": ("padir.average", "Average a run's last checkpoints into one (fairseq's)."),
     "convert": ("padir.t5_import", "Convert a T5X / Hugging Face T5 checkpoint (params + gin)."),
     "vocab": ("padir.vocab", "Train a joint SentencePiece vocabulary (PAD=0 EOS=1 UNK=2 BOS=3)."),
     "demo": ("padir.demo", "Teacher -> distillation -> PaDIR students -> evaluation, offline."),

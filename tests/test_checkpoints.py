@@ -134,3 +134,29 @@ def test_run_record(tmp_path, caplog):
   assert (tmp_path / "config.gin").read_text() == "a.b = 2\n"
   kept = [n for n in os.listdir(tmp_path) if n.startswith("config.gin.")]
   assert len(kept) == 1 and (tmp_path / kept[0]).read_text() == "a.b = 1\n"
+
+
+def test_average_writes_the_mean_of_the_last_checkpoints(tmp_path, capsys):
+  from padir import average  # pylint: disable=g-import-not-at-top
+  run = tmp_path / "run"
+  _save_steps(str(run / checkpoints.CHECKPOINTS_SUBDIR), [100, 200, 300]).close()
+  (run / checkpoints.CONFIG_FILE).write_text("# the run's config\n")
+  output = tmp_path / "avg"
+  assert average.main(["--model_dir", str(run), "--last", "2", "--output", str(output)]) == 0
+  params, step = checkpoints.load_params(str(output))
+  assert step == 300
+  np.testing.assert_allclose(params["encoder"]["layers_0"]["kernel"], 250.0)
+  assert (output / checkpoints.CONFIG_FILE).read_text() == "# the run's config\n"
+  assert json.loads((output / average.AVERAGED_FILE).read_text())["steps"] == [200, 300]
+  # Nothing written is replaced; a missing step and too many checkpoints are named.
+  with pytest.raises(SystemExit):
+    average.main(["--model_dir", str(run), "--steps", "100,300", "--output", str(output)])
+  assert "already holds checkpoints" in capsys.readouterr().err
+  with pytest.raises(SystemExit):
+    average.main(["--model_dir", str(run), "--steps", "100,250", "--output", str(tmp_path / "b")])
+  assert "--steps [250] not saved" in capsys.readouterr().err
+  with pytest.raises(SystemExit):
+    average.main(["--model_dir", str(run), "--last", "4", "--output", str(tmp_path / "c")])
+  assert "only 3 checkpoints" in capsys.readouterr().err
+  np.testing.assert_allclose(checkpoints.load_params(str(output))[0]["encoder"]["layers_0"]
+                             ["kernel"], 250.0)

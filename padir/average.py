@@ -1,0 +1,81 @@
+"""`padir average`: one checkpoint from the mean of a run's last ones (fairseq's
+`scripts/average_checkpoints.py`), as a model dir that `padir eval`, `infer`, `distill` and
+`trainer.train.init_checkpoint` read like the run itself.
+
+  padir average --model_dir runs/multi30k/teacher --last 3 --output runs/multi30k/teacher_avg3
+
+Writes OUTPUT/checkpoints/<newest averaged step>/params (parameters only: nothing to resume
+from), OUTPUT/config.gin (the run's) and OUTPUT/averaged.json (the source and its steps). An
+OUTPUT that already holds checkpoints is refused, so nothing written is replaced.
+"""
+import argparse
+import os
+import shutil
+import sys
+from typing import List, Optional, Sequence
+
+from padir import checkpoints
+from padir import files
+
+AVERAGED_FILE = "averaged.json"
+
+
+def choose_steps(available: Sequence[int], last: Optional[int],
+                 steps: Optional[Sequence[int]]) -> List[int]:
+  """The steps to average: `steps` (each must exist) or the newest `last` of `available`."""
+  if steps:
+    missing = sorted(set(steps) - set(available))
+    if missing:
+      raise ValueError(f"--steps {missing} not saved; the run has {list(available)}")
+    return sorted(set(steps))
+  if last is None or last < 1:
+    raise ValueError(f"--last={last} must be >= 1")
+  if last > len(available):
+    raise ValueError(f"--last={last}: the run has only {len(available)} checkpoints "
+                     f"{list(available)}")
+  return sorted(available)[-last:]
+
+
+def average(model_dir: str, output: str, last: Optional[int] = None,
+            steps: Optional[Sequence[int]] = None) -> List[int]:
+  """Writes the averaged model dir (module docstring); returns the averaged steps."""
+  source = checkpoints.resolve(model_dir).model_dir or model_dir
+  config = os.path.join(source, checkpoints.CONFIG_FILE)
+  if not os.path.isfile(config):
+    raise FileNotFoundError(f"{model_dir} has no {checkpoints.CONFIG_FILE}: give the "
+                            "--model_dir of a `padir train` run")
+  chosen = choose_steps(checkpoints.saved_steps(source), last, steps)
+  target = checkpoints.checkpoint_dir(output)
+  if os.path.isdir(target) and os.listdir(target):
+    raise FileExistsError(f"{target} already holds checkpoints: give a new --output")
+  params = checkpoints.average_params(source, chosen)
+  os.makedirs(output, exist_ok=True)
+  shutil.copyfile(config, os.path.join(output, checkpoints.CONFIG_FILE))
+  checkpoints.save_params(target, chosen[-1], params)
+  files.write_json(os.path.join(output, AVERAGED_FILE),
+                   {"model_dir": os.path.abspath(source), "steps": chosen})
+  return chosen
+
+
+def main(argv: Optional[Sequence[str]] = None) -> int:
+  parser = argparse.ArgumentParser(prog="padir average", description=__doc__.split("\n\n")[0])
+  parser.add_argument("--model_dir", required=True, help="a `padir train` --model_dir")
+  parser.add_argument("--output", required=True, metavar="DIR", help="a new directory")
+  which = parser.add_mutually_exclusive_group()
+  which.add_argument("--last", type=int, default=None, help="average the newest N checkpoints")
+  which.add_argument("--steps", default=None,
+                     help="comma-separated steps to average, e.g. 1250,1500,1578")
+  args = parser.parse_args(argv)
+  if args.steps is None and args.last is None:
+    parser.error("give --last N or --steps S1,S2,...")
+  try:
+    steps = [int(s) for s in args.steps.split(",")] if args.steps else None
+    chosen = average(args.model_dir, args.output, args.last, steps)
+  except (OSError, ValueError) as e:
+    parser.exit(1, f"padir average: error: {e}\n")
+  print(f"wrote {args.output}: the mean of steps {chosen} of {args.model_dir}")
+  return 0
+
+
+if __name__ == "__main__":
+  sys.exit(main())
