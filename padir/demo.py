@@ -678,8 +678,16 @@ def main(argv: Sequence[str]) -> int:
   parser.add_argument("--workdir", default="runs/demo", help="where everything goes")
   parser.add_argument("--size", default="default", choices=sorted(SIZES),
                       help="default: ~22 minutes on 2 CPU cores; reduced: a quick smoke test")
+  parser.add_argument("--cpu_devices", type=int, default=2,
+                      help="JAX CPU devices, the trainings' data-parallel mesh (JAX_NUM_CPU_DEVICES "
+                      "wins; no effect once JAX has started, nor on an accelerator)")
   args = parser.parse_args(argv)
   metrics_lib.log_to_stderr()
+  if "JAX_NUM_CPU_DEVICES" not in os.environ:
+    try:
+      jax.config.update("jax_num_cpu_devices", args.cpu_devices)
+    except RuntimeError:  # JAX already runs (e.g. in a test process): keep its devices.
+      logger.info("JAX has started: --cpu_devices=%d has no effect", args.cpu_devices)
   if jax.config.jax_compilation_cache_dir is None:  # Both students share compiled programs.
     jax.config.update("jax_compilation_cache_dir", os.path.join(os.path.abspath(args.workdir),
                                                                 "jax_cache"))
