@@ -3,7 +3,7 @@
   python -m benchmarks.multi30k_report --root runs/multi30k
 
 Reads the AR teacher (ROOT/teacher) and the PaDIR students (ROOT/student_raw,
-ROOT/student_distilled) and evaluates them as `padir demo` does (`padir.demo.evaluate_and_report`:
+ROOT/student_distilled) and evaluates them as `padir demo` does (`padir.reporting.evaluate_and_report`:
 AR greedy, AR beam 4, each student at 1/2/4/8 iterations; BLEU, chrF, stutter, batch-1 latency
 and its ratio to AR greedy, batch-64 throughput) into ROOT/results/{results.json, results.md,
 tradeoff.png, hypotheses/} (or --output). `--students distilled` evaluates one student;
@@ -18,7 +18,7 @@ import sys
 from typing import Sequence
 
 
-from padir import demo
+from padir import reporting
 from padir import metrics as metrics_lib
 
 
@@ -48,12 +48,12 @@ def main(argv: Sequence[str]) -> int:
       return 1
   output = args.output or os.path.join(args.root, "results")
   os.makedirs(output, exist_ok=True)
-  results = demo.evaluate_and_report(
+  results = reporting.evaluate_and_report(
       output, os.path.join(args.root, "teacher"), students, args.task, args.split,
       command=" ".join(["python -m benchmarks.multi30k_report", *map(shlex.quote, argv)]),
       title=f"{args.task} {args.split}", num_latency_sentences=args.latency_sentences,
       padir_decoder_params=args.padir_decoder_params)
-  print(demo.results_markdown(results))
+  print(reporting.results_markdown(results))
   return 0
 
 

@@ -34,6 +34,7 @@ from padir import distill as distill_lib
 from padir import evaluation
 from padir import files
 from padir import metrics as metrics_lib
+from padir import reporting
 from padir import translator as translator_lib
 
 ITERATIONS = (1, 2, 4, 8)
@@ -133,7 +134,7 @@ def evaluate_variant(variant: Variant, model_dir: str, sources: Sequence[str],
   result: Dict[str, Any] = {"curve": {}}
   decoder_params = dict(variant.decoder_params)
   translator = translator_lib.Translator.from_checkpoint(
-      model_dir, gin_bindings=[f"TranslatorOptions.batch_size = {demo.EVAL_BATCH_SIZE}",
+      model_dir, gin_bindings=[f"TranslatorOptions.batch_size = {reporting.EVAL_BATCH_SIZE}",
                                f"TranslatorOptions.length_buckets = {demo.LENGTH_BUCKETS}"])
   for step in evaluation.available_steps(model_dir):
     translator.load_step(step)
@@ -152,7 +153,7 @@ def evaluate_variant(variant: Variant, model_dir: str, sources: Sequence[str],
 def length_baselines(task: str, sources: Sequence[str], references: Sequence[str],
                      vocabulary) -> Dict[str, Dict[str, float]]:
   """The two baselines' length accuracy on the test set, fitted on the training split."""
-  train_sources, train_references = demo.test_set(task, "train")
+  train_sources, train_references = reporting.task_texts(task, "train")
   train_src = token_lengths(vocabulary, train_sources)
   train_tgt = token_lengths(vocabulary, train_references)
   scale, bias = np.polyfit(train_src, train_tgt, 1)
@@ -240,7 +241,7 @@ def main(argv: Sequence[str]) -> int:
           f"{sorted(by_name)}", file=sys.stderr)
     return 1
   ar_task, _ = demo.prepare_corpus(size)
-  sources, references = demo.test_set(ar_task, "test")
+  sources, references = reporting.task_texts(ar_task, "test")
   os.makedirs(args.output, exist_ok=True)
   path = os.path.join(args.output, "results.json")
   results = files.read_json(path) or {"variants": {}}
@@ -260,7 +261,7 @@ def main(argv: Sequence[str]) -> int:
   from padir import data  # pylint: disable=g-import-not-at-top  (seqio only when running)
   results.update({
       "command": " ".join(["python -m benchmarks.student_ablation", *map(shlex.quote, argv)]),
-      "date": time.strftime("%Y-%m-%d"), "machine": demo.machine(),
+      "date": time.strftime("%Y-%m-%d"), "machine": reporting.machine(),
       "load_average": os.getloadavg(), "test_task": ar_task, "test_sentences": len(sources),
       "steps": steps, "init_step": size.student_init_step,
       "bleu_signature": evaluation.score_hypotheses(["a"], ["a"])["bleu_signature"],

@@ -41,10 +41,10 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from padir import demo
 from padir import files
 from padir import gin_utils
 from padir import partitioning
+from padir import reporting
 from padir import trainer
 
 
@@ -193,7 +193,7 @@ def run(setups: Sequence[Setup], steps: int, *, command: str,
         yardstick: Optional[str] = None, yardstick_steps: int = 200,
         extra_bindings: Sequence[str] = ()) -> Dict[str, Any]:
   """Every setup, then the yardstick; the results dict of results.json."""
-  load_start = demo.load_average()
+  load_start = reporting.load_average()
   rate = matmul_flop_s()
   rows = []
   for setup in setups:
@@ -205,13 +205,13 @@ def run(setups: Sequence[Setup], steps: int, *, command: str,
     rows.append(row)
   results = {"command": command,
              "date": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
-             "machine": demo.machine(), "matmul_flop_s": rate, "setups": rows}
+             "machine": reporting.machine(), "matmul_flop_s": rate, "setups": rows}
   if yardstick:
     results["yardstick"] = run_yardstick(yardstick, yardstick_steps)
     for setup, row in zip(setups, rows):
       if setup.comparable_to_yardstick:
         row["x_yardstick"] = row["tokens_per_s"] / results["yardstick"]["tokens_per_s"]
-  results["load_average"] = {"start": load_start, "end": demo.load_average()}
+  results["load_average"] = {"start": load_start, "end": reporting.load_average()}
   return results
 
 

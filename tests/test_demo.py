@@ -8,9 +8,10 @@ import pytest
 
 from padir import demo
 from padir import files
+from padir import reporting
 
 SYSTEMS = (["ar_greedy", "ar_beam4"] +
-           [f"padir_{data}@{k}" for data in ("raw", "distilled") for k in demo.ITERATIONS])
+           [f"padir_{data}@{k}" for data in ("raw", "distilled") for k in reporting.ITERATIONS])
 
 
 @pytest.fixture(scope="module")
@@ -18,7 +19,7 @@ def demo_run(tmp_path_factory):
   """A reduced demo, run twice in one workdir: (workdir, first results, seconds of the second)."""
   workdir = str(tmp_path_factory.mktemp("demo") / "work")
   assert demo.main(["--workdir", workdir, "--size", "reduced"]) == 0
-  first = files.read_json(os.path.join(workdir, demo.RESULTS_JSON))
+  first = files.read_json(os.path.join(workdir, reporting.RESULTS_JSON))
   stages = files.read_json(os.path.join(workdir, demo.STAGES_FILE))
   start = time.perf_counter()
   assert demo.main(["--workdir", workdir, "--size", "reduced"]) == 0
@@ -32,7 +33,7 @@ def test_every_system_has_every_field(demo_run):
   rows = results["systems"]
   assert [r["name"] for r in rows] == SYSTEMS
   for row in rows:
-    for field in demo.RESULT_FIELDS:
+    for field in reporting.RESULT_FIELDS:
       assert field in row, (row["name"], field)
     assert row["model"] == ("ar" if row["name"].startswith("ar_") else "padir")
     if row["model"] == "ar":
@@ -51,15 +52,15 @@ def test_every_system_has_every_field(demo_run):
 
 def test_report_files(demo_run):
   workdir, results, _ = demo_run
-  with open(os.path.join(workdir, demo.RESULTS_MD)) as f:
+  with open(os.path.join(workdir, reporting.RESULTS_MD)) as f:
     markdown = f.read()
   assert results["systems"][0]["bleu_signature"] in markdown
   for name in SYSTEMS:
     assert f"| {name} |" in markdown
-  for png in (demo.TRADEOFF_PNG, demo.LEARNING_CURVES_PNG):
+  for png in (reporting.TRADEOFF_PNG, reporting.LEARNING_CURVES_PNG):
     with open(os.path.join(workdir, png), "rb") as f:
       assert f.read(8) == b"\x89PNG\r\n\x1a\n"
-  teacher = demo.training_curve(os.path.join(workdir, "teacher"))
+  teacher = reporting.training_curve(os.path.join(workdir, "teacher"))
   assert teacher["steps"][-1] == demo.SIZES["reduced"].teacher_steps
   assert teacher["minutes"] == sorted(teacher["minutes"]) and teacher["minutes"][0] > 0
   for name in SYSTEMS:
@@ -76,7 +77,7 @@ def test_distillation_translates_sources_that_no_split_holds(demo_run):
     sources = f.read().splitlines()
   assert len(sources) == size.num_distill_sources
   ar_task, _ = demo.prepare_corpus(size)
-  known = {s for split in ("train", "validation", "test") for s in demo.test_set(ar_task, split)[0]}
+  known = {s for split in ("train", "validation", "test") for s in reporting.task_texts(ar_task, split)[0]}
   assert not known & set(sources)
   distilled = files.read_json(os.path.join(workdir, "distilled", "distill.json"))
   assert distilled["sources"]["source_file"].endswith(demo.DISTILL_SOURCES)
@@ -85,7 +86,7 @@ def test_distillation_translates_sources_that_no_split_holds(demo_run):
 def test_second_run_reuses_finished_stages(demo_run):
   workdir, results, seconds = demo_run
   assert seconds < 30, f"the second run took {seconds:.0f} s: stages were not reused"
-  assert files.read_json(os.path.join(workdir, demo.RESULTS_JSON)) == results
+  assert files.read_json(os.path.join(workdir, reporting.RESULTS_JSON)) == results
 
 
 def test_refuses_a_workdir_of_another_size(demo_run, capsys):
@@ -128,12 +129,12 @@ def test_checks_with_and_without_the_raw_student():
             for name, b in bleu.items()]
 
   bleu = {"ar_greedy": 30.0, "ar_beam4": 32.0}
-  bleu.update({f"padir_distilled@{k}": 25.0 + k for k in demo.ITERATIONS})
-  alone = demo.checks(rows(bleu))
+  bleu.update({f"padir_distilled@{k}": 25.0 + k for k in reporting.ITERATIONS})
+  alone = reporting.checks(rows(bleu))
   assert alone["distilled_at_least_raw"] is None and alone["bleu_rises_from_1_to_4"]
   assert alone["students_mean_bleu_by_iterations"] == [26.0, 27.0, 29.0, 33.0]
   assert alone["distilled_at_4_minus_ar_beam4"] == -3.0 and not alone["distilled_at_4_near_ar_beam4"]
-  bleu.update({f"padir_raw@{k}": 27.0 for k in demo.ITERATIONS})
-  both = demo.checks(rows(bleu))
+  bleu.update({f"padir_raw@{k}": 27.0 for k in reporting.ITERATIONS})
+  both = reporting.checks(rows(bleu))
   assert both["distilled_at_least_raw"] is False and both["bleu_rises_from_1_to_4"] is False
-  assert "n/a" in demo._yes(None)  # pylint: disable=protected-access
+  assert "n/a" in reporting._yes(None)  # pylint: disable=protected-access

@@ -1,0 +1,361 @@
+"""Measuring and reporting a comparison of systems on one test set: the translate path's
+quality and speed (`measure`), machine and load, the task's texts, and the report (results.json,
+results.md, tradeoff.png, learning_curves.png). `padir demo`, `benchmarks/multi30k_report.py`
+and the other benchmarks share it.
+
+Systems (`systems`): `ar_greedy`, `ar_beam4` (the teacher, KV cache) and `padir_raw@K`,
+`padir_distilled@K` (each student with K = 1, 2, 4, 8 refinement iterations). Each goes through
+the translate path (`padir.translator`: text -> ids -> jitted decode -> text) and gets
+  bleu, chrf, stutter_rate, length_ratio   `padir.evaluation.score_hypotheses` (sacreBLEU)
+  mean_iterations           PaDIR: decoder passes per sentence (rows stop when they converge)
+  sentences_per_s_batch64   the test split at batch 64, sentences / wall second, after a warm-up
+                            batch (compilation excluded)
+  latency_ms_batch1         median wall ms of one sentence a call, over the first
+                            `num_latency_sentences` test sentences, after a warm-up call
+  speedup_batch1            AR greedy's latency / the system's
+"""
+import datetime
+import json
+import logging
+import os
+import platform
+import statistics
+import time
+from typing import Any, Callable, Dict, List, Mapping, Optional, Sequence, Tuple
+
+import jax
+
+from padir import evaluation
+from padir import files
+from padir import translator as translator_lib
+
+logger = logging.getLogger(__name__)
+
+ITERATIONS = (1, 2, 4, 8)
+EVAL_BATCH_SIZE = 64
+RESULTS_JSON = "results.json"
+RESULTS_MD = "results.md"
+TRADEOFF_PNG = "tradeoff.png"
+LEARNING_CURVES_PNG = "learning_curves.png"
+RESULT_FIELDS = ("name", "model", "iterations", "bleu", "chrf", "stutter_rate",
+                 "latency_ms_batch1", "sentences_per_s_batch64")
+
+
+def clock(seconds: float) -> str:
+  """Seconds as H:MM:SS."""
+  return str(datetime.timedelta(seconds=round(seconds)))
+
+
+def measure(translator: translator_lib.Translator, sources: Sequence[str],
+            references: Sequence[str], decoder_params: Mapping[str, Any],
+            num_latency_sentences: int) -> Tuple[Dict[str, Any], List[str]]:
+  """Quality and speed of one system (see the module docstring). Returns (metrics, hypotheses).
+
+  `translator` decodes EVAL_BATCH_SIZE sentences a call; a copy decoding one a call times the
+  latency.
+  """
+  translator.translate(sources[:EVAL_BATCH_SIZE], decoder_params)  # Compiles.
+  start = time.perf_counter()
+  predictions = translator.predict(sources, decoder_params)
+  throughput = len(sources) / (time.perf_counter() - start)
+
+  one = translator_lib.Translator(translator.model, translator.params,
+                                  dataclasses.replace(translator.options, batch_size=1))
+  one.translate(sources[:1], decoder_params)  # Compiles.
+  latencies = []
+  for source in sources[:num_latency_sentences]:
+    start = time.perf_counter()
+    one.translate([source], decoder_params)
+    latencies.append(1e3 * (time.perf_counter() - start))
+
+  hypotheses = [p.text for p in predictions]
+  scores = evaluation.score_hypotheses(hypotheses, references)
+  iterations = [float(p.aux["iterations"]) for p in predictions if "iterations" in p.aux]
+  return {
+      **scores,
+      "mean_iterations": statistics.fmean(iterations) if iterations else None,
+      "latency_ms_batch1": statistics.median(latencies),
+      "sentences_per_s_batch64": throughput,
+  }, hypotheses
+
+
+def systems(teacher_dir: str, student_dirs: Mapping[str, str],
+            padir_decoder_params: Optional[Mapping[str, Any]] = None):
+  """(name, model, iterations, model dir, decoder_params) of every evaluated system;
+  `padir_decoder_params` are added to every student's."""
+  yield "ar_greedy", "ar", None, teacher_dir, {"decode_method": "greedy"}
+  yield "ar_beam4", "ar", None, teacher_dir, {"decode_method": "beam", "beam_size": 4}
+  for data_name, model_dir in student_dirs.items():
+    for k in ITERATIONS:
+      yield (f"padir_{data_name}@{k}", "padir", k, model_dir,
+             {**(padir_decoder_params or {}), "num_decode_iterations": k})
+
+
+def evaluate(sources: Sequence[str], references: Sequence[str], teacher_dir: str,
+             student_dirs: Mapping[str, str], *, hypotheses_dir: str,
+             num_latency_sentences: int,
+             length_buckets: Optional[Sequence[int]] = None,
+             padir_decoder_params: Optional[Mapping[str, Any]] = None) -> List[Dict[str, Any]]:
+  """Every system (`systems`) on one test set, one after the other in this process; writes
+  `hypotheses_dir/SYSTEM.txt`. Returns the rows of results.json's `systems`."""
+  options = [f"TranslatorOptions.batch_size = {EVAL_BATCH_SIZE}"]
+  if length_buckets:
+    options.append(f"TranslatorOptions.length_buckets = {tuple(length_buckets)}")
+  translators: Dict[str, translator_lib.Translator] = {}
+  rows = []
+  for name, model, iterations, model_dir, decoder_params in systems(teacher_dir, student_dirs,
+                                                                   padir_decoder_params):
+    if model_dir not in translators:
+      translators[model_dir] = translator_lib.Translator.from_checkpoint(
+          model_dir, gin_bindings=options)
+    metrics, hypotheses = measure(translators[model_dir], sources, references, decoder_params,
+                                  num_latency_sentences)
+    translator_lib.write_lines(os.path.join(hypotheses_dir, f"{name}.txt"), hypotheses)
+    rows.append({"name": name, "model": model, "iterations": iterations, **metrics})
+    logger.info("%-20s BLEU %6.2f  chrF %6.2f  stutter %.4f  batch-1 %8.1f ms  batch-64 %7.1f "
+                "sentences/s", name, metrics["bleu"], metrics["chrf"], metrics["stutter_rate"],
+                metrics["latency_ms_batch1"], metrics["sentences_per_s_batch64"])
+  greedy = rows[0]["latency_ms_batch1"]
+  for row in rows:
+    row["speedup_batch1"] = greedy / row["latency_ms_batch1"]
+  return rows
+
+
+def task_texts(task: str, split: str) -> Tuple[List[str], List[str]]:
+  """(sources, references) of a task split, as its raw text."""
+  from padir import data  # pylint: disable=g-import-not-at-top  (seqio only when running)
+  examples = list(data.iterate_examples(task, split))
+  return [e["inputs_text"] for e in examples], [e["targets_text"] for e in examples]
+
+
+# The paper's "minimal quality loss", as the demo's targets (BLEU points).
+MAX_GAP_TO_AR_BEAM_AT_4 = 0.5
+MAX_GAP_TO_AR_GREEDY_AT_1 = 6.0
+
+
+def checks(rows: Sequence[Mapping[str, Any]]) -> Dict[str, Any]:
+  """The demo's claims, measured: every field present; the distilled student at 4 iterations
+  within MAX_GAP_TO_AR_BEAM_AT_4 of AR beam 4 and above AR greedy, at 1 iteration within
+  MAX_GAP_TO_AR_GREEDY_AT_1 of AR greedy; the distilled student at least as good as the raw one
+  at every K; BLEU of each student rising from 1 to 4 iterations, and the students' mean not
+  lower with more iterations (K = 1, 2, 4, 8 in turn)."""
+  bleu = {row["name"]: row["bleu"] for row in rows}
+  students = [d for d in ("raw", "distilled") if f"padir_{d}@1" in bleu]  # Raw is optional.
+  mean_by_k = [statistics.fmean([bleu[f"padir_{d}@{k}"] for d in students]) for k in ITERATIONS]
+  distilled = {k: bleu[f"padir_distilled@{k}"] for k in ITERATIONS}
+  return {
+      "every_field": all(row.get(f) is not None or (f == "iterations" and row["model"] == "ar")
+                         for row in rows for f in RESULT_FIELDS),
+      "distilled_at_4_minus_ar_beam4": distilled[4] - bleu["ar_beam4"],
+      "distilled_at_4_near_ar_beam4":
+          distilled[4] >= bleu["ar_beam4"] - MAX_GAP_TO_AR_BEAM_AT_4,
+      "distilled_at_4_above_ar_greedy": distilled[4] > bleu["ar_greedy"],
+      "distilled_at_1_minus_ar_greedy": distilled[1] - bleu["ar_greedy"],
+      "distilled_at_1_near_ar_greedy":
+          distilled[1] >= bleu["ar_greedy"] - MAX_GAP_TO_AR_GREEDY_AT_1,
+      "distilled_at_least_raw": (all(distilled[k] >= bleu[f"padir_raw@{k}"] for k in ITERATIONS)
+                                 if "raw" in students else None),
+      "bleu_rises_from_1_to_4": all(bleu[f"padir_{d}@4"] > bleu[f"padir_{d}@1"]
+                                    for d in students),
+      "students_mean_bleu_by_iterations": mean_by_k,
+      "more_iterations_do_not_lower_bleu": all(b >= a for a, b in zip(mean_by_k, mean_by_k[1:])),
+  }
+
+
+def _cpu_model() -> str:
+  try:
+    with open("/proc/cpuinfo", encoding="utf-8") as f:
+      for line in f:
+        if line.startswith("model name"):
+          return line.split(":", 1)[1].strip()
+  except OSError:
+    pass
+  return platform.processor() or platform.machine()
+
+
+def machine() -> Dict[str, Any]:
+  """What a measurement ran on: JAX's devices, the CPU, the system, the versions."""
+  device = jax.devices()[0]
+  return {"platform": device.platform, "device_kind": device.device_kind,
+          "device_count": jax.device_count(), "cpu_count": os.cpu_count(),
+          "processor": _cpu_model(), "system": f"{platform.system()} {platform.release()}",
+          "hostname": platform.node(), "python": platform.python_version(),
+          "jax": jax.__version__}
+
+
+def load_average() -> Optional[List[float]]:
+  """The 1, 5 and 15-minute load averages (speed numbers are worth little without them)."""
+  return [round(x, 2) for x in os.getloadavg()] if hasattr(os, "getloadavg") else None
+
+
+def results_markdown(results: Mapping[str, Any]) -> str:
+  """The results as markdown: how they were made, the table, the stages and the checks."""
+  m = results["machine"]
+  rows = results["systems"]
+  lines = [
+      f"# {results['title']}: AR teacher -> distillation -> PaDIR students",
+      "",
+      f"- command: `{results['command']}`",
+      f"- date: {results['date']}; machine: {m['cpu_count']} CPU cores ({m['processor']}), "
+      f"JAX {m['jax']} on {m['platform']}; load average at the start of evaluation "
+      f"{results['load_average']['evaluate_start']}, at its end "
+      f"{results['load_average']['evaluate_end']}",
+      f"- test set: {results['test_sentences']} sentences of `{results['test_task']}` "
+      f"({results['test_split']}); "
+      f"sacreBLEU `{rows[0]['bleu_signature']}`, `{rows[0]['chrf_signature']}`",
+      f"- speed, one process, this machine: batch-1 latency = median over "
+      f"{results['latency_sentences']} test sentences translated one a call; throughput = the "
+      f"test set at batch {EVAL_BATCH_SIZE}; both through the translate path (text -> text), "
+      "compilation excluded",
+      *([f"- training: {results['training']}"] if "training" in results else []),
+      "",
+      "| system | BLEU | chrF | stutter % | length ratio | latency ms (batch 1) | "
+      "speedup (batch 1) | sentences/s (batch 64) |",
+      "|---|---:|---:|---:|---:|---:|---:|---:|",
+  ]
+  for r in rows:
+    lines.append(f"| {r['name']} | {r['bleu']:.2f} | {r['chrf']:.2f} | "
+                 f"{100 * r['stutter_rate']:.2f} | {r['length_ratio']:.3f} | "
+                 f"{r['latency_ms_batch1']:.1f} | {r['speedup_batch1']:.2f}x | "
+                 f"{r['sentences_per_s_batch64']:.1f} |")
+  if "stages" in results:
+    lines += ["", "| stage | wall time | CPU seconds | budget |", "|---|---:|---:|---:|"]
+    for stage, record in results["stages"].items():
+      lines.append(f"| {stage} | {clock(record['wall_s'])} | {record['cpu_s']:.0f} | "
+                   f"{clock(record['budget_s'])} |")
+  c = results["checks"]
+  mean = " -> ".join(f"{b:.2f}" for b in c["students_mean_bleu_by_iterations"])
+  lines += [
+      "",
+      f"- every system has every field: {_yes(c['every_field'])}",
+      f"- distilled@4 within {MAX_GAP_TO_AR_BEAM_AT_4} BLEU of AR beam 4 "
+      f"({c['distilled_at_4_minus_ar_beam4']:+.2f}): {_yes(c['distilled_at_4_near_ar_beam4'])}",
+      f"- distilled@4 above AR greedy: {_yes(c['distilled_at_4_above_ar_greedy'])}",
+      f"- distilled@1 within {MAX_GAP_TO_AR_GREEDY_AT_1} BLEU of AR greedy "
+      f"({c['distilled_at_1_minus_ar_greedy']:+.2f}): {_yes(c['distilled_at_1_near_ar_greedy'])}",
+      f"- distilled student at least as good as the raw-data one at every K: "
+      f"{_yes(c['distilled_at_least_raw'])}",
+      f"- each student's BLEU rises from 1 to 4 iterations: {_yes(c['bleu_rises_from_1_to_4'])}",
+      f"- more iterations do not lower BLEU (students' mean at K = "
+      f"{', '.join(map(str, ITERATIONS))}: {mean}): {_yes(c['more_iterations_do_not_lower_bleu'])}",
+  ]
+  return "\n".join(lines) + "\n"
+
+
+def _yes(value: Optional[bool]) -> str:
+  return "n/a" if value is None else "yes" if value else "**no**"
+
+
+def tradeoff_plot(rows: Sequence[Mapping[str, Any]], path: str, title: str = "padir demo") -> None:
+  """BLEU vs batch-1 latency, one point per system; each student's K joined by a line."""
+  from matplotlib.figure import Figure  # pylint: disable=g-import-not-at-top
+  figure = Figure(figsize=(7, 5))
+  ax = figure.subplots()
+  for model_name, marker in (("ar", "s"), ("padir_raw", "o"), ("padir_distilled", "^")):
+    points = [r for r in rows if r["name"].startswith(model_name)]
+    ax.plot([r["latency_ms_batch1"] for r in points], [r["bleu"] for r in points],
+            marker=marker, linestyle="" if model_name == "ar" else "-", label=model_name)
+    for r in points:
+      ax.annotate(r["name"].split("_", 1)[1] if model_name == "ar" else f"K={r['iterations']}",
+                  (r["latency_ms_batch1"], r["bleu"]), textcoords="offset points",
+                  xytext=(4, 4), fontsize=8)
+  ax.set_xscale("log")
+  ax.set_xlabel("latency, batch 1 (ms per sentence, median; log scale)")
+  ax.set_ylabel("BLEU (test)")
+  ax.set_title(f"{title}: quality vs batch-1 latency")
+  ax.grid(True, which="both", alpha=0.3)
+  ax.legend()
+  figure.tight_layout()
+  figure.savefig(path + ".tmp.png", dpi=120)
+  os.replace(path + ".tmp.png", path)
+
+
+def training_curve(model_dir: str) -> Dict[str, List[float]]:
+  """A run's curves from its metrics.jsonl: `steps`, `minutes` (of training, summed from each
+  train log row's steps/s) and `accuracy` of its train rows; `validation_minutes` and
+  `validation_accuracy` of its validation rows (placed at the minutes of their step)."""
+  with open(os.path.join(model_dir, "metrics.jsonl"), encoding="utf-8") as f:
+    rows = [json.loads(line) for line in f if line.strip()]
+  curve = {"steps": [], "minutes": [], "accuracy": [], "validation_minutes": [],
+           "validation_accuracy": []}
+  minutes, step = 0.0, 0
+  for row in rows:
+    if row.get("split") == "train" and row.get("steps_per_second"):
+      minutes += (row["step"] - step) / row["steps_per_second"] / 60
+      step = row["step"]
+      for key, value in (("steps", step), ("minutes", minutes), ("accuracy", row["accuracy"])):
+        curve[key].append(value)
+    elif row.get("split") == "validation" and "accuracy" in row:
+      curve["validation_minutes"].append(minutes)
+      curve["validation_accuracy"].append(row["accuracy"])
+  return curve
+
+
+def learning_curves_plot(teacher_dir: str, student_dirs: Mapping[str, str], path: str,
+                         student_init_step: Optional[int], title: str) -> None:
+  """Token accuracy against training minutes: the teacher, and each student from the teacher's
+  minutes at `student_init_step` (None: its last step), where its warm start took it. Train
+  rows as lines (the students' on masked positions), validation rows as points."""
+  from matplotlib.figure import Figure  # pylint: disable=g-import-not-at-top
+  teacher = training_curve(teacher_dir)
+  init = teacher["steps"][-1] if student_init_step is None else student_init_step
+  offset = next((m for s, m in zip(teacher["steps"], teacher["minutes"]) if s >= init),
+                teacher["minutes"][-1] if teacher["minutes"] else 0.0)
+  figure = Figure(figsize=(7, 5))
+  ax = figure.subplots()
+  for name, model_dir, start in [("ar_teacher", teacher_dir, 0.0),
+                                 *[(f"padir_{n}", d, offset) for n, d in student_dirs.items()]]:
+    curve = teacher if model_dir == teacher_dir else training_curve(model_dir)
+    line, = ax.plot([start + m for m in curve["minutes"]], curve["accuracy"], label=name)
+    if curve["validation_accuracy"]:
+      ax.plot([start + m for m in curve["validation_minutes"]], curve["validation_accuracy"],
+              "o", color=line.get_color(), label=f"{name} (validation)")
+  start_label = "last checkpoint" if student_init_step is None else f"step {init}"
+  ax.set_xlabel(f"training minutes (students: from the teacher's {start_label}, where they "
+                "start)")
+  ax.set_ylabel("token accuracy (train batches; students: masked positions)")
+  ax.set_title(f"{title}: learning curves")
+  ax.grid(True, alpha=0.3)
+  ax.legend()
+  figure.tight_layout()
+  figure.savefig(path + ".tmp.png", dpi=120)
+  os.replace(path + ".tmp.png", path)
+
+
+def evaluate_and_report(output_dir: str, teacher_dir: str, student_dirs: Mapping[str, str],
+                        task: str, split: str, *, command: str, title: str,
+                        num_latency_sentences: int,
+                        length_buckets: Optional[Sequence[int]] = None,
+                        extra: Optional[Mapping[str, Any]] = None,
+                        before_writing: Optional[Callable[[Dict[str, Any]], Any]] = None,
+                        student_init_step: Optional[int] = None,
+                        padir_decoder_params: Optional[Mapping[str, Any]] = None
+                        ) -> Dict[str, Any]:
+  """Evaluates every system on `task`/`split` and writes `output_dir`/{results.json, results.md,
+  tradeoff.png, learning_curves.png, hypotheses/} (the demo's last stage;
+  benchmarks/multi30k.sh's too). `student_init_step`: the teacher's step where the students
+  started (None: its last); `padir_decoder_params`: decoding options of every student."""
+  sources, references = task_texts(task, split)
+  load_start = load_average()
+  rows = evaluate(sources, references, teacher_dir, student_dirs,
+                  hypotheses_dir=os.path.join(output_dir, "hypotheses"),
+                  num_latency_sentences=num_latency_sentences, length_buckets=length_buckets,
+                  padir_decoder_params=padir_decoder_params)
+  results = {
+      "title": title, "command": command, **(extra or {}),
+      "date": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
+      "machine": machine(),
+      "load_average": {"evaluate_start": load_start, "evaluate_end": load_average()},
+      "test_task": task, "test_split": split, "test_sentences": len(sources),
+      "padir_decoder_params": dict(padir_decoder_params or {}),
+      "latency_sentences": min(num_latency_sentences, len(sources)), "systems": rows,
+      "checks": checks(rows),
+  }
+  tradeoff_plot(rows, os.path.join(output_dir, TRADEOFF_PNG), title)
+  learning_curves_plot(teacher_dir, student_dirs, os.path.join(output_dir, LEARNING_CURVES_PNG),
+                       student_init_step, title)
+  if before_writing is not None:
+    before_writing(results)
+  files.write_text(os.path.join(output_dir, RESULTS_MD), results_markdown(results))
+  files.write_json(os.path.join(output_dir, RESULTS_JSON), results)
+  return results
