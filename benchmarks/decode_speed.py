@@ -46,7 +46,6 @@ import json
 import logging
 import math
 import os
-import platform
 import shlex
 import sys
 import time
@@ -72,6 +71,7 @@ except ImportError:  # e.g. a GPU image without gin-config: models only uses @gi
 
 from padir import models  # pylint: disable=g-import-not-at-top
 from padir import network  # pylint: disable=g-import-not-at-top
+from padir import reporting  # pylint: disable=g-import-not-at-top
 from padir.special_tokens import SpecialTokens  # pylint: disable=g-import-not-at-top
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -317,31 +317,8 @@ def time_compiled(compiled: Any, args: Tuple, repeats: int, min_repeats: int,
           "repeats": len(times), "warmup_timed": bool(first > max_seconds)}
 
 
-def _cpu_model() -> str:
-  try:
-    with open("/proc/cpuinfo") as f:
-      for line in f:
-        if line.startswith("model name"):
-          return line.split(":", 1)[1].strip()
-  except OSError:
-    pass
-  return platform.processor() or platform.machine()
-
-
 def machine_info() -> Dict[str, Any]:
-  device = jax.devices()[0]
-  return {
-      "platform": device.platform,
-      "device_kind": device.device_kind,
-      "device_count": jax.device_count(),
-      "cpu_count": os.cpu_count(),
-      "processor": _cpu_model(),
-      "system": f"{platform.system()} {platform.release()}",
-      "hostname": platform.node(),
-      "python": platform.python_version(),
-      "jax": jax.__version__,
-      "load_average_at_start": list(os.getloadavg()) if hasattr(os, "getloadavg") else None,
-  }
+  return {**reporting.machine(), "load_average_at_start": reporting.load_average()}
 
 
 # ------------------------------------------------------------------------------------------------

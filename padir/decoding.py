@@ -987,8 +987,8 @@ def refine(logits_fn: LogitsFn,
 
 
 def _refine_on_fitted_canvas(logits_fn: LogitsFn, initial_tokens: Array, longest: Array,
-                             rng: Array, config: RefinementConfig,
-                             special_tokens: SpecialTokens) -> Tuple[Array, Array, Dict[str, Array]]:
+                             rng: Array, config: RefinementConfig, special_tokens: SpecialTokens
+                             ) -> Tuple[Array, Array, Dict[str, Array]]:
   """`refine` on the first `canvas` positions of `initial_tokens` [N, T], `canvas` the smallest
   of `canvas_sizes` >= `longest` (a traced [] int: `lax.switch` picks the branch at run time),
   the outputs padded back to T."""

@@ -355,8 +355,9 @@ def main(argv: Sequence[str]) -> int:
   parser.add_argument("--size", default="default", choices=sorted(SIZES),
                       help="default: ~22 minutes on 2 CPU cores; reduced: a quick smoke test")
   parser.add_argument("--cpu_devices", type=int, default=2,
-                      help="JAX CPU devices, the trainings' data-parallel mesh (JAX_NUM_CPU_DEVICES "
-                      "wins; no effect once JAX has started, nor on an accelerator)")
+                      help="JAX CPU devices, the trainings' data-parallel mesh "
+                      "(JAX_NUM_CPU_DEVICES wins; no effect once JAX has started, nor on an "
+                      "accelerator)")
   args = parser.parse_args(argv)
   metrics_lib.log_to_stderr()
   if "JAX_NUM_CPU_DEVICES" not in os.environ:

@@ -14,6 +14,7 @@ the translate path (`padir.translator`: text -> ids -> jitted decode -> text) an
                             `num_latency_sentences` test sentences, after a warm-up call
   speedup_batch1            AR greedy's latency / the system's
 """
+import dataclasses
 import datetime
 import json
 import logging
@@ -21,13 +22,14 @@ import os
 import platform
 import statistics
 import time
-from typing import Any, Callable, Dict, List, Mapping, Optional, Sequence, Tuple
+from typing import TYPE_CHECKING, Any, Callable, Dict, List, Mapping, Optional, Sequence, Tuple
 
 import jax
 
-from padir import evaluation
 from padir import files
-from padir import translator as translator_lib
+
+if TYPE_CHECKING:  # Imported where used: machine() and load_average() stay light (no gin,
+  from padir import translator as translator_lib  # sacrebleu), for benchmarks/decode_speed.py.
 
 logger = logging.getLogger(__name__)
 
@@ -46,7 +48,7 @@ def clock(seconds: float) -> str:
   return str(datetime.timedelta(seconds=round(seconds)))
 
 
-def measure(translator: translator_lib.Translator, sources: Sequence[str],
+def measure(translator: "translator_lib.Translator", sources: Sequence[str],
             references: Sequence[str], decoder_params: Mapping[str, Any],
             num_latency_sentences: int) -> Tuple[Dict[str, Any], List[str]]:
   """Quality and speed of one system (see the module docstring). Returns (metrics, hypotheses).
@@ -54,13 +56,14 @@ def measure(translator: translator_lib.Translator, sources: Sequence[str],
   `translator` decodes EVAL_BATCH_SIZE sentences a call; a copy decoding one a call times the
   latency.
   """
+  from padir import evaluation  # pylint: disable=g-import-not-at-top
   translator.translate(sources[:EVAL_BATCH_SIZE], decoder_params)  # Compiles.
   start = time.perf_counter()
   predictions = translator.predict(sources, decoder_params)
   throughput = len(sources) / (time.perf_counter() - start)
 
-  one = translator_lib.Translator(translator.model, translator.params,
-                                  dataclasses.replace(translator.options, batch_size=1))
+  one = type(translator)(translator.model, translator.params,
+                         dataclasses.replace(translator.options, batch_size=1))
   one.translate(sources[:1], decoder_params)  # Compiles.
   latencies = []
   for source in sources[:num_latency_sentences]:
@@ -98,10 +101,12 @@ def evaluate(sources: Sequence[str], references: Sequence[str], teacher_dir: str
              padir_decoder_params: Optional[Mapping[str, Any]] = None) -> List[Dict[str, Any]]:
   """Every system (`systems`) on one test set, one after the other in this process; writes
   `hypotheses_dir/SYSTEM.txt`. Returns the rows of results.json's `systems`."""
+  # pylint: disable-next=g-import-not-at-top,redefined-outer-name
+  from padir import translator as translator_lib
   options = [f"TranslatorOptions.batch_size = {EVAL_BATCH_SIZE}"]
   if length_buckets:
     options.append(f"TranslatorOptions.length_buckets = {tuple(length_buckets)}")
-  translators: Dict[str, translator_lib.Translator] = {}
+  translators: Dict[str, "translator_lib.Translator"] = {}
   rows = []
   for name, model, iterations, model_dir, decoder_params in systems(teacher_dir, student_dirs,
                                                                    padir_decoder_params):
