@@ -49,8 +49,7 @@ import os
 import shlex
 import sys
 import time
-import types
-from typing import Any, Callable, Dict, List, Optional, Sequence, Tuple
+from typing import Any, Callable, Dict, List, Mapping, Optional, Sequence, Tuple
 
 if __package__ in (None, ""):  # `python benchmarks/decode_speed.py`: make `padir` importable.
   sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
@@ -58,16 +57,6 @@ if __package__ in (None, ""):  # `python benchmarks/decode_speed.py`: make `padi
 import jax  # pylint: disable=g-import-not-at-top
 import jax.numpy as jnp  # pylint: disable=g-import-not-at-top
 import numpy as np  # pylint: disable=g-import-not-at-top
-
-try:
-  import gin  # pylint: disable=g-import-not-at-top,unused-import
-  GIN_STUB = False
-except ImportError:  # e.g. a GPU image without gin-config: models only uses @gin.configurable.
-  gin = types.ModuleType("gin")
-  gin.configurable = lambda fn=None, **_: fn if fn is not None else (lambda f: f)
-  gin.REQUIRED = object()
-  sys.modules["gin"] = gin
-  GIN_STUB = True
 
 from padir import models  # pylint: disable=g-import-not-at-top
 from padir import network  # pylint: disable=g-import-not-at-top
@@ -532,85 +521,97 @@ def _layers(text: str, config: network.T5Config) -> Optional[Tuple[int, int]]:
   return enc, dec
 
 
-def run(args: argparse.Namespace) -> Dict[str, Any]:
-  if args.compilation_cache_dir:
-    jax.config.update("jax_compilation_cache_dir", args.compilation_cache_dir)
-    jax.config.update("jax_persistent_cache_min_compile_time_secs", 0.0)
-  wall_start = time.perf_counter()
+@dataclasses.dataclass
+class Setup:
+  """What every timed call shares: the models, their parameters and the sentences."""
+  special_tokens: SpecialTokens
+  configs: Dict[str, network.T5Config]  # 'standard' and, if asked for, 'deep_shallow'
+  ar_models: Dict[str, models.ARModel]
+  padir_models: Dict[str, models.PadirModel]
+  params: Dict[Tuple[str, str], Any]  # (kind, variant) -> parameters
+  weights: Dict[str, str]  # where each model's parameters come from
+  lengths: List[Tuple[int, int]]  # (source, target) lengths of the corpus's sentences
+  source: str  # which corpus the lengths come from
+  rng: Any
+
+  def model_for(self, system: "System") -> models.BaseModel:
+    return (self.ar_models if system.kind == "ar" else self.padir_models)[system.variant]
+
+  def batch_for(self, batch_size: int, args: argparse.Namespace) -> Dict[str, np.ndarray]:
+    return make_batch(select_sentences(self.lengths, batch_size, args.batching, args.seed),
+                      self.special_tokens.num_pieces, args.seed)
+
+
+def setup(args: argparse.Namespace) -> Setup:
+  """Builds the models (random or checkpoint parameters) and reads the sentence lengths."""
   num_pieces = args.num_pieces or NUM_PIECES.get(args.model, DEFAULT_NUM_PIECES)
   max_target_length = args.max_target_length or MAX_TARGET_LENGTH.get(
       args.model, DEFAULT_MAX_TARGET_LENGTH)
-  st = SpecialTokens.create(num_pieces, max_target_length)
+  special_tokens = SpecialTokens.create(num_pieces, max_target_length)
   # AR decodes exactly T tokens: its EOS is an id it never emits ([MASK]: logit -1e10).
-  ar_st = dataclasses.replace(st, eos_id=st.mask_id)
+  ar_tokens = dataclasses.replace(special_tokens, eos_id=special_tokens.mask_id)
   base_config = network.get_config(args.model, dtype=args.dtype)
   ds_layers = _layers(args.deep_shallow, base_config)
   configs = {"standard": base_config}
   if ds_layers:
     configs["deep_shallow"] = dataclasses.replace(
         base_config, num_encoder_layers=ds_layers[0], num_decoder_layers=ds_layers[1])
-  ar_models = {v: models.ARModel(network.Transformer(c), special_tokens=ar_st,
+  ar_models = {v: models.ARModel(network.Transformer(c), special_tokens=ar_tokens,
                                  decode_method="greedy") for v, c in configs.items()}
-  padir_models = {v: models.PadirModel(network.Transformer(c), special_tokens=st)
+  padir_models = {v: models.PadirModel(network.Transformer(c), special_tokens=special_tokens)
                   for v, c in configs.items()}
-  systems = make_systems(args.iterations, args.length_beams, args.ds_iterations, bool(ds_layers))
-  on_cpu = jax.devices()[0].platform == "cpu"
-  workers = args.compile_workers or min(4, os.cpu_count() or 1)
   lengths, source = corpus_lengths(args.data_dir, args.pieces_per_word,
                                    min(max_target_length, 128), args.seed)
-
-  def batch_for(batch_size):
-    return make_batch(select_sentences(lengths, batch_size, args.batching, args.seed),
-                      num_pieces, args.seed)
-
-  def model_for(system):
-    return (ar_models if system.kind == "ar" else padir_models)[system.variant]
-
-  # Parameters (their shapes do not depend on the batch).
-  probe_batch = batch_for(1)
+  probe_batch = make_batch(select_sentences(lengths, 1, args.batching, args.seed), num_pieces,
+                           args.seed)  # Parameter shapes do not depend on the batch.
   weights, params = {}, {}
-  for kind, model_dict, ckpt in (("ar", ar_models, args.ar_checkpoint_dir),
-                                 ("padir", padir_models, args.padir_checkpoint_dir)):
+  for kind, model_dict, checkpoint in (("ar", ar_models, args.ar_checkpoint_dir),
+                                       ("padir", padir_models, args.padir_checkpoint_dir)):
     for variant, model in model_dict.items():
-      if ckpt and variant == "standard":
-        params[kind, variant] = load_checkpoint_params(ckpt)
-        weights[f"{kind}_{variant}"] = f"checkpoint {ckpt}"
+      if checkpoint and variant == "standard":
+        params[kind, variant] = load_checkpoint_params(checkpoint)
+        weights[f"{kind}_{variant}"] = f"checkpoint {checkpoint}"
       else:
         params[kind, variant] = random_params(model, probe_batch, args.seed)
         weights[f"{kind}_{variant}"] = f"random (numpy seed {args.seed})"
-  rng = jax.random.PRNGKey(args.seed)
-  notes = []
+  return Setup(special_tokens, configs, ar_models, padir_models, params, weights, lengths,
+               source, jax.random.PRNGKey(args.seed))
 
-  # The largest batch that fits.
+
+def choose_batch_sizes(args: argparse.Namespace, setup_: Setup, systems: Sequence["System"]
+                       ) -> Tuple[List[int], Dict[str, Any]]:
+  """The batch sizes to time: --batch_sizes plus the largest that fits (how it was found)."""
   batch_sizes = sorted(set(args.batch_sizes))
   largest: Dict[str, Any] = {"how": "none"}
   if args.max_batch == "auto":
-    if on_cpu:
+    if jax.devices()[0].platform == "cpu":
       largest = {"value": args.cpu_max_batch,
                  "how": f"CPU: capped at {args.cpu_max_batch} (--cpu_max_batch; time budget)"}
     else:
-      largest = probe_largest_batch(systems, model_for, params, batch_for, rng,
+      largest = probe_largest_batch(systems, setup_.model_for, setup_.params,
+                                    lambda b: setup_.batch_for(b, args), setup_.rng,
                                     max(batch_sizes) * 2, args.max_batch_cap)
   elif int(args.max_batch) > 0:
     largest = {"value": int(args.max_batch), "how": "--max_batch"}
   if largest.get("value"):
     batch_sizes = sorted(set(batch_sizes + [largest["value"]]))
+  return batch_sizes, largest
 
+
+def time_systems(args: argparse.Namespace, setup_: Setup, systems: Sequence["System"],
+                 batch_sizes: Sequence[int], workers: int, notes: List[str]
+                 ) -> List[Dict[str, Any]]:
+  """Every system at every batch size (an out-of-memory point becomes a note); each row's speed
+  ratio to AR greedy at the same batch size."""
   results = []
   for batch_size in batch_sizes:
-    batch = jax.device_put(batch_for(batch_size))
-    tgt_len = batch["decoder_target_tokens"].shape[1]
-    src_len = batch["encoder_input_tokens"].shape[1]
-    calls = [(predict_fn(model_for(s), s), (params[s.kind, s.variant], batch, rng))
-             for s in systems]
-    compiled = compile_all(calls, workers)
-    for system, (_, call_args), exe in zip(systems, calls, compiled):
-      if isinstance(exe, Exception):
-        if not _is_oom(exe):
-          raise exe
-        notes.append(f"{system.label} at batch {batch_size}: out of memory")
-        continue
+    batch = jax.device_put(setup_.batch_for(batch_size, args))
+    calls = [(predict_fn(setup_.model_for(s), s),
+              (setup_.params[s.kind, s.variant], batch, setup_.rng)) for s in systems]
+    for system, (_, call_args), exe in zip(systems, calls, compile_all(calls, workers)):
       try:
+        if isinstance(exe, Exception):
+          raise exe
         timing = time_compiled(exe[0], call_args, args.repeats, args.min_repeats,
                                args.max_seconds)
       except Exception as e:  # pylint: disable=broad-except
@@ -622,7 +623,8 @@ def run(args: argparse.Namespace) -> Dict[str, Any]:
       results.append({
           "system": system.name, "variant": system.variant, "iterations": system.iterations,
           "length_beam": system.length_beam, "beam_size": system.beam_size,
-          "batch_size": batch_size, "source_length": src_len, "target_length": tgt_len,
+          "batch_size": batch_size, "source_length": batch["encoder_input_tokens"].shape[1],
+          "target_length": batch["decoder_target_tokens"].shape[1],
           **timing, "compile_s": round(exe[1], 2),
           "latency_ms_per_sentence_p50": p50 / batch_size,
           "sentences_per_s": batch_size / (p50 / 1e3),
@@ -630,7 +632,6 @@ def run(args: argparse.Namespace) -> Dict[str, Any]:
       logging.info("batch %4d %-28s %9.1f ms (p90 %9.1f, %2d repeats, compile %.1fs)",
                    batch_size, system.label, p50, timing["latency_ms_p90"], timing["repeats"],
                    exe[1])
-    del compiled
   for r in results:
     same_batch = {x["system"] + str(x["iterations"]): x for x in results
                   if x["batch_size"] == r["batch_size"]}
@@ -639,18 +640,24 @@ def run(args: argparse.Namespace) -> Dict[str, Any]:
     ref_v = same_batch.get(f"ar_greedy_{r['variant']}None")
     if ref_v:
       r["speedup_vs_ar_greedy_same_variant"] = ref_v["latency_ms_p50"] / r["latency_ms_p50"]
+  return results
 
-  sweep = []
-  sweep_systems = [System("ar_greedy", "ar", "standard"),
-                   System("padir", "padir", "standard", args.sweep_iterations, 1)]
-  sweep_lengths = [n for n in args.sweep_lengths if n <= max_target_length]
-  if len(sweep_lengths) < len(args.sweep_lengths):
+
+def length_sweep(args: argparse.Namespace, setup_: Setup, workers: int, notes: List[str]
+                 ) -> List[Dict[str, Any]]:
+  """Batch 1, source = target length from --sweep_lengths: AR greedy vs PaDIR@k."""
+  systems = [System("ar_greedy", "ar", "standard"),
+             System("padir", "padir", "standard", args.sweep_iterations, 1)]
+  max_target_length = setup_.special_tokens.max_target_length
+  lengths = [n for n in args.sweep_lengths if n <= max_target_length]
+  if len(lengths) < len(args.sweep_lengths):
     notes.append(f"sweep lengths above max_target_length {max_target_length} skipped")
-  points = [(n, s) for n in sweep_lengths for s in sweep_systems]
-  sweep_batches = {n: jax.device_put(make_batch([(n, n)], num_pieces, args.seed))
-                   for n in sweep_lengths}
-  calls = [(predict_fn(model_for(s), s), (params[s.kind, s.variant], sweep_batches[n], rng))
-           for n, s in points]
+  points = [(n, s) for n in lengths for s in systems]
+  batches = {n: jax.device_put(make_batch([(n, n)], setup_.special_tokens.num_pieces, args.seed))
+             for n in lengths}
+  calls = [(predict_fn(setup_.model_for(s), s),
+            (setup_.params[s.kind, s.variant], batches[n], setup_.rng)) for n, s in points]
+  sweep = []
   for (n, system), (_, call_args), exe in zip(points, calls, compile_all(calls, workers)):
     if isinstance(exe, Exception):
       raise exe
@@ -659,41 +666,65 @@ def run(args: argparse.Namespace) -> Dict[str, Any]:
                   "length_beam": system.length_beam, "batch_size": 1, "source_length": n,
                   "target_length": n, **timing, "compile_s": round(exe[1], 2)})
     logging.info("sweep length %4d %-20s %9.1f ms", n, system.label, timing["latency_ms_p50"])
+  return sweep
 
-  if GIN_STUB:
-    notes.append("gin-config is not installed here: a no-op `gin.configurable` stub was used "
-                 "to import padir.models")
-  notes.append(f"total wall time {time.perf_counter() - wall_start:.0f} s (compilation "
-               f"included, {workers} compile threads)")
-  sentence_lengths = {b: select_sentences(lengths, b, args.batching, args.seed)
+
+def make_report(args: argparse.Namespace, setup_: Setup, batch_sizes: Sequence[int],
+                largest: Mapping[str, Any], results: List[Dict[str, Any]],
+                sweep: List[Dict[str, Any]], notes: List[str]) -> Dict[str, Any]:
+  """results.json's content: how it was measured, on what, and the numbers."""
+  sentence_lengths = {b: select_sentences(setup_.lengths, b, args.batching, args.seed)
                       for b in batch_sizes}
+  configs = setup_.configs
   report = {
       "date": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
       "command": " ".join(shlex.quote(a) for a in ["python", "-m", "benchmarks.decode_speed"]
                           + list(args.argv)),
       "machine": machine_info(),
-      "model": {"preset": args.model, "dtype": args.dtype, "vocab_size": st.vocab_size,
+      "model": {"preset": args.model, "dtype": args.dtype,
+                "vocab_size": setup_.special_tokens.vocab_size,
                 "standard": _dims(configs["standard"]),
-                "deep_shallow": _dims(configs["deep_shallow"]) if ds_layers else None},
-      "weights": weights,
+                "deep_shallow": (_dims(configs["deep_shallow"]) if "deep_shallow" in configs
+                                 else None)},
+      "weights": setup_.weights,
       "sentences": {
-          "source": source, "batching": args.batching,
-          "mean_source_length": float(np.mean([x for x, _ in lengths])),
-          "mean_target_length": float(np.mean([t for _, t in lengths])),
+          "source": setup_.source, "batching": args.batching,
+          "mean_source_length": float(np.mean([x for x, _ in setup_.lengths])),
+          "mean_target_length": float(np.mean([t for _, t in setup_.lengths])),
           "per_batch_mean_target_length": {
               str(b): float(np.mean([t for _, t in v])) for b, v in sentence_lengths.items()}},
       "protocol": PROTOCOL,
       "padir_config": {k: v for k, v in dataclasses.asdict(
-          padir_models["standard"].refinement_config).items()
+          setup_.padir_models["standard"].refinement_config).items()
                        if k not in ("num_decode_iterations", "length_beam", "early_exit",
                                     "num_canvas_sizes")},
-      "batch_sizes": batch_sizes,
-      "largest_batch": largest,
+      "batch_sizes": list(batch_sizes),
+      "largest_batch": dict(largest),
       "results": results,
       "length_sweep": sweep,
       "notes": notes,
   }
   report["targets"] = evaluate_targets(results, sweep, batch_sizes)
+  return report
+
+
+def run(args: argparse.Namespace) -> Dict[str, Any]:
+  """Setup, the timed systems at every batch size, the length sweep; writes the report."""
+  if args.compilation_cache_dir:
+    jax.config.update("jax_compilation_cache_dir", args.compilation_cache_dir)
+    jax.config.update("jax_persistent_cache_min_compile_time_secs", 0.0)
+  wall_start = time.perf_counter()
+  setup_ = setup(args)
+  systems = make_systems(args.iterations, args.length_beams, args.ds_iterations,
+                         "deep_shallow" in setup_.configs)
+  workers = args.compile_workers or min(4, os.cpu_count() or 1)
+  notes: List[str] = []
+  batch_sizes, largest = choose_batch_sizes(args, setup_, systems)
+  results = time_systems(args, setup_, systems, batch_sizes, workers, notes)
+  sweep = length_sweep(args, setup_, workers, notes)
+  notes.append(f"total wall time {time.perf_counter() - wall_start:.0f} s (compilation "
+               f"included, {workers} compile threads)")
+  report = make_report(args, setup_, batch_sizes, largest, results, sweep, notes)
   os.makedirs(args.out_dir, exist_ok=True)
   with open(os.path.join(args.out_dir, "decode_speed.json"), "w") as f:
     json.dump(report, f, indent=1)
