@@ -240,9 +240,9 @@ def make_systems(iterations: Sequence[int], length_beams: Sequence[int],
 def predict_fn(model: models.BaseModel, system: System) -> Callable:
   """(params, batch, rng) -> tokens [B, T], the model's own `predict_batch_with_aux`."""
   if system.kind == "ar":
-    params_ = ({"decode_method": "greedy"} if system.beam_size == 1 else
-               {"decode_method": "beam", "beam_size": system.beam_size})
-    return lambda p, b, rng: model.predict_batch_with_aux(p, b, decoder_params=params_)[0]
+    decoder_params = ({"decode_method": "greedy"} if system.beam_size == 1 else
+                      {"decode_method": "beam", "beam_size": system.beam_size})
+    return lambda p, b, rng: model.predict_batch_with_aux(p, b, decoder_params=decoder_params)[0]
   overrides = {"num_decode_iterations": system.iterations, "length_beam": system.length_beam,
                "early_exit": False, "num_canvas_sizes": 1}
   return lambda p, b, rng: model.predict_batch_with_aux(p, b, rng, decoder_params=overrides)[0]

@@ -355,12 +355,12 @@ class ARModel(BaseModel):
     encoder_tokens = self._encoder_inputs(batch["encoder_input_tokens"])
     batch_size = encoder_tokens.shape[0]
     length = self._decode_length(batch)
-    num = options["beam_size"] if method == "beam" else (
+    num_rows = options["beam_size"] if method == "beam" else (
         options["num_decodes"] if method == "sample" else 1)
     encoded = self._encode(params, encoder_tokens)
-    cross_kv = jax.tree_util.tree_map(lambda x: jnp.repeat(x, num, axis=0),
+    cross_kv = jax.tree_util.tree_map(lambda x: jnp.repeat(x, num_rows, axis=0),
                                       self._cross_kv(params, encoded))
-    encoder_rows = jnp.repeat(encoder_tokens, num, axis=0)
+    encoder_rows = jnp.repeat(encoder_tokens, num_rows, axis=0)
 
     def create_cache(p, e):  # Only its shapes are used: the cache starts at zero.
       return self.module.apply(
@@ -391,7 +391,7 @@ class ARModel(BaseModel):
       tokens, scores = decoding.temperature_sample(
           prompt, cache, tokens_to_logits, max_decode_len=length,
           rng=jax.random.PRNGKey(0) if rng is None else rng, temperature=options["temperature"],
-          top_k=options["top_k"], top_p=options["top_p"], num_decodes=num, **ids)
+          top_k=options["top_k"], top_p=options["top_p"], num_decodes=num_rows, **ids)
     if return_all_decodes:
       return tokens, {"scores": scores}
     return tokens[:, 0], {"scores": scores[:, 0]}
@@ -825,20 +825,20 @@ class PadirModel(BaseModel):
     raw_encoder_tokens = jnp.asarray(batch["encoder_input_tokens"], jnp.int32)
     encoder_tokens = self._encoder_inputs(raw_encoder_tokens)
     length = self._decode_length(batch)
-    num = config.num_candidates
+    num_candidates = config.num_candidates
     encoded = self._encode(params, encoder_tokens)
     length_predictions = self._length_scores(
         self._length_predictions(params, encoded, encoder_tokens, batch), encoder_tokens)
-    cross_kv = jax.tree_util.tree_map(lambda x: jnp.repeat(x, num, axis=0),
+    cross_kv = jax.tree_util.tree_map(lambda x: jnp.repeat(x, num_candidates, axis=0),
                                       self._cross_kv(params, encoded))
-    encoder_rows = jnp.repeat(encoder_tokens, num, axis=0)
+    encoder_rows = jnp.repeat(encoder_tokens, num_candidates, axis=0)
 
     def logits_fn(decoder_input_tokens: Array) -> Tuple[Array, Optional[Array]]:
       return self._decode_pass(params, encoder_rows, cross_kv, decoder_input_tokens)
 
     candidate_rescore = None
     if rescore_fn is not None:
-      raw_rows = jnp.repeat(raw_encoder_tokens, num, axis=0)
+      raw_rows = jnp.repeat(raw_encoder_tokens, num_candidates, axis=0)
       candidate_rescore = lambda tokens: rescore_fn(raw_rows, tokens)  # pylint: disable=unnecessary-lambda-assignment
     tokens, aux = decoding.padir_decode(
         logits_fn, length_predictions, jax.random.PRNGKey(0) if rng is None else rng, config,

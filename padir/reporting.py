@@ -62,13 +62,13 @@ def measure(translator: "translator_lib.Translator", sources: Sequence[str],
   predictions = translator.predict(sources, decoder_params)
   throughput = len(sources) / (time.perf_counter() - start)
 
-  one = type(translator)(translator.model, translator.params,
-                         dataclasses.replace(translator.options, batch_size=1))
-  one.translate(sources[:1], decoder_params)  # Compiles.
+  single = type(translator)(translator.model, translator.params,
+                            dataclasses.replace(translator.options, batch_size=1))
+  single.translate(sources[:1], decoder_params)  # Compiles.
   latencies = []
   for source in sources[:num_latency_sentences]:
     start = time.perf_counter()
-    one.translate([source], decoder_params)
+    single.translate([source], decoder_params)
     latencies.append(1e3 * (time.perf_counter() - start))
 
   hypotheses = [p.text for p in predictions]
