@@ -91,6 +91,8 @@ VARIANTS = (
     Variant("adam_parametrisation", "T5's parametrisation corrected for Adam, as the Multi30k "
             "recipes: embedding steps x8 (sqrt(d_model)), query kernel steps x1/4 "
             "(sqrt(head_dim))", (_ADAM_PARAMETRISATION,)),
+    Variant("length_loss_0.1", "length loss weight 0.1 instead of 1 (fairseq's NAT "
+            "--length-loss-factor)", ("models.PadirModel.length_loss_weight = 0.1",)),
     Variant("old_recipe", "every change undone: classifier, random rows, copied biases, fixed "
             "rows, no glancing, 1 length, every position re-predicted",
             (_CLASSIFIER, _NO_MASK_INIT, _NO_RELPOS_MAP, *_UNBUCKETED, _NO_GLAT),
