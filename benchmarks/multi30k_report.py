@@ -3,10 +3,11 @@
   python -m benchmarks.multi30k_report --root runs/multi30k
 
 Reads the AR teacher (ROOT/teacher) and the PaDIR students (ROOT/student_raw,
-ROOT/student_distilled) and evaluates them as `padir demo` does (`padir.reporting.evaluate_and_report`:
-AR greedy, AR beam 4, each student at 1/2/4/8 iterations; BLEU, chrF, stutter, batch-1 latency
-and its ratio to AR greedy, batch-64 throughput) into ROOT/results/{results.json, results.md,
-tradeoff.png, hypotheses/} (or --output). `--students distilled` evaluates one student;
+ROOT/student_distilled) and evaluates them as `padir demo` does
+(`padir.reporting.evaluate_and_report`: AR greedy, AR beam 4, each student at 1/2/4/8
+iterations; BLEU, chrF, stutter, batch-1 latency and its ratio to AR greedy, batch-64
+throughput) into ROOT/results/{results.json, results.md, tradeoff.png, hypotheses/} (or
+--output). `--students distilled` evaluates one student;
 `--padir_decoder_params` changes how every student decodes, e.g. '{"num_canvas_sizes": 1}'.
 """
 import argparse

@@ -37,7 +37,7 @@ from padir import metrics as metrics_lib
 from padir import reporting
 from padir import translator as translator_lib
 
-ITERATIONS = (1, 2, 4, 8)
+ITERATIONS = reporting.ITERATIONS
 CURVE_ITERATIONS = 4
 SAVE_EVERY = 250
 

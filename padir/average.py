@@ -16,6 +16,7 @@ from typing import List, Optional, Sequence
 
 from padir import checkpoints
 from padir import files
+from padir import translator as translator_lib
 
 AVERAGED_FILE = "averaged.json"
 
@@ -39,21 +40,17 @@ def choose_steps(available: Sequence[int], last: Optional[int],
 def average(model_dir: str, output: str, last: Optional[int] = None,
             steps: Optional[Sequence[int]] = None) -> List[int]:
   """Writes the averaged model dir (module docstring); returns the averaged steps."""
-  source = checkpoints.resolve(model_dir).model_dir or model_dir
-  config = os.path.join(source, checkpoints.CONFIG_FILE)
-  if not os.path.isfile(config):
-    raise FileNotFoundError(f"{model_dir} has no {checkpoints.CONFIG_FILE}: give the "
-                            "--model_dir of a `padir train` run")
+  source, _ = translator_lib.resolve_model_dir(model_dir)
   chosen = choose_steps(checkpoints.saved_steps(source), last, steps)
   target = checkpoints.checkpoint_dir(output)
   if os.path.isdir(target) and os.listdir(target):
     raise FileExistsError(f"{target} already holds checkpoints: give a new --output")
   params = checkpoints.average_params(source, chosen)
   os.makedirs(output, exist_ok=True)
-  shutil.copyfile(config, os.path.join(output, checkpoints.CONFIG_FILE))
+  shutil.copyfile(os.path.join(source, checkpoints.CONFIG_FILE),
+                  os.path.join(output, checkpoints.CONFIG_FILE))
   checkpoints.save_params(target, chosen[-1], params)
-  files.write_json(os.path.join(output, AVERAGED_FILE),
-                   {"model_dir": os.path.abspath(source), "steps": chosen})
+  files.write_json(os.path.join(output, AVERAGED_FILE), {"model_dir": source, "steps": chosen})
   return chosen
 
 

@@ -247,6 +247,15 @@ def resolve(path: str, step: Optional[int] = None) -> CheckpointPath:
   return CheckpointPath(path, step)
 
 
+def _open_read_only(path: str, step: Optional[int] = None
+                    ) -> Tuple[ocp.CheckpointManager, Optional[int]]:
+  """A read-only manager of the checkpoints `path` points to (see `resolve`), and the step."""
+  location = resolve(path, step)
+  if not os.path.isdir(location.directory):
+    raise FileNotFoundError(f"no checkpoint directory at {location.directory}")
+  return make_manager(location.directory, read_only=True), location.step
+
+
 def load_params(path: str, step: Optional[int] = None,
                 abstract_params: Any = None) -> Tuple[Any, int]:
   """Loads parameters only (no optimizer state), for evaluation and inference.
@@ -261,11 +270,8 @@ def load_params(path: str, step: Optional[int] = None,
   Returns:
     (params, step).
   """
-  directory, step = dataclasses.astuple(resolve(path, step))
-  if not os.path.isdir(directory):
-    raise FileNotFoundError(f"no checkpoint directory at {directory}")
-  manager = make_manager(directory, read_only=True)
-  steps = manager.all_steps()
+  manager, step = _open_read_only(path, step)
+  directory, steps = str(manager.directory), manager.all_steps()
   if not steps:
     raise FileNotFoundError(f"no complete checkpoint in {directory}")
   if step is not None and step not in steps:
@@ -300,10 +306,7 @@ def average_params(path: str, steps: Sequence[int]) -> Any:
 
 def saved_steps(path: str) -> List[int]:
   """The complete checkpoint steps under a model_dir, its checkpoints/ dir or a step dir."""
-  directory = resolve(path).directory
-  if not os.path.isdir(directory):
-    raise FileNotFoundError(f"no checkpoint directory at {directory}")
-  return sorted(make_manager(directory, read_only=True).all_steps())
+  return sorted(_open_read_only(path)[0].all_steps())
 
 
 def _package_versions() -> Dict[str, Optional[str]]:

@@ -514,9 +514,10 @@ def length_candidates(length_predictions: Array, config: RefinementConfig,
 def canvas_sizes(max_decode_len: int, num_canvas_sizes: int) -> Tuple[int, ...]:
   """The canvas lengths refinement may run on, ascending, the last one T: T k / n for
   k = 1..n, rounded up to a multiple of 8 (at most T), without repeats."""
-  sizes = (min(max_decode_len, -(-max_decode_len * k // num_canvas_sizes) + 7) // 8 * 8
-           for k in range(1, num_canvas_sizes + 1))
-  return tuple(sorted({size for size in sizes if size > 0} | {max_decode_len}))
+  def up_to_8(n):
+    return -(-n // 8) * 8
+  return tuple(sorted({min(max_decode_len, up_to_8(-(-max_decode_len * k // num_canvas_sizes)))
+                       for k in range(1, num_canvas_sizes + 1)}))
 
 
 def initial_decoder_inputs(lengths: Array,

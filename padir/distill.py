@@ -16,9 +16,9 @@ n-gram of up to 4 words repeated `--max_repeats` times in a row, 3 by default; r
 never do this, a weak teacher's greedy output often does: 4.8 % of a 60-minute Multi30k
 teacher's) would teach the student to stutter: such pairs go to `dropped.tsv` instead
 (`--max_repeats 0` keeps everything). The shards keep every translation. When the sources are
-a task's split other than validation and the task has a validation split, its pairs, with their real references, are copied
-to `validation.tsv` and become the distilled tasks' validation split, so a student's `padir
-train` validates against real references.
+a task's split other than validation and the task has a validation split, its pairs, with their
+real references, are copied to `validation.tsv` and become the distilled tasks' validation
+split, so a student's `padir train` validates against real references.
 
 The output dir also holds the run record (`config.gin`, `run_info.json`: seed, package versions,
 command line; see `padir.checkpoints`).

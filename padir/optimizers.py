@@ -162,7 +162,9 @@ def scale_by_name(multipliers: Mapping[str, float]) -> optax.GradientTransformat
 
   def update(updates, state, params=None):
     del params
-    return jax.tree_util.tree_map_with_path(
-        lambda path, u: u if factor(path) == 1.0 else u * factor(path), updates), state
+    def scale(path, update):
+      f = factor(path)
+      return update if f == 1.0 else update * f
+    return jax.tree_util.tree_map_with_path(scale, updates), state
 
   return optax.GradientTransformation(init, update)

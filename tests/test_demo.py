@@ -77,7 +77,8 @@ def test_distillation_translates_sources_that_no_split_holds(demo_run):
     sources = f.read().splitlines()
   assert len(sources) == size.num_distill_sources
   ar_task, _ = demo.prepare_corpus(size)
-  known = {s for split in ("train", "validation", "test") for s in reporting.task_texts(ar_task, split)[0]}
+  known = {s for split in ("train", "validation", "test")
+           for s in reporting.task_texts(ar_task, split)[0]}
   assert not known & set(sources)
   distilled = files.read_json(os.path.join(workdir, "distilled", "distill.json"))
   assert distilled["sources"]["source_file"].endswith(demo.DISTILL_SOURCES)
@@ -133,7 +134,8 @@ def test_checks_with_and_without_the_raw_student():
   alone = reporting.checks(rows(bleu))
   assert alone["distilled_at_least_raw"] is None and alone["bleu_rises_from_1_to_4"]
   assert alone["students_mean_bleu_by_iterations"] == [26.0, 27.0, 29.0, 33.0]
-  assert alone["distilled_at_4_minus_ar_beam4"] == -3.0 and not alone["distilled_at_4_near_ar_beam4"]
+  assert alone["distilled_at_4_minus_ar_beam4"] == -3.0
+  assert not alone["distilled_at_4_near_ar_beam4"]
   bleu.update({f"padir_raw@{k}": 27.0 for k in reporting.ITERATIONS})
   both = reporting.checks(rows(bleu))
   assert both["distilled_at_least_raw"] is False and both["bleu_rises_from_1_to_4"] is False
