@@ -12,8 +12,11 @@ AR decoding (`ARModel`, with a KV cache):
   return `(tokens [B, num_decodes, T], scores [B, num_decodes])`, best first, PAD after EOS.
 
 PaDIR decoding (`PadirModel`):
-  `logits_fn(decoder_input_tokens [N, T]) -> (logits [N, T, V], accept_logits [N, T] or None)`,
-  one full non-causal decoder pass (accept logits come from the learned rejecter's head).
+  `logits_fn(decoder_input_tokens [N, T], positions=None) -> (logits [N, T, V], accept_logits
+  [N, T] or None)`, one full non-causal decoder pass (accept logits come from the learned
+  rejecter's head). Given `positions [N, M]` int32, the logits are those at these positions only,
+  [N, M, V] (the decoder still runs on all T; only the output projection is gathered): mask-predict
+  refinement asks for the masked positions alone (`RefinementConfig.masked_logits_only`).
   - `RefinementConfig`: every decoding option, validated.
   - Pieces, public so that the model's unrolled multi-stage training uses what inference uses:
     `length_candidates`, `initial_decoder_inputs`, `choose_tokens`, `stutter_mask`, `reject`,
@@ -40,6 +43,7 @@ count derived from the config and duplicate lengths removed; V read from the log
 deletion of tokens equal to their initial value; no wrap-around in the stutter mask.
 """
 import dataclasses
+import math
 from typing import Any, Callable, Dict, Optional, Tuple
 
 import flax
@@ -51,7 +55,7 @@ from padir.special_tokens import BOS_ID, EOS_ID, PAD_ID, SpecialTokens
 
 Array = jax.Array
 TokensToLogits = Callable[[Array, Any], Tuple[Array, Any]]
-LogitsFn = Callable[[Array], Tuple[Array, Optional[Array]]]
+LogitsFn = Callable[..., Tuple[Array, Optional[Array]]]
 RescoreFn = Callable[[Array], Array]
 
 NEG_INF = -jnp.inf
@@ -399,6 +403,12 @@ class RefinementConfig:
       (`canvas_sizes`: T k / n for k = 1..n, rounded up to a multiple of 8) that holds the
       longest candidate, not on all T positions: a pass costs in proportion to its positions,
       and padding changes no real position's output (the decoder masks it). 1: always T.
+    masked_logits_only: with mask-predict's update (`keep_visible`, a [MASK] initial input and a
+      rejecter that re-masks a bounded count: 'linear', 'constant_k', 'constant_fraction'),
+      project to the vocabulary only the positions whose token can change (the masked ones and
+      EOS, whose log-prob is scored): a static count per iteration (`projected_counts`), the
+      same tokens and log-probs as projecting every position. Needs a `logits_fn` that takes
+      `positions`.
   """
   num_decode_iterations: int = 4
   decoder_input_scheme: str = "random"
@@ -421,6 +431,7 @@ class RefinementConfig:
   keep_visible: bool = False
   early_exit: bool = True
   num_canvas_sizes: int = 4
+  masked_logits_only: bool = True
 
   def __post_init__(self):
     for name, value, allowed in (("decoder_input_scheme", self.decoder_input_scheme,
@@ -518,6 +529,35 @@ def canvas_sizes(max_decode_len: int, num_canvas_sizes: int) -> Tuple[int, ...]:
     return -(-n // 8) * 8
   return tuple(sorted({min(max_decode_len, up_to_8(-(-max_decode_len * k // num_canvas_sizes)))
                        for k in range(1, num_canvas_sizes + 1)}))
+
+
+def projected_counts(config: RefinementConfig, canvas: int) -> Optional[Tuple[int, ...]]:
+  """Positions projected to the vocabulary at each iteration of mask-predict refinement.
+
+  With `keep_visible`, a visible token keeps its value, so a pass needs the logits of the
+  masked positions and of EOS only. Iteration 0 sees every position masked; iteration t >= 1
+  sees what the rejecter re-masked after iteration t - 1, at most its count for a row of
+  `canvas - 1` real tokens, plus the EOS.
+
+  Returns:
+    I static counts (each <= canvas), or None when every position is projected: the option is
+    off, or the count is unbounded (the 'learned' rejecter, stutter re-masking, or a 'random'
+    initial input, which a prediction can equal).
+  """
+  if not (config.masked_logits_only and config.keep_visible and not config.stutter_remasking
+          and config.decoder_input_scheme != "random"
+          and config.rejecter in ("linear", "constant_k", "constant_fraction")):
+    return None
+  num_iterations, num_real = config.num_decode_iterations, canvas - 1
+  if config.rejecter == "linear":
+    masked = [_linear_schedule_count(num_real, t - 1, num_iterations)
+              for t in range(1, num_iterations)]
+  elif config.rejecter == "constant_k":
+    masked = [min(config.rejecter_k, num_real)] * (num_iterations - 1)
+  else:  # Rounded up: jnp.floor of a float32 product may round the other way.
+    masked = [min(math.ceil(config.rejecter_fraction * num_real), num_real)] * (
+        num_iterations - 1)
+  return (canvas,) + tuple(count + 1 for count in masked)
 
 
 def initial_decoder_inputs(lengths: Array,
@@ -870,6 +910,45 @@ def score_candidates(tokens: Array, token_log_probs: Array, config: RefinementCo
 # PaDIR: the refinement loop.
 
 
+def _choose_at_masked(logits_fn: LogitsFn, inputs: Array, iteration: Array,
+                      counts: Tuple[int, ...], rng: Array, config: RefinementConfig,
+                      special_tokens: SpecialTokens,
+                      initial_tokens: Array) -> Tuple[Array, Array]:
+  """`choose_tokens` on the logits of the masked positions and EOS only (`projected_counts`).
+
+  The positions still holding their initial token (PAD aside) are gathered first, the pass
+  projects `counts[iteration]` of them (`lax.switch` over the distinct counts: one static shape
+  each), and the choices are scattered back; elsewhere the initial token stays, log-prob 0 (what
+  `keep_visible_tokens` then replaces by the visible input). [N, T] -> ([N, T], [N, T]).
+  """
+  rows, length = inputs.shape
+  projected = (inputs == initial_tokens) & (inputs != special_tokens.pad_id)
+  order = jnp.argsort(~projected, axis=-1, stable=True)  # The projected positions first.
+  distinct = sorted(set(counts), reverse=True)
+
+  def with_count(count: int):
+    def run(operands):
+      inputs, order, rng = operands
+      if count == length:
+        logits, _ = logits_fn(inputs)
+        return choose_tokens(logits, rng, config, special_tokens, initial_tokens)
+      positions = order[:, :count]
+      logits, _ = logits_fn(inputs, positions)
+      tokens, token_log_probs = choose_tokens(
+          logits, rng, config, special_tokens,
+          jnp.take_along_axis(initial_tokens, positions, axis=-1))
+      at = (jnp.arange(rows)[:, None], positions)
+      return (jnp.zeros((rows, length), jnp.int32).at[at].set(tokens),
+              jnp.zeros((rows, length), jnp.float32).at[at].set(token_log_probs))
+    return run
+
+  branch = jnp.asarray([distinct.index(count) for count in counts])[iteration]
+  tokens, token_log_probs = lax.switch(branch, [with_count(count) for count in distinct],
+                                       (inputs, order, rng))
+  return (jnp.where(projected, tokens, initial_tokens),
+          jnp.where(projected, token_log_probs, 0.0))
+
+
 @flax.struct.dataclass
 class RefinementState:
   """Loop state of `refine` (N rows, T positions, I = config.num_decode_iterations)."""
@@ -923,12 +1002,19 @@ def refine(logits_fn: LogitsFn,
   else:
     logits_sum = None
 
+  counts = projected_counts(config, length)
+
   def body(state: RefinementState) -> RefinementState:
     t = state.iteration
-    logits, accept_logits = logits_fn(state.inputs)
     rng, choice_rng = jax.random.split(state.rng)
-    tokens, token_log_probs = choose_tokens(logits, choice_rng, config, special_tokens,
-                                            initial_tokens)
+    if counts is None:
+      logits, accept_logits = logits_fn(state.inputs)
+      tokens, token_log_probs = choose_tokens(logits, choice_rng, config, special_tokens,
+                                              initial_tokens)
+    else:
+      logits = accept_logits = None
+      tokens, token_log_probs = _choose_at_masked(logits_fn, state.inputs, t, counts, choice_rng,
+                                                  config, special_tokens, initial_tokens)
     if config.keep_visible:
       tokens, token_log_probs = keep_visible_tokens(tokens, token_log_probs, state.inputs,
                                                     state.token_log_probs, initial_tokens)

@@ -653,13 +653,15 @@ class PadirModel(BaseModel):
     return {**params, "length_head": head}
 
   def _decode_pass(self, params: PyTree, encoder_tokens: Array, cross_kv: network.CrossKV,
-                   decoder_input_tokens: Array,
-                   dropout_rng: Optional[Array] = None) -> Tuple[Array, Optional[Array]]:
-    """One full non-causal pass: logits [N, T, V] and accept logits [N, T] (learned rejecter)."""
+                   decoder_input_tokens: Array, dropout_rng: Optional[Array] = None,
+                   positions: Optional[Array] = None) -> Tuple[Array, Optional[Array]]:
+    """One full non-causal pass: logits [N, T, V] ([N, M, V] at `positions` [N, M]) and accept
+    logits [N, T] (learned rejecter)."""
     learned = self.refinement_config.rejecter == "learned"
     out = self._apply(params, self.module.decode, None, encoder_tokens, decoder_input_tokens,
                       cross_kv=cross_kv, enable_dropout=dropout_rng is not None,
-                      return_hidden=learned, dropout_rng=dropout_rng)
+                      return_hidden=learned, dropout_rng=dropout_rng,
+                      logits_positions=positions)
     if not learned:
       return out, None
     logits, hidden = out
@@ -833,8 +835,10 @@ class PadirModel(BaseModel):
                                       self._cross_kv(params, encoded))
     encoder_rows = jnp.repeat(encoder_tokens, num_candidates, axis=0)
 
-    def logits_fn(decoder_input_tokens: Array) -> Tuple[Array, Optional[Array]]:
-      return self._decode_pass(params, encoder_rows, cross_kv, decoder_input_tokens)
+    def logits_fn(decoder_input_tokens: Array,
+                  positions: Optional[Array] = None) -> Tuple[Array, Optional[Array]]:
+      return self._decode_pass(params, encoder_rows, cross_kv, decoder_input_tokens,
+                               positions=positions)
 
     candidate_rescore = None
     if rescore_fn is not None:

@@ -259,7 +259,8 @@ class Decoder(nn.Module):
                encoder_segment_ids: Optional[Array] = None,
                decoder_segment_ids: Optional[Array] = None, enable_dropout: bool = False,
                decode: bool = False,
-               max_decode_length: Optional[int] = None) -> Tuple[Array, Array]:
+               max_decode_length: Optional[int] = None,
+               logits_positions: Optional[Array] = None) -> Tuple[Array, Array]:
     """Float32 logits `[batch, tgt_len, vocab]` and hidden states `[batch, tgt_len, emb_dim]`.
 
     See `Transformer.decode` for the arguments.
@@ -298,11 +299,13 @@ class Decoder(nn.Module):
     for layer, layer_kv in zip(self.layers, cross_kv):
       x = layer(x, layer_kv, self_mask, self_bias, cross_mask, enable_dropout, decode)
     hidden = self.dropout(self.decoder_norm(x), deterministic=deterministic)
+    projected = hidden if logits_positions is None else jnp.take_along_axis(
+        hidden, logits_positions[..., None], axis=1)
     if cfg.logits_via_embedding:
       # T5X scales tied logits by 1/sqrt(emb_dim).
-      logits = self.shared_embedding.attend(hidden) / math.sqrt(cfg.emb_dim)
+      logits = self.shared_embedding.attend(projected) / math.sqrt(cfg.emb_dim)
     else:
-      logits = self.logits_dense(hidden)
+      logits = self.logits_dense(projected)
     logits = nn.with_logical_constraint(logits, ("batch", "length", "vocab"))
     return logits, hidden
 
@@ -453,7 +456,8 @@ class Transformer(nn.Module):
              enable_dropout: bool = False, decode: bool = False,
              max_decode_length: Optional[int] = None, return_hidden: bool = False,
              encoder_segment_ids: Optional[Array] = None,
-             decoder_segment_ids: Optional[Array] = None):
+             decoder_segment_ids: Optional[Array] = None,
+             logits_positions: Optional[Array] = None):
     """Decoder logits for `decoder_input_tokens`.
 
     Args:
@@ -470,15 +474,18 @@ class Transformer(nn.Module):
       encoder_segment_ids: `[batch, src_len]` segment ids of packed examples (with
         `decoder_segment_ids`).
       decoder_segment_ids: `[batch, tgt_len]` segment ids of packed examples.
+      logits_positions: `[batch, M]` int32: project only these positions' hidden states to the
+      vocabulary (the layers still run on every position).
 
     Returns:
-      logits `[batch, tgt_len, vocab]` float32, and hidden `[batch, tgt_len, emb_dim]` when
-      `return_hidden`.
+      logits `[batch, tgt_len, vocab]` float32 (`[batch, M, vocab]` with `logits_positions`),
+      and hidden `[batch, tgt_len, emb_dim]` when `return_hidden`.
     """
     logits, hidden = self.decoder(
         encoded, encoder_input_tokens, decoder_input_tokens, cross_kv=cross_kv,
         encoder_segment_ids=encoder_segment_ids, decoder_segment_ids=decoder_segment_ids,
-        enable_dropout=enable_dropout, decode=decode, max_decode_length=max_decode_length)
+        enable_dropout=enable_dropout, decode=decode, max_decode_length=max_decode_length,
+        logits_positions=logits_positions)
     return (logits, hidden) if return_hidden else logits
 
   def predict_length(self, encoded: Array, encoder_input_tokens: Array) -> Array:

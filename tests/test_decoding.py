@@ -1,4 +1,5 @@
 """Decoding loops against hand-made logits callbacks, so every expectation is exact."""
+import dataclasses
 import functools
 
 import jax
@@ -337,10 +338,15 @@ def _fixed_fn(target):
   return logits_fn
 
 
-def _cycling_fn(x):
+def _at(logits, positions):
+  """A toy `logits_fn`'s answer to `positions` [N, M]: its logits [N, T, V] there."""
+  return logits if positions is None else jnp.take_along_axis(logits, positions[..., None], 1)
+
+
+def _cycling_fn(x, positions=None):
   """Predicts the successor of its input token (MASK -> 4): never converges."""
   fav = jnp.where(x == MASK, 4, 4 + (x - 3) % 16)
-  return _favourites(fav, jnp.full(x.shape, 5.0)), None
+  return _at(_favourites(fav, jnp.full(x.shape, 5.0)), positions), None
 
 
 def _refine(logits_fn, initial, config, rng=KEY):
@@ -504,6 +510,13 @@ def test_canvas_sizes():
   assert decoding.canvas_sizes(48, 1) == (48,)
 
 
+def _context_logits(table, x, positions):
+  """A padding-blind toy decoder pass: every position's favourite depends on the whole input."""
+  content = jnp.sum(jnp.where(x != PAD_ID, x, 0), axis=-1, keepdims=True)
+  favourite = 4 + (x + content) % (ST.num_pieces - 4)
+  return _at(table[:x.shape[1]] + _favourites(favourite, jnp.full(x.shape, 2.0)), positions)
+
+
 @pytest.mark.parametrize("scheme", ["random", "mask"])
 def test_fitted_canvas_decodes_as_the_full_one(scheme):
   """Refinement on the smallest canvas that holds the longest candidate (16 of 32 positions
@@ -512,11 +525,9 @@ def test_fitted_canvas_decodes_as_the_full_one(scheme):
   table = jnp.asarray(np.random.RandomState(3).randn(32, ST.vocab_size).astype(np.float32))
   widths = []
 
-  def logits_fn(x):
+  def logits_fn(x, positions=None):
     jax.debug.callback(lambda inputs: widths.append(inputs.shape[1]), x)
-    content = jnp.sum(jnp.where(x != PAD_ID, x, 0), axis=-1, keepdims=True)
-    favourite = 4 + (x + content) % (ST.num_pieces - 4)
-    return table[:x.shape[1]] + _favourites(favourite, jnp.full(x.shape, 2.0)), None
+    return _context_logits(table, x, positions), None
 
   def decode(num_canvas_sizes):
     config = decoding.RefinementConfig(
@@ -536,6 +547,70 @@ def test_fitted_canvas_decodes_as_the_full_one(scheme):
   for name in ("candidates", "history", "iterations", "lengths", "best"):
     np.testing.assert_array_equal(fitted_aux[name], full_aux[name], err_msg=name)
   np.testing.assert_allclose(fitted_aux["scores"], full_aux["scores"], rtol=1e-6)
+
+
+def test_projected_counts_follow_the_rejecter():
+  config = decoding.RefinementConfig(decoder_input_scheme="mask", rejecter="linear",
+                                     remasking_scheme="initial", keep_visible=True)
+  # 15 real tokens + EOS: 15 * 3 // 4 = 11, 7, 3 re-masked, each plus the EOS.
+  assert decoding.projected_counts(config, 16) == (16, 12, 8, 4)
+  constant = dataclasses.replace(config, rejecter="constant_k", rejecter_k=2)
+  assert decoding.projected_counts(constant, 16) == (16, 3, 3, 3)
+  for off in (dict(masked_logits_only=False), dict(keep_visible=False, remasking_scheme="previous"),
+              dict(decoder_input_scheme="random"), dict(stutter_remasking=True),
+              dict(rejecter="learned")):
+    assert decoding.projected_counts(dataclasses.replace(config, **off), 16) is None, off
+
+
+@pytest.mark.parametrize("rejecter", ["linear", "constant_k", "constant_fraction"])
+def test_masked_only_projection_gives_the_full_projections_tokens(rejecter):
+  """Mask-predict projecting only the masked positions and EOS returns the tokens, log-probs,
+  scores and histories of projecting every position, with fewer positions projected."""
+  table = jnp.asarray(np.random.RandomState(5).randn(24, ST.vocab_size).astype(np.float32))
+  projected = []
+
+  def logits_fn(x, positions=None):
+    width = x.shape[1] if positions is None else positions.shape[1]
+    jax.debug.callback(lambda _: projected.append(width), x)
+    return _context_logits(table, x, positions), None
+
+  def decode(masked_logits_only):
+    config = decoding.RefinementConfig(
+        decoder_input_scheme="mask", rejecter=rejecter, rejecter_k=3, rejecter_fraction=0.3,
+        remasking_scheme="initial", keep_visible=True, num_decode_iterations=5, length_beam=3,
+        return_history=True, return_all_candidates=True, early_exit=False, num_canvas_sizes=1,
+        masked_logits_only=masked_logits_only)
+    scores = jnp.asarray(np.random.RandomState(6).randn(2, 25).astype(np.float32))
+    return _decode(logits_fn, scores, config, 24)
+
+  full, full_aux = decode(False)
+  assert set(projected) == {24}
+  projected.clear()
+  masked, masked_aux = decode(True)
+  assert projected[0] == 24 and max(projected[1:]) < 24
+  np.testing.assert_array_equal(masked, full)
+  for name in ("candidates", "history", "iterations", "lengths", "best"):
+    np.testing.assert_array_equal(masked_aux[name], full_aux[name], err_msg=name)
+  np.testing.assert_allclose(masked_aux["scores"], full_aux["scores"], rtol=1e-6)
+
+
+def test_argmax_choice_is_the_argmax_of_the_softmax():
+  """The two-pass top-1 (argmax, then the log-normaliser; no [N, T, V] log-softmax) equals the
+  argmax and log-prob of the softmax over the allowed ids."""
+  logits = jnp.asarray(np.random.RandomState(7).randn(3, 6, ST.vocab_size).astype(np.float32) * 4)
+  initial = jnp.full((3, 6), MASK).at[:, 4].set(EOS_ID).at[:, 5].set(PAD_ID)
+  tokens, log_probs = decoding.choose_tokens(logits, None, decoding.RefinementConfig(), ST,
+                                             initial)
+  ids = np.arange(ST.vocab_size)
+  allowed = np.asarray(ST.is_real_piece(ids)) & (ids != PAD_ID) & (ids != ST.bos_id)
+  reference = np.asarray(jax.nn.log_softmax(np.where(allowed, logits, -np.inf), axis=-1))
+  best = np.argmax(np.where(np.arange(ST.vocab_size) == EOS_ID, -np.inf, reference), axis=-1)
+  np.testing.assert_array_equal(tokens[:, :4], best[:, :4])
+  np.testing.assert_allclose(log_probs[:, :4],
+                             np.take_along_axis(reference, best[..., None], -1)[:, :4, 0],
+                             rtol=1e-5)
+  np.testing.assert_allclose(log_probs[:, 4], reference[:, 4, EOS_ID], rtol=1e-5)
+  assert np.all(np.asarray(tokens[:, 4]) == EOS_ID) and np.all(np.asarray(log_probs[:, 5]) == 0)
 
 
 def test_score_candidates_mean_sum_and_brevity():
