@@ -9,7 +9,10 @@ AR decoding (`ARModel`, with a KV cache):
   - `temperature_sample`: greedy (temperature 0), or temperature / top-k / top-p sampling.
   - `beam_search`: beam search with T5X's (GNMT) brevity penalty.
   Both are `lax.while_loop`s that stop when every row has ended (EOS) or at `max_decode_len`, and
-  return `(tokens [B, num_decodes, T], scores [B, num_decodes])`, best first, PAD after EOS.
+  share the AR decode_fn contract (T5X's): `(prompt [B, P], cache, tokens_to_logits, *,
+  num_decodes, max_decode_len, rng, eos_id, bos_id, pad_id, **options) -> (tokens [B,
+  num_decodes, T], scores [B, num_decodes])`, best first, PAD after EOS. A new AR method is one
+  such function, bound with `ARModel.decode_fn = @decoding.<name>`.
 
 PaDIR decoding (`PadirModel`):
   `logits_fn(decoder_input_tokens [N, T], positions=None) -> (logits [N, T, V], accept_logits
@@ -22,7 +25,9 @@ PaDIR decoding (`PadirModel`):
     `length_candidates`, `initial_decoder_inputs`, `choose_tokens`, `stutter_mask`, `reject`,
     `remask`, `score_candidates`.
   - `refine`: the refinement loop (one `lax.while_loop` over a `RefinementState`).
-  - `padir_decode`: candidates -> refine -> score (-> optional rescoring) -> best per example.
+  - `padir_decode`: candidates -> refine -> score (-> optional rescoring) -> best per example;
+    `PadirModel`'s default `decode_fn`. Another method with its signature is bound with
+    `PadirModel.decode_fn = @decoding.<name>`.
   - Output clean-up: `cut_at_eos`, `remove_stutter`, `postprocess`.
 
 Conventions: a "length" counts the real tokens *and* the EOS, so a candidate of length L has EOS
@@ -255,9 +260,10 @@ def beam_search(prompt: Array,
                 cache: Any,
                 tokens_to_logits: TokensToLogits,
                 *,
-                beam_size: int,
+                num_decodes: int,
                 max_decode_len: Optional[int] = None,
                 alpha: float = 0.6,
+                rng: Optional[Array] = None,
                 eos_id: int = EOS_ID,
                 bos_id: int = BOS_ID,
                 pad_id: int = PAD_ID) -> Tuple[Array, Array]:
@@ -277,25 +283,27 @@ def beam_search(prompt: Array,
   Args:
     prompt: [B, P] int32 forced prefix (non-zero ids force the token at their position; forced
       tokens add nothing to the score).
-    cache: the decoder's cache for B rows (expanded here to B * beam_size rows).
+    cache: the decoder's cache for B rows (expanded here to B * K rows).
     tokens_to_logits: `(ids [N, 1], cache) -> (logits [N, V], new_cache)`.
-    beam_size: K.
+    num_decodes: K, the beam size (T5X's name: the AR decode_fn contract).
     max_decode_len: T (default P).
     alpha: brevity penalty exponent; a hypothesis of n tokens (EOS included) scores
       `log_prob / ((5 + n) / 6) ** alpha`. 0: plain log-prob.
+    rng: unused (beam search is deterministic); part of the AR decode_fn contract.
     eos_id, bos_id, pad_id: ids.
 
   Returns:
-    tokens [B, beam_size, T] int32 (PAD after EOS) and scores [B, beam_size] float32, best first
+    tokens [B, K, T] int32 (PAD after EOS) and scores [B, K] float32, best first
     (-inf and all PAD for slots with no finished hypothesis when some are finished).
   """
-  if beam_size < 1:
-    raise ValueError(f"beam_size={beam_size} must be >= 1")
+  del rng
+  if num_decodes < 1:
+    raise ValueError(f"num_decodes={num_decodes} (the beam size) must be >= 1")
   if alpha < 0:
     raise ValueError(f"alpha={alpha} must be >= 0")
   prompt, length = _prepare_ar(prompt, max_decode_len)
   batch = prompt.shape[0]
-  k = beam_size
+  k = num_decodes
   best_alive_penalty = brevity_penalty(length, alpha)
 
   def body(state: BeamState) -> BeamState:

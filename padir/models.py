@@ -219,6 +219,12 @@ class ARModel(BaseModel):
     temperature, top_k, top_p, num_decodes: for 'sample'.
     max_decode_length: most generated tokens (default: the batch's target length, else the
       vocabulary's max_target_length).
+    decode_fn: a decoding method of T5X's kind that replaces the built-in ones (None: the
+      `decode_method`s above), e.g. `ARModel.decode_fn = @decoding.temperature_sample` in gin.
+      Called as `decode_fn(prompt [B, 0], cache, tokens_to_logits, num_decodes=N,
+      max_decode_len=T, rng=key, eos_id=, bos_id=, pad_id=, **options)` and returns tokens
+      [B, N, T] and scores [B, N], best first (`padir.decoding`'s AR contract); the options are
+      `decoder_params` less `num_decodes` (default 1), passed through as they are.
   """
 
   def __init__(self,
@@ -236,9 +242,11 @@ class ARModel(BaseModel):
                top_k: int = 0,
                top_p: float = 1.0,
                num_decodes: int = 1,
-               max_decode_length: Optional[int] = None):
+               max_decode_length: Optional[int] = None,
+               decode_fn: Optional[Callable[..., Tuple[Array, Array]]] = None):
     super().__init__(module, optimizer_def, special_tokens, vocabulary, label_smoothing, z_loss,
                      loss_normalizing_factor)
+    self.decode_fn = decode_fn
     self.decode_params = dict(decode_method=decode_method, beam_size=beam_size, alpha=alpha,
                               temperature=temperature, top_k=top_k, top_p=top_p,
                               num_decodes=num_decodes)
@@ -256,6 +264,22 @@ class ARModel(BaseModel):
     if params["decode_method"] not in AR_DECODE_METHODS:
       raise ValueError(f"decode_method={params['decode_method']!r}: expected one of "
                        f"{AR_DECODE_METHODS}")
+
+  def _decode_method(self, decoder_params: Optional[Mapping[str, Any]]
+                     ) -> Tuple[Callable[..., Tuple[Array, Array]], int, Dict[str, Any]]:
+    """(decode_fn, rows per example, its options) for `decoder_params` over the constructor's."""
+    if self.decode_fn is not None:
+      options = dict(decoder_params or {})
+      return self.decode_fn, options.pop("num_decodes", 1), options
+    options = {**self.decode_params, **(decoder_params or {})}
+    self._check_decode_params(options)
+    method = options["decode_method"]
+    if method == "beam":
+      return decoding.beam_search, options["beam_size"], {"alpha": options["alpha"]}
+    if method == "greedy":
+      return decoding.temperature_sample, 1, {"temperature": 0.0}
+    return decoding.temperature_sample, options["num_decodes"], {
+        name: options[name] for name in ("temperature", "top_k", "top_p")}
 
   def _output_logits(self, logits: Array) -> Array:
     """Logits [..., V] with every id but the real pieces at NEG_INF: the decoder emits only
@@ -349,14 +373,10 @@ class ARModel(BaseModel):
       aux: 'scores' [B] (or [B, K]): summed log-probs ('greedy', 'sample') or brevity-penalised
       log-probs ('beam').
     """
-    options = {**self.decode_params, **(decoder_params or {})}
-    self._check_decode_params(options)
-    method = options["decode_method"]
+    decode_fn, num_rows, options = self._decode_method(decoder_params)
     encoder_tokens = self._encoder_inputs(batch["encoder_input_tokens"])
     batch_size = encoder_tokens.shape[0]
     length = self._decode_length(batch)
-    num_rows = options["beam_size"] if method == "beam" else (
-        options["num_decodes"] if method == "sample" else 1)
     encoded = self._encode(params, encoder_tokens)
     cross_kv = jax.tree_util.tree_map(lambda x: jnp.repeat(x, num_rows, axis=0),
                                       self._cross_kv(params, encoded))
@@ -377,21 +397,11 @@ class ARModel(BaseModel):
           decode=True, max_decode_length=length, mutable=["cache"], method=self.module.decode)
       return self._output_logits(logits[:, 0]), variables["cache"]
 
-    prompt = jnp.zeros((batch_size, 0), jnp.int32)
-    ids = dict(eos_id=self.special_tokens.eos_id, bos_id=self.special_tokens.bos_id,
-               pad_id=self.special_tokens.pad_id)
-    if method == "beam":
-      tokens, scores = decoding.beam_search(prompt, cache, tokens_to_logits,
-                                            beam_size=options["beam_size"],
-                                            max_decode_len=length, alpha=options["alpha"], **ids)
-    elif method == "greedy":
-      tokens, scores = decoding.temperature_sample(prompt, cache, tokens_to_logits,
-                                                   max_decode_len=length, temperature=0.0, **ids)
-    else:
-      tokens, scores = decoding.temperature_sample(
-          prompt, cache, tokens_to_logits, max_decode_len=length,
-          rng=jax.random.PRNGKey(0) if rng is None else rng, temperature=options["temperature"],
-          top_k=options["top_k"], top_p=options["top_p"], num_decodes=num_rows, **ids)
+    tokens, scores = decode_fn(
+        jnp.zeros((batch_size, 0), jnp.int32), cache, tokens_to_logits, num_decodes=num_rows,
+        max_decode_len=length, rng=jax.random.PRNGKey(0) if rng is None else rng,
+        eos_id=self.special_tokens.eos_id, bos_id=self.special_tokens.bos_id,
+        pad_id=self.special_tokens.pad_id, **options)
     if return_all_decodes:
       return tokens, {"scores": scores}
     return tokens[:, 0], {"scores": scores[:, 0]}
@@ -469,6 +479,11 @@ class PadirModel(BaseModel):
       also in unrolled training stages).
     max_decode_length: T at inference (default: the batch's decoder length, else the
       vocabulary's max_target_length).
+    decode_fn: the decoding method (T5X's `decode_fn`), `decoding.padir_decode` by default;
+      another is bound in gin (`PadirModel.decode_fn = @decoding.my_method`). Called as
+      `decode_fn(logits_fn, length_predictions, rng, config, special_tokens, max_decode_len,
+      rescore_fn)` with the arguments `padir_decode` documents, it returns tokens [B, T] and an
+      aux dict (with 'scores' [B, C] and 'best' [B] the chosen candidate's score is reported).
   """
 
   def __init__(self,
@@ -506,7 +521,8 @@ class PadirModel(BaseModel):
                return_all_candidates: bool = False,
                return_history: bool = False,
                keep_visible: bool = False,
-               max_decode_length: Optional[int] = None):
+               max_decode_length: Optional[int] = None,
+               decode_fn: Callable[..., Tuple[Array, Dict[str, Array]]] = decoding.padir_decode):
     if length_predictor not in LENGTH_PREDICTORS:
       raise ValueError(f"length_predictor={length_predictor!r}: expected one of "
                        f"{LENGTH_PREDICTORS}")
@@ -529,6 +545,7 @@ class PadirModel(BaseModel):
     self.rejecter_loss_weight = rejecter_loss_weight
     self.num_train_stages = num_train_stages
     self.max_decode_length = max_decode_length
+    self.decode_fn = decode_fn
     self.refinement_config = decoding.RefinementConfig(
         num_decode_iterations=num_decode_iterations, decoder_input_scheme=decoder_input_scheme,
         rejecter=rejecter, rejecter_k=rejecter_k, rejecter_fraction=rejecter_fraction,
@@ -844,12 +861,13 @@ class PadirModel(BaseModel):
     if rescore_fn is not None:
       raw_rows = jnp.repeat(raw_encoder_tokens, num_candidates, axis=0)
       candidate_rescore = lambda tokens: rescore_fn(raw_rows, tokens)  # pylint: disable=unnecessary-lambda-assignment
-    tokens, aux = decoding.padir_decode(
+    tokens, aux = self.decode_fn(
         logits_fn, length_predictions, jax.random.PRNGKey(0) if rng is None else rng, config,
         self.special_tokens, length, candidate_rescore)
     aux = dict(aux)
-    aux["candidate_scores"] = aux["scores"]
-    aux["scores"] = aux["scores"][jnp.arange(tokens.shape[0]), aux["best"]]
+    if "scores" in aux and "best" in aux:
+      aux["candidate_scores"] = aux["scores"]
+      aux["scores"] = aux["scores"][jnp.arange(tokens.shape[0]), aux["best"]]
     return tokens, aux
 
   def score_batch(self, params: PyTree, batch: Batch) -> Array:

@@ -28,6 +28,7 @@ or bind the saved scope, `MODEL/models.PadirModel.num_decode_iterations = 8`.)
 """
 import argparse
 import dataclasses
+import inspect
 import logging
 import math
 import os
@@ -269,6 +270,11 @@ def _check_decoder_params(model: models.BaseModel, decoder_params: Mapping[str, 
   """Raises ValueError naming unknown or invalid decoding overrides (before tracing)."""
   if isinstance(model, models.PadirModel):
     allowed = [f.name for f in dataclasses.fields(model.refinement_config)]
+  elif model.decode_fn is not None:  # A decoding method bound in gin: its keyword options.
+    contract = {"prompt", "cache", "tokens_to_logits", "max_decode_len", "rng", "eos_id",
+                "bos_id", "pad_id"}
+    allowed = [name for name in inspect.signature(model.decode_fn).parameters
+               if name not in contract]
   else:
     allowed = list(model.decode_params)
   unknown = sorted(set(decoder_params) - set(allowed))

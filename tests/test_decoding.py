@@ -62,7 +62,7 @@ def _greedy(table, batch=3, length=6, **kwargs):
 
 def _beam(table, beam_size, batch=3, length=6, alpha=0.0):
   fn = jax.jit(functools.partial(decoding.beam_search, tokens_to_logits=functools.partial(
-      _ar_step, table), beam_size=beam_size, max_decode_len=length, alpha=alpha))
+      _ar_step, table), num_decodes=beam_size, max_decode_len=length, alpha=alpha))
   return fn(jnp.zeros((batch, 0), jnp.int32), _ar_cache(batch))
 
 
@@ -97,7 +97,7 @@ def test_beam_returns_the_best_finished_hypothesis_it_saw():
   # unfinished 3-token hypotheses (best [3, 3, 3], -1.857).
   step = _constant_step([-1e7, -1.0, -0.9, -0.1])
   tokens, scores = jax.jit(functools.partial(
-      decoding.beam_search, tokens_to_logits=step, beam_size=2, max_decode_len=3, alpha=0.0))(
+      decoding.beam_search, tokens_to_logits=step, num_decodes=2, max_decode_len=3, alpha=0.0))(
           jnp.zeros((1, 0), jnp.int32), {"index": jnp.array(0, jnp.int32)})
   log_probs = jax.nn.log_softmax(jnp.array([-1e7, -1.0, -0.9, -0.1]))
   assert list(np.asarray(tokens[0, 0])) == [EOS_ID, PAD_ID, PAD_ID]
@@ -106,7 +106,7 @@ def test_beam_returns_the_best_finished_hypothesis_it_saw():
   # with the penalty of T tokens.
   step = _constant_step([-1e7, -20.0, -0.9, -0.1, -0.5, -0.6])
   tokens, scores = jax.jit(functools.partial(
-      decoding.beam_search, tokens_to_logits=step, beam_size=2, max_decode_len=3, alpha=0.6))(
+      decoding.beam_search, tokens_to_logits=step, num_decodes=2, max_decode_len=3, alpha=0.6))(
           jnp.zeros((1, 0), jnp.int32), {"index": jnp.array(0, jnp.int32)})
   log_probs = jax.nn.log_softmax(jnp.array([-1e7, -20.0, -0.9, -0.1, -0.5, -0.6]))
   assert list(np.asarray(tokens[0, 0])) == [3, 3, 3]
@@ -148,7 +148,7 @@ def test_ar_stops_when_every_row_ended_and_respects_max_length(search):
       fn = functools.partial(decoding.temperature_sample, tokens_to_logits=step,
                              max_decode_len=length)
     else:
-      fn = functools.partial(decoding.beam_search, tokens_to_logits=step, beam_size=2,
+      fn = functools.partial(decoding.beam_search, tokens_to_logits=step, num_decodes=2,
                              max_decode_len=length)
     tokens, _ = jax.jit(fn)(jnp.zeros((2, 0), jnp.int32), cache)
     jax.effects_barrier()
@@ -206,7 +206,7 @@ def test_an_eos_in_the_prompt_does_not_end_the_row():
   tokens, _ = jax.jit(functools.partial(decoding.temperature_sample, tokens_to_logits=step,
                                         max_decode_len=4))(prompt, {"i": jnp.array(0)})
   assert list(np.asarray(tokens[0, 0])) == [5, EOS_ID, 2, 2]
-  beams, _ = jax.jit(functools.partial(decoding.beam_search, tokens_to_logits=step, beam_size=2,
+  beams, _ = jax.jit(functools.partial(decoding.beam_search, tokens_to_logits=step, num_decodes=2,
                                        max_decode_len=4))(prompt, {"i": jnp.array(0)})
   # Generation went on past the prompt's EOS (the last step's finished [.., EOS] is preferred
   # to the unfinished [.., 2]: EOS was among the 2K continuations).
@@ -219,7 +219,7 @@ def test_prompt_forces_tokens():
   prompt = jnp.array([[5, 0], [6, 4]], jnp.int32)
   tokens, _ = jax.jit(functools.partial(decoding.temperature_sample, tokens_to_logits=step,
                                         max_decode_len=5))(prompt, _ar_cache(2))
-  beams, _ = jax.jit(functools.partial(decoding.beam_search, tokens_to_logits=step, beam_size=2,
+  beams, _ = jax.jit(functools.partial(decoding.beam_search, tokens_to_logits=step, num_decodes=2,
                                        max_decode_len=5))(prompt, _ar_cache(2))
   for out in (tokens, beams):
     assert list(np.asarray(out[:, 0, 0])) == [5, 6] and int(out[1, 0, 1]) == 4

@@ -459,3 +459,66 @@ def test_t5_layout_ar_and_padir_learn_and_decode():
   tokens, _ = jax.jit(padir.predict_batch_with_aux)(params, {"encoder_input_tokens": SRC,
                                                              "decoder_input_tokens": TGT})
   np.testing.assert_array_equal(tokens, TGT)
+
+
+# ------------------------------------------------------------------------------------------------
+# Decoding methods: one function with the decode_fn contract, bound in gin.
+
+
+def _argmax_then_eos(prompt, cache, tokens_to_logits, *, num_decodes, max_decode_len, rng,
+                     eos_id, bos_id, pad_id):
+  """A toy AR method (the AR decode_fn contract): one cached step, its argmax, then EOS."""
+  del rng
+  rows = prompt.shape[0] * num_decodes  # num_decodes = 1 here: the cache is not repeated.
+  logits, _ = tokens_to_logits(jnp.full((rows, 1), bos_id, jnp.int32), cache)
+  first = jnp.argmax(logits, axis=-1).astype(jnp.int32)
+  tokens = jnp.full((rows, max_decode_len), pad_id, jnp.int32)
+  tokens = tokens.at[:, 0].set(first).at[:, 1].set(eos_id)
+  scores = jnp.take_along_axis(jax.nn.log_softmax(logits), first[:, None], axis=-1)
+  return tokens.reshape(prompt.shape[0], num_decodes, -1), scores.reshape(-1, num_decodes)
+
+
+def _one_pass(logits_fn, length_predictions, rng, config, special_tokens, max_decode_len,
+              rescore_fn=None):
+  """A toy PaDIR method (`padir_decode`'s contract): one pass at the most likely length."""
+  del rng, rescore_fn
+  lengths, _ = decoding.length_candidates(length_predictions, config, max_decode_len)
+  initial = decoding.initial_decoder_inputs(lengths[:, 0], max_decode_len,
+                                            config.decoder_input_scheme, special_tokens)
+  logits, _ = logits_fn(initial)
+  tokens, _ = decoding.choose_tokens(logits, None, config, special_tokens, initial)
+  return tokens, {"lengths": lengths[:, 0]}
+
+
+gin.external_configurable(_argmax_then_eos, name="test_models_argmax_then_eos")
+gin.external_configurable(_one_pass, name="test_models_one_pass")
+
+
+def _built_with(bindings, make):
+  gin.clear_config()
+  try:
+    gin.parse_config(bindings)
+    return make()
+  finally:
+    gin.clear_config()
+
+
+def test_a_decoding_method_bound_in_gin_is_what_predict_runs(trained_ar, trained_padir):
+  batch = {"encoder_input_tokens": SRC, "decoder_input_tokens": TGT}
+  _, ar_params, _, _ = trained_ar
+  ar = _built_with(["ARModel.decode_fn = @test_models_argmax_then_eos"],
+                   lambda: models.ARModel(_network(), special_tokens=ST))
+  tokens, aux = jax.jit(ar.predict_batch_with_aux)(ar_params, batch)
+  np.testing.assert_array_equal(tokens[:, 0], TGT[:, 0])  # The memorised first pieces.
+  assert np.all(np.asarray(tokens[:, 1]) == EOS_ID) and np.all(np.asarray(tokens[:, 2:]) == 0)
+  assert aux["scores"].shape == (B,)
+
+  padir_model, padir_params, _, _ = trained_padir
+  padir = _built_with(["PadirModel.decode_fn = @test_models_one_pass"],
+                      lambda: models.PadirModel(_network(), special_tokens=ST,
+                                                decoder_input_scheme="mask_range"))
+  tokens, aux = jax.jit(padir.predict_batch_with_aux)(padir_params, batch)
+  reference, _ = jax.jit(lambda p: padir_model.predict_batch_with_aux(
+      p, batch, decoder_params={"num_decode_iterations": 1}))(padir_params)
+  assert set(aux) == {"lengths"}
+  np.testing.assert_array_equal(tokens, reference)
