@@ -311,6 +311,71 @@ def machine_info() -> Dict[str, Any]:
 
 
 # ------------------------------------------------------------------------------------------------
+# Roofline: what one AR step and one PaDIR pass must cost at this machine's rates.
+
+
+def decoder_flops(config: network.T5Config, rows: int, positions: int, self_keys: int,
+                  cross_keys: int) -> float:
+  """FLOPs of one decoder call on `rows` x `positions` (multiply-adds count 2): every layer's
+  self-attention q/k/v/o and cross-attention q/o projections (cross keys/values are computed
+  once per decode), its MLP, the attention over `self_keys` and `cross_keys` keys, and the
+  output projection to the vocabulary."""
+  d, inner, mlp = config.emb_dim, config.num_heads * config.head_dim, config.mlp_dim
+  layer = 2 * (6 * d * inner + (len(config.mlp_activations) + 1) * d * mlp)
+  attention = 4 * inner * (self_keys + cross_keys)
+  per_position = config.num_decoder_layers * (layer + attention) + 2 * d * config.vocab_size
+  return float(rows * positions * per_position)
+
+
+def decoder_bytes(config: network.T5Config, rows: int, self_keys: int, cross_keys: int,
+                  itemsize: int = 4) -> float:
+  """Bytes one decoder call must read at least: the decoder's weights (float32) and the
+  attention keys/values of every row (a KV cache of `self_keys`, the cross-attention's)."""
+  d, inner, mlp = config.emb_dim, config.num_heads * config.head_dim, config.mlp_dim
+  layer = 6 * d * inner + (len(config.mlp_activations) + 1) * d * mlp
+  weights = 4 * (config.num_decoder_layers * layer + d * config.vocab_size)
+  keys_values = itemsize * rows * 2 * inner * config.num_decoder_layers * (self_keys + cross_keys)
+  return float(weights + keys_values)
+
+
+def roofline(results: Sequence[Mapping[str, Any]], config: network.T5Config, matmul_rate: float,
+             bandwidth: float, itemsize: int) -> List[Dict[str, Any]]:
+  """Per batch size and length beam: the AR greedy step and the PaDIR pass, measured and bound.
+
+  A PaDIR pass is (latency at the most iterations - at 1) / (their difference): the fixed work
+  (encoder, lengths, scoring) cancels. An AR step is the greedy latency / T, an upper bound (the
+  encoder is in it). Each bound is max(FLOPs / the dense matmul rate, bytes / the memory
+  bandwidth), both measured in this run.
+  """
+  def bound(flops, nbytes):
+    return {"flops": flops, "bytes": nbytes, "flop_bound_ms": 1e3 * flops / matmul_rate,
+            "byte_bound_ms": 1e3 * nbytes / bandwidth}
+
+  rows = []
+  standard = [r for r in results if r["variant"] == "standard"]
+  for ar in (r for r in standard if r["system"] == "ar_greedy"):
+    batch, length, source = ar["batch_size"], ar["target_length"], ar["source_length"]
+    step = {"measured_ms": ar["latency_ms_p50"] / length,
+            **bound(decoder_flops(config, batch, 1, length, source),
+                    decoder_bytes(config, batch, length, source, itemsize))}
+    for beam in sorted({r["length_beam"] for r in standard if r["system"] == "padir"}):
+      padir = {r["iterations"]: r["latency_ms_p50"] for r in standard
+               if r["system"] == "padir" and r["batch_size"] == batch
+               and r["length_beam"] == beam}
+      if 1 not in padir or max(padir) == 1:
+        continue
+      most = max(padir)
+      candidates = batch * beam
+      pass_ = {"measured_ms": (padir[most] - padir[1]) / (most - 1),
+               **bound(decoder_flops(config, candidates, length, length, source),
+                       decoder_bytes(config, candidates, 0, source, itemsize))}
+      rows.append({"batch_size": batch, "length_beam": beam, "target_length": length,
+                   "source_length": source, "ar_step": step, "padir_pass": pass_,
+                   "pass_over_step": pass_["measured_ms"] / step["measured_ms"]})
+  return rows
+
+
+# ------------------------------------------------------------------------------------------------
 # Reports.
 
 
@@ -397,6 +462,23 @@ def write_markdown(path: str, report: Dict[str, Any]):
     for s in report["length_sweep"]:
       lines.append(f"| {s['system']} | {s['iterations'] or '—'} | {s['target_length']} | "
                    f"{s['latency_ms_p50']:.1f} | {s['latency_ms_p90']:.1f} |")
+  if report.get("roofline"):
+    roof = report["roofline"]
+    lines += ["", "## Roofline: one AR greedy step and one PaDIR pass", "",
+              f"This run's dense float32 matmul rate {roof['matmul_flop_s'] / 1e9:.1f} GFLOP/s "
+              f"and memory bandwidth {roof['memory_bytes_s'] / 1e9:.1f} GB/s "
+              "(`padir.reporting`); a bound is max(FLOPs / rate, bytes / bandwidth). A pass is "
+              "(latency at the most iterations - at 1) / their difference; a step is AR greedy's "
+              "latency / T (the encoder included).", "",
+              "| batch | length beam | T | AR step ms | its FLOP / byte bound ms | PaDIR pass ms "
+              "| its FLOP / byte bound ms | pass / step |", "|" + "---|" * 8]
+    for r in roof["rows"]:
+      step, pass_ = r["ar_step"], r["padir_pass"]
+      lines.append(
+          f"| {r['batch_size']} | {r['length_beam']} | {r['target_length']} | "
+          f"{step['measured_ms']:.2f} | {step['flop_bound_ms']:.3f} / {step['byte_bound_ms']:.3f} "
+          f"| {pass_['measured_ms']:.2f} | {pass_['flop_bound_ms']:.3f} / "
+          f"{pass_['byte_bound_ms']:.3f} | {r['pass_over_step']:.1f} |")
   if report.get("notes"):
     lines += ["", "## Notes", ""] + [f"- {n}" for n in report["notes"]]
   with open(path, "w") as f:
@@ -721,10 +803,15 @@ def run(args: argparse.Namespace) -> Dict[str, Any]:
   notes: List[str] = []
   batch_sizes, largest = choose_batch_sizes(args, setup_, systems)
   results = time_systems(args, setup_, systems, batch_sizes, workers, notes)
+  rates = {"matmul_flop_s": reporting.matmul_flop_rate(),
+           "memory_bytes_s": reporting.memory_bandwidth()}
   sweep = length_sweep(args, setup_, workers, notes)
   notes.append(f"total wall time {time.perf_counter() - wall_start:.0f} s (compilation "
                f"included, {workers} compile threads)")
   report = make_report(args, setup_, batch_sizes, largest, results, sweep, notes)
+  report["roofline"] = {**rates, "rows": roofline(
+      results, setup_.configs["standard"], rates["matmul_flop_s"], rates["memory_bytes_s"],
+      2 if args.dtype == "bfloat16" else 4)}
   os.makedirs(args.out_dir, exist_ok=True)
   with open(os.path.join(args.out_dir, "decode_speed.json"), "w") as f:
     json.dump(report, f, indent=1)

@@ -38,7 +38,6 @@ from typing import Any, Dict, Mapping, Optional, Sequence, Tuple
 import flax.linen as nn
 import gin
 import jax
-import jax.numpy as jnp
 import numpy as np
 
 from padir import files
@@ -95,20 +94,6 @@ SETUPS = {s.name: s for s in (
 DEFAULT_SETUPS = ("ar_packed", "ar_buckets", "ar", "ar_no_dropout", "padir", "demo_ar_packed",
                   "demo_ar", "demo_padir")
 TRAIN_GIN = "runs/train.gin"
-
-
-def matmul_flop_s(size: int = 1024, repeats: int = 20) -> float:
-  """This machine's dense float32 matmul rate (FLOP/s): the best of `repeats` runs (a roofline
-  is the attainable peak; the median moved by 20 % between two runs 15 minutes apart)."""
-  x = jnp.ones((size, size), jnp.float32)
-  f = jax.jit(lambda a: a @ a)
-  f(x).block_until_ready()
-  times = []
-  for _ in range(repeats):
-    start = time.perf_counter()
-    f(x).block_until_ready()
-    times.append(time.perf_counter() - start)
-  return 2 * size ** 3 / min(times)
 
 
 def _target_tokens(batch: Mapping[str, np.ndarray]) -> int:
@@ -194,7 +179,7 @@ def run(setups: Sequence[Setup], steps: int, *, command: str,
         extra_bindings: Sequence[str] = ()) -> Dict[str, Any]:
   """Every setup, then the yardstick; the results dict of results.json."""
   load_start = reporting.load_average()
-  rate = matmul_flop_s()
+  rate = reporting.matmul_flop_rate()
   rows = []
   for setup in setups:
     row = measure_setup(setup, steps, extra_bindings)

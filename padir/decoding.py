@@ -957,6 +957,24 @@ def _choose_at_masked(logits_fn: LogitsFn, inputs: Array, iteration: Array,
           jnp.where(projected, token_log_probs, 0.0))
 
 
+def _predict(logits_fn: LogitsFn, state: "RefinementState", counts: Optional[Tuple[int, ...]],
+             rng: Array, config: RefinementConfig, special_tokens: SpecialTokens,
+             initial_tokens: Array) -> Tuple[Array, Array, Optional[Array], Optional[Array]]:
+  """One pass of `refine`: (tokens [N, T], token_log_probs [N, T], logits [N, T, V] or None
+  when only the masked positions were projected, accept_logits [N, T] or None)."""
+  if counts is None:
+    logits, accept_logits = logits_fn(state.inputs)
+    tokens, token_log_probs = choose_tokens(logits, rng, config, special_tokens, initial_tokens)
+  else:
+    logits = accept_logits = None
+    tokens, token_log_probs = _choose_at_masked(logits_fn, state.inputs, state.iteration, counts,
+                                                rng, config, special_tokens, initial_tokens)
+  if config.keep_visible:
+    tokens, token_log_probs = keep_visible_tokens(tokens, token_log_probs, state.inputs,
+                                                  state.token_log_probs, initial_tokens)
+  return tokens, token_log_probs, logits, accept_logits
+
+
 @flax.struct.dataclass
 class RefinementState:
   """Loop state of `refine` (N rows, T positions, I = config.num_decode_iterations)."""
@@ -1015,17 +1033,8 @@ def refine(logits_fn: LogitsFn,
   def body(state: RefinementState) -> RefinementState:
     t = state.iteration
     rng, choice_rng = jax.random.split(state.rng)
-    if counts is None:
-      logits, accept_logits = logits_fn(state.inputs)
-      tokens, token_log_probs = choose_tokens(logits, choice_rng, config, special_tokens,
-                                              initial_tokens)
-    else:
-      logits = accept_logits = None
-      tokens, token_log_probs = _choose_at_masked(logits_fn, state.inputs, t, counts, choice_rng,
-                                                  config, special_tokens, initial_tokens)
-    if config.keep_visible:
-      tokens, token_log_probs = keep_visible_tokens(tokens, token_log_probs, state.inputs,
-                                                    state.token_log_probs, initial_tokens)
+    tokens, token_log_probs, logits, accept_logits = _predict(
+        logits_fn, state, counts, choice_rng, config, special_tokens, initial_tokens)
     summed = None if state.logits_sum is None else state.logits_sum + logits.astype(jnp.float32)
     rejected = reject(tokens, token_log_probs, t, config, special_tokens, accept_logits)
     rejected &= t < num_iterations - 1

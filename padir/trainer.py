@@ -602,21 +602,9 @@ def train(*, model=gin.REQUIRED, model_dir: str = gin.REQUIRED,
   init_key, dropout_key = run_keys(seed, dropout_rng_impl)
 
   with jax.set_mesh(mesh), nn.logical_axis_rules(partitioning.LOGICAL_AXIS_RULES):
-    boxed = abstract_train_state(model, input_shapes, input_types)
-    shardings = train_state_shardings(mesh, boxed)
-    abstract = jax.tree.map(lambda a, s: jax.ShapeDtypeStruct(a.shape, a.dtype, sharding=s),
-                            _strip_boxes(boxed), shardings)
-    manager = checkpoints.make_manager(checkpoints.checkpoint_dir(model_dir),
-                                       keep=keep_checkpoints)
-    restored = checkpoints.restore_latest(manager, *abstract.checkpoint_items())
-    if restored is None:
-      state = init_train_state(model, init_key, input_shapes, input_types, shardings)
-      if init_checkpoint:
-        state = warm_start(model, state, init_checkpoint, shardings)
-      state = initialize_from_data(model, state, _first_batches(dataset), shardings)
-    else:
-      state = TrainState.from_checkpoint_items(restored[0], restored[1])
-      logger.info("resumed from %s at step %d", manager.directory, restored[2])
+    state, shardings, manager = _restore_or_initialize(
+        model, model_dir, mesh, input_shapes, input_types, init_key=init_key,
+        init_checkpoint=init_checkpoint, keep_checkpoints=keep_checkpoints, dataset=dataset)
     start_step = int(state.step)
     eval_batches = (_load_eval_batches(eval_dataset_fn, batch_size=batch_size,
                                        shard_id=shard_id, num_shards=num_shards,
@@ -627,48 +615,115 @@ def train(*, model=gin.REQUIRED, model_dir: str = gin.REQUIRED,
         extra={"mesh_shape": dict(mesh.shape), "batch_size": batch_size,
                "num_microbatches": num_microbatches, "start_step": start_step,
                "num_train_steps": num_train_steps})
-
     # The data position is the step: batch `start_step` comes next.
     batches = itertools.chain([first], batches) if start_step == 0 else dataset(start_step)
-    train_step = make_train_step(model, mesh, shardings, num_microbatches)
-    eval_step = (make_eval_step(model, mesh, shardings.params)
-                 if eval_batches is not None else None)
-    writer = metrics_lib.MetricsWriter(model_dir, start_step)
     clock = TrainClock(model_dir, start_step, started)
-    progress = metrics_lib.Progress(
-        start_step, num_train_steps, bar=progress_bar,
-        seconds_left=(None if max_train_seconds is None
-                      else lambda: max_train_seconds - clock.seconds()))
+    loop = _TrainLoop(
+        model=model, state=state, mesh=mesh, batch_size=batch_size, manager=manager,
+        train_step=make_train_step(model, mesh, shardings, num_microbatches),
+        eval_step=(make_eval_step(model, mesh, shardings.params)
+                   if eval_batches is not None else None),
+        eval_batches=eval_batches, validation_fn=validation_fn,
+        writer=metrics_lib.MetricsWriter(model_dir, start_step), clock=clock,
+        progress=metrics_lib.Progress(
+            start_step, num_train_steps, bar=progress_bar,
+            seconds_left=(None if max_train_seconds is None
+                          else lambda: max_train_seconds - clock.seconds())),
+        log_every=log_every, max_train_seconds=max_train_seconds)
+    return loop.run(batches, dropout_key, num_train_steps=num_train_steps,
+                    local_rows=local_rows, save_every=save_checkpoint_every,
+                    eval_every=eval_every, skip_nonfinite_steps=skip_nonfinite_steps)
 
-    def validate(step):
-      results = {}
-      if eval_step is not None:
-        results.update(_evaluate(eval_step, state.params, eval_batches, mesh=mesh,
-                                 batch_size=batch_size))
-      if validation_fn is not None:
-        results.update(validation_fn(model=model, params=state.params, step=step))
-      if results:
-        writer.write(step, results, "validation")
-        logger.info("validation at step %d: %s", step,
-                     ", ".join(f"{k} {v:.4g}" for k, v in sorted(results.items())))
 
-    def save(step):
-      if checkpoints.save(manager, step, *state.checkpoint_items()):
-        logger.info("saving checkpoint %d", step)
-        clock.record(step)
+def _restore_or_initialize(model, model_dir: str, mesh: Mesh, input_shapes, input_types, *,
+                           init_key: jax.Array, init_checkpoint: Optional[str],
+                           keep_checkpoints: Optional[int],
+                           dataset: Callable[[int], Iterable[Batch]]):
+  """(state, its shardings, the checkpoint manager): the newest checkpoint of `model_dir`, else
+  a fresh state (warm-started from `init_checkpoint`, then initialised from the data)."""
+  boxed = abstract_train_state(model, input_shapes, input_types)
+  shardings = train_state_shardings(mesh, boxed)
+  abstract = jax.tree.map(lambda a, s: jax.ShapeDtypeStruct(a.shape, a.dtype, sharding=s),
+                          _strip_boxes(boxed), shardings)
+  manager = checkpoints.make_manager(checkpoints.checkpoint_dir(model_dir), keep=keep_checkpoints)
+  restored = checkpoints.restore_latest(manager, *abstract.checkpoint_items())
+  if restored is None:
+    state = init_train_state(model, init_key, input_shapes, input_types, shardings)
+    if init_checkpoint:
+      state = warm_start(model, state, init_checkpoint, shardings)
+    state = initialize_from_data(model, state, _first_batches(dataset), shardings)
+  else:
+    state = TrainState.from_checkpoint_items(restored[0], restored[1])
+    logger.info("resumed from %s at step %d", manager.directory, restored[2])
+  return state, shardings, manager
 
-    def out_of_time(step) -> bool:
-      if max_train_seconds is None:
-        return False
-      # The step's computation has finished (Python dispatches steps ahead of the device).
-      jax.block_until_ready(state.step)
-      if jax.process_count() == 1:
-        return clock.seconds() >= max_train_seconds
-      # Every process must stop at the same step: process 0's clock decides, at log steps.
-      return step % log_every == 0 and bool(multihost_utils.broadcast_one_to_all(
-          np.asarray(clock.seconds() >= max_train_seconds)))
 
-    history, last_time, step = [], time.time(), start_step
+class _TrainLoop:
+  """The steps of one `train` call: train, log, save, validate, stop on a signal or the budget.
+
+  Owns the manager, the metrics writer and the progress display, and closes them when `run`
+  ends, however it ends.
+  """
+
+  def __init__(self, *, model, state: TrainState, mesh: Mesh, batch_size: int, manager,
+               train_step, eval_step, eval_batches, validation_fn, writer, clock: TrainClock,
+               progress, log_every: int, max_train_seconds: Optional[float]):
+    self.model, self.state, self.mesh, self.batch_size = model, state, mesh, batch_size
+    self.manager, self.train_step, self.eval_step = manager, train_step, eval_step
+    self.eval_batches, self.validation_fn = eval_batches, validation_fn
+    self.writer, self.clock, self.progress = writer, clock, progress
+    self.log_every, self.max_train_seconds = log_every, max_train_seconds
+
+  def validate(self, step: int) -> None:
+    results = {}
+    if self.eval_step is not None:
+      results.update(_evaluate(self.eval_step, self.state.params, self.eval_batches,
+                               mesh=self.mesh, batch_size=self.batch_size))
+    if self.validation_fn is not None:
+      results.update(self.validation_fn(model=self.model, params=self.state.params, step=step))
+    if results:
+      self.writer.write(step, results, "validation")
+      logger.info("validation at step %d: %s", step,
+                  ", ".join(f"{k} {v:.4g}" for k, v in sorted(results.items())))
+
+  def save(self, step: int) -> None:
+    if checkpoints.save(self.manager, step, *self.state.checkpoint_items()):
+      logger.info("saving checkpoint %d", step)
+      self.clock.record(step)
+
+  def out_of_time(self, step: int) -> bool:
+    if self.max_train_seconds is None:
+      return False
+    # The step's computation has finished (Python dispatches steps ahead of the device).
+    jax.block_until_ready(self.state.step)
+    if jax.process_count() == 1:
+      return self.clock.seconds() >= self.max_train_seconds
+    # Every process must stop at the same step: process 0's clock decides, at log steps.
+    return step % self.log_every == 0 and bool(multihost_utils.broadcast_one_to_all(
+        np.asarray(self.clock.seconds() >= self.max_train_seconds)))
+
+  def log(self, step: int, history: Sequence[Mapping[str, Any]], seconds: float) -> None:
+    """Writes the mean train metrics of the steps since the last log, and shows progress."""
+    summary = _mean_over_steps(jax.device_get(history))
+    summary["tokens_per_second"] = summary.pop("target_tokens") / seconds
+    summary["steps_per_second"] = len(history) / seconds
+    summary["skipped_steps"] = int(self.state.skipped_steps)
+    self.writer.write(step, summary, "train")
+    self.progress.update(step, summary["loss"], summary["tokens_per_second"])
+
+  def _nonfinite(self, step: int) -> FloatingPointError:
+    last = self.manager.latest_step()
+    return FloatingPointError(
+        f"non-finite loss or gradients at step {step} (its update was not applied); "
+        + ("no checkpoint was saved yet" if last is None else
+           f"the last checkpoint is step {last}")
+        + ". Set train.skip_nonfinite_steps = True to skip such steps instead.")
+
+  def run(self, batches: Iterable[Batch], dropout_key: jax.Array, *, num_train_steps: int,
+          local_rows: int, save_every: int, eval_every: Optional[int],
+          skip_nonfinite_steps: bool) -> TrainState:
+    step = int(self.state.step)
+    history, last_time = [], time.time()
     try:
       with _StopSignals() as signals:
         while step < num_train_steps:
@@ -677,52 +732,37 @@ def train(*, model=gin.REQUIRED, model_dir: str = gin.REQUIRED,
             raise TrainConfigError(f"the training dataset ran out at step {step} of "
                                    f"{num_train_steps}; make it repeat")
           _check_local_batch(batch, local_rows, "train_dataset_fn")
-          state, step_metrics = train_step(state, shard_batch(batch, mesh, batch_size),
-                                           dropout_key)
+          self.state, step_metrics = self.train_step(
+              self.state, shard_batch(batch, self.mesh, self.batch_size), dropout_key)
           step += 1
           history.append(step_metrics)
           if not skip_nonfinite_steps and float(step_metrics["nonfinite"]):
-            last = manager.latest_step()
-            raise FloatingPointError(
-                f"non-finite loss or gradients at step {step} (its update was not applied); "
-                + ("no checkpoint was saved yet" if last is None else
-                   f"the last checkpoint is step {last}")
-                + ". Set train.skip_nonfinite_steps = True to skip such steps instead.")
-          if step % log_every == 0 or step == num_train_steps:
+            raise self._nonfinite(step)
+          if step % self.log_every == 0 or step == num_train_steps:
             now = time.time()
-            summary = _mean_over_steps(jax.device_get(history))
-            tokens = summary.pop("target_tokens")
-            summary["tokens_per_second"] = tokens / (now - last_time)
-            summary["steps_per_second"] = len(history) / (now - last_time)
-            summary["skipped_steps"] = int(state.skipped_steps)
-            writer.write(step, summary, "train")
-            progress.update(step, summary["loss"], summary["tokens_per_second"])
+            self.log(step, history, now - last_time)
             history, last_time = [], now
-          if step % save_checkpoint_every == 0:
-            save(step)
+          if step % save_every == 0:
+            self.save(step)
           if (eval_every and step % eval_every == 0) or step == num_train_steps:
-            validate(step)
-          if signals.should_stop(manager, step) and step < num_train_steps:
-            save(step)  # Completed by the `finally` below.
+            self.validate(step)
+          if signals.should_stop(self.manager, step) and step < num_train_steps:
+            self.save(step)  # Completed by the `finally` below.
             raise Preempted(signals.signum, step)
-          if step < num_train_steps and out_of_time(step):
+          if step < num_train_steps and self.out_of_time(step):
             logger.info("time budget of %.0f s reached (trained %.0f s): stopping at step %d",
-                        max_train_seconds, clock.seconds(), step)
-            validate(step)
+                        self.max_train_seconds, self.clock.seconds(), step)
+            self.validate(step)
             break
-        save(step)
+        self.save(step)
     finally:
-      manager.wait_until_finished()
-      manager.close()
-      writer.close()
-      progress.close()
-  return state
+      self.manager.wait_until_finished()
+      self.manager.close()
+      self.writer.close()
+      self.progress.close()
+    return self.state
 
 
-# --------------------------------------------------------------------------- command line
-
-
-@gin.configurable
 def initialize_distributed(enabled: bool = False, coordinator_address: Optional[str] = None,
                            num_processes: Optional[int] = None,
                            process_id: Optional[int] = None) -> None:

@@ -52,8 +52,19 @@ def test_decode_speed_benchmark_writes_every_system_and_batch_size(tmp_path):
   assert all(s["latency_ms_p50"] > 0 for s in report["length_sweep"])
   assert report["targets"]
 
+  roof = report["roofline"]
+  assert roof["matmul_flop_s"] > 1e8 and roof["memory_bytes_s"] > 1e8
+  assert {(r["batch_size"], r["length_beam"]) for r in roof["rows"]} == {
+      (b, lb) for b in BATCH_SIZES for lb in (1, 3)}
+  for r in roof["rows"]:
+    step, pass_ = r["ar_step"], r["padir_pass"]
+    # A pass over C x T positions does more arithmetic than a step over 1 position per row.
+    assert pass_["flops"] > r["target_length"] * r["length_beam"] * step["flops"] / 2
+    assert step["bytes"] > 0 and pass_["flop_bound_ms"] > 0 and step["byte_bound_ms"] > 0
+
   markdown = (tmp_path / "decode_speed.md").read_text()
   assert "speedup vs AR greedy" in markdown and "Length scaling" in markdown
+  assert "Roofline" in markdown
   assert (tmp_path / "decode_speed.png").stat().st_size > 0
 
 

@@ -594,25 +594,6 @@ def test_masked_only_projection_gives_the_full_projections_tokens(rejecter):
   np.testing.assert_allclose(masked_aux["scores"], full_aux["scores"], rtol=1e-6)
 
 
-def test_argmax_choice_is_the_argmax_of_the_softmax():
-  """The two-pass top-1 (argmax, then the log-normaliser; no [N, T, V] log-softmax) equals the
-  argmax and log-prob of the softmax over the allowed ids."""
-  logits = jnp.asarray(np.random.RandomState(7).randn(3, 6, ST.vocab_size).astype(np.float32) * 4)
-  initial = jnp.full((3, 6), MASK).at[:, 4].set(EOS_ID).at[:, 5].set(PAD_ID)
-  tokens, log_probs = decoding.choose_tokens(logits, None, decoding.RefinementConfig(), ST,
-                                             initial)
-  ids = np.arange(ST.vocab_size)
-  allowed = np.asarray(ST.is_real_piece(ids)) & (ids != PAD_ID) & (ids != ST.bos_id)
-  reference = np.asarray(jax.nn.log_softmax(np.where(allowed, logits, -np.inf), axis=-1))
-  best = np.argmax(np.where(np.arange(ST.vocab_size) == EOS_ID, -np.inf, reference), axis=-1)
-  np.testing.assert_array_equal(tokens[:, :4], best[:, :4])
-  np.testing.assert_allclose(log_probs[:, :4],
-                             np.take_along_axis(reference, best[..., None], -1)[:, :4, 0],
-                             rtol=1e-5)
-  np.testing.assert_allclose(log_probs[:, 4], reference[:, 4, EOS_ID], rtol=1e-5)
-  assert np.all(np.asarray(tokens[:, 4]) == EOS_ID) and np.all(np.asarray(log_probs[:, 5]) == 0)
-
-
 def test_score_candidates_mean_sum_and_brevity():
   tokens = jnp.array([[5, 6, EOS_ID, 0]])
   log_probs = jnp.array([[-1.0, -2.0, -3.0, 0.0]])
