@@ -15,6 +15,7 @@ import sys
 from typing import List, Optional, Sequence
 
 from padir import checkpoints
+from padir import cli
 from padir import files
 from padir import translator as translator_lib
 
@@ -54,6 +55,7 @@ def average(model_dir: str, output: str, last: Optional[int] = None,
   return chosen
 
 
+@cli.command("average")
 def main(argv: Optional[Sequence[str]] = None) -> int:
   parser = argparse.ArgumentParser(prog="padir average", description=__doc__.split("\n\n")[0])
   parser.add_argument("--model_dir", required=True, help="a `padir train` --model_dir")
@@ -65,11 +67,8 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
   args = parser.parse_args(argv)
   if args.steps is None and args.last is None:
     parser.error("give --last N or --steps S1,S2,...")
-  try:
-    steps = [int(s) for s in args.steps.split(",")] if args.steps else None
-    chosen = average(args.model_dir, args.output, args.last, steps)
-  except (OSError, ValueError) as e:
-    parser.exit(1, f"padir average: error: {e}\n")
+  steps = [int(s) for s in args.steps.split(",")] if args.steps else None
+  chosen = average(args.model_dir, args.output, args.last, steps)
   print(f"wrote {args.output}: the mean of steps {chosen} of {args.model_dir}")
   return 0
 

@@ -30,6 +30,8 @@ import jax
 import numpy as np
 import orbax.checkpoint as ocp
 
+from padir import cli
+
 logger = logging.getLogger(__name__)
 
 CHECKPOINTS_SUBDIR = "checkpoints"
@@ -44,7 +46,7 @@ class CheckpointMismatchError(ValueError):
   """A checkpoint whose tree differs from the model's (another model config)."""
 
 
-class NoUsableCheckpointError(RuntimeError):
+class NoUsableCheckpointError(cli.UserError, RuntimeError):
   """Checkpoints exist but none of them can be read."""
 
 

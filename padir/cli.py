@@ -3,9 +3,12 @@
 Each subcommand lives in its own module as `main(argv) -> int`; modules are imported only when
 their subcommand runs, so `padir --help` is instant and never imports seqio/TensorFlow.
 """
+import functools
 import importlib
+import logging
 import signal
 import sys
+from typing import Callable, Optional, Sequence
 
 SUBCOMMANDS = {
     "train": ("padir.trainer", "Train a model (T5X-style --gin_file / --gin.NAME=VALUE flags)."),
@@ -18,6 +21,39 @@ SUBCOMMANDS = {
     "demo": ("padir.demo", "Teacher -> distillation -> PaDIR students -> evaluation, offline."),
     "theory": ("padir.theory", "The paper's theory as synthetic experiments."),
 }
+
+
+class UserError(Exception):
+  """An error the user can fix (a file, a checkpoint, a setting); its message says what and how.
+  Subclassed together with the builtin kind it is (e.g. `(UserError, RuntimeError)`)."""
+
+
+class UsageError(ValueError):
+  """A flag or setting that cannot work: the command exits with status 2 (argparse's)."""
+
+
+# What a subcommand reports as one line instead of a traceback: bad flags, settings and values
+# (ValueError: GinFlagError, TrainConfigError, CheckpointMismatchError, TextFileError, unknown
+# task names, ...), missing or unreadable files (OSError), non-finite training (FloatingPointError)
+# and the project's own `UserError`s.
+USER_ERRORS = (OSError, ValueError, FloatingPointError, UserError)
+
+
+def command(name: str) -> Callable:
+  """Decorates a subcommand's `main(argv) -> int`: a user error (`USER_ERRORS`) ends it with
+  `padir NAME: error: MESSAGE` on stderr and status 1 (2 for a `UsageError`), the traceback in
+  the debug log. The one error handler of every `padir` command."""
+  def decorate(main: Callable[[Optional[Sequence[str]]], int]) -> Callable:
+    @functools.wraps(main)
+    def run(argv: Optional[Sequence[str]] = None) -> int:
+      try:
+        return main(argv)
+      except USER_ERRORS as e:
+        logging.getLogger(main.__module__).debug("padir %s failed", name, exc_info=True)
+        print(f"padir {name}: error: {e}", file=sys.stderr)
+        return 2 if isinstance(e, UsageError) else 1
+    return run
+  return decorate
 
 
 def usage() -> str:

@@ -39,21 +39,19 @@ import logging
 import os
 import shlex
 import shutil
-import sys
 import time
 from typing import Any, Dict, Mapping, Sequence, Tuple
 
 import gin
 import jax
 
-from padir import checkpoints
+from padir import cli
 from padir import distill as distill_lib
 from padir import files
 from padir import gin_utils
 from padir import metrics as metrics_lib
 from padir import reporting
 from padir import trainer
-from padir import translator as translator_lib
 
 logger = logging.getLogger(__name__)
 
@@ -349,6 +347,7 @@ to resume; finished stages are reused.
 """
 
 
+@cli.command("demo")
 def main(argv: Sequence[str]) -> int:
   parser = argparse.ArgumentParser(prog="padir demo", usage=USAGE)
   parser.add_argument("--workdir", default="runs/demo", help="where everything goes")
@@ -360,12 +359,6 @@ def main(argv: Sequence[str]) -> int:
     jax.config.update("jax_compilation_cache_dir", os.path.join(os.path.abspath(args.workdir),
                                                                 "jax_cache"))
   command = " ".join(["padir", "demo", *map(shlex.quote, argv)])
-  try:
-    results = run(args.workdir, args.size, command)
-  except (DemoError, gin_utils.GinFlagError, trainer.TrainConfigError,
-          checkpoints.CheckpointMismatchError, *translator_lib.USER_ERRORS) as e:
-    logger.debug("padir demo failed", exc_info=True)
-    print(f"padir demo: error: {e}", file=sys.stderr)
-    return 1
+  results = run(args.workdir, args.size, command)
   print(reporting.results_markdown(results))
   return 0

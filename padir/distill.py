@@ -41,6 +41,7 @@ from typing import Any, Dict, Iterator, List, Mapping, Optional, Sequence, Tuple
 import tqdm
 
 from padir import checkpoints
+from padir import cli
 from padir import files
 from padir import gin_utils
 from padir import metrics as metrics_lib
@@ -314,6 +315,7 @@ registers it as the tasks NAME_ar / NAME_padir. Re-run the same command to resum
 """
 
 
+@cli.command("distill")
 def main(argv: Sequence[str]) -> int:
   gin_files, gin_bindings, rest = gin_utils.parse_gin_flags(argv)
   parser = argparse.ArgumentParser(prog="padir distill", usage=USAGE)
@@ -336,18 +338,12 @@ def main(argv: Sequence[str]) -> int:
                       help="corpus name of the registered tasks (default: from the sources)")
   args = parser.parse_args(rest)
   metrics_lib.log_to_stderr()
-  try:
-    sources = Sources(task=args.task, split=args.split, input_tsv=args.input_tsv,
-                      source_file=args.source_file,
-                      task_modules=tuple(args.module or ["tasks.builtin"]))
-    result = distill(args.teacher_dir, sources, args.output, shard_size=args.shard_size,
-                     decode_method=args.decode_method, beam_size=args.beam_size,
-                     max_repeats=args.max_repeats, name=args.name, checkpoint_step=args.checkpoint_step,
-                     gin_files=gin_files, gin_bindings=gin_bindings, progress=True)
-  except translator_lib.USER_ERRORS as e:
-    logger.debug("padir distill failed", exc_info=True)
-    print(f"padir distill: error: {e}", file=sys.stderr)
-    return 1
+  sources = Sources(task=args.task, split=args.split, input_tsv=args.input_tsv,
+                    source_file=args.source_file, task_modules=tuple(args.module or ["tasks.builtin"]))
+  result = distill(args.teacher_dir, sources, args.output, shard_size=args.shard_size,
+                   decode_method=args.decode_method, beam_size=args.beam_size,
+                   max_repeats=args.max_repeats, name=args.name, checkpoint_step=args.checkpoint_step,
+                   gin_files=gin_files, gin_bindings=gin_bindings, progress=True)
   print(f"wrote {result.tsv} ({result.num_examples} pairs, teacher step {result.teacher_step}; "
         f"{result.num_dropped} looped translations left out)")
   print(f"registered tasks: {result.ar_task} {result.padir_task}")

@@ -40,7 +40,6 @@ import json
 import logging
 import os
 import re
-import sys
 import time
 from typing import Any, Dict, List, Mapping, Optional, Sequence, Tuple
 
@@ -49,6 +48,7 @@ import numpy as np
 import sacrebleu
 
 from padir import checkpoints
+from padir import cli
 from padir import decoding
 from padir import files
 from padir import gin_utils
@@ -416,6 +416,7 @@ and the hypotheses into --output. Re-running resumes: evaluated steps are skippe
 """
 
 
+@cli.command("eval")
 def main(argv: Sequence[str]) -> int:
   gin_files, gin_bindings, rest = gin_utils.parse_gin_flags(argv)
   parser = argparse.ArgumentParser(prog="padir eval", usage=USAGE)
@@ -434,19 +435,14 @@ def main(argv: Sequence[str]) -> int:
                       help="with --watch: give up after this long without a new checkpoint")
   args = parser.parse_args(rest)
   metrics_lib.log_to_stderr()
-  try:
-    if args.watch:
-      wait_for_run(args.checkpoint_dir, args.poll_seconds, args.watch_timeout)
-    job = EvalJob(args.checkpoint_dir, args.task, args.split, args.output, gin_files,
-                  gin_bindings, args.module or ["tasks.builtin"], args.max_examples,
-                  command=" ".join(["padir", "eval", *argv]), progress=True)
-    if args.watch:
-      summary = job.watch(args.poll_seconds, args.watch_timeout)
-    else:
-      summary = job.run(args.checkpoint_step)
-  except translator_lib.USER_ERRORS as e:  # TimeoutError is an OSError.
-    logger.debug("padir eval failed", exc_info=True)
-    print(f"padir eval: error: {e}", file=sys.stderr)
-    return 1
+  if args.watch:  # A missing run is a TimeoutError, an OSError.
+    wait_for_run(args.checkpoint_dir, args.poll_seconds, args.watch_timeout)
+  job = EvalJob(args.checkpoint_dir, args.task, args.split, args.output, gin_files,
+                gin_bindings, args.module or ["tasks.builtin"], args.max_examples,
+                command=" ".join(["padir", "eval", *argv]), progress=True)
+  if args.watch:
+    summary = job.watch(args.poll_seconds, args.watch_timeout)
+  else:
+    summary = job.run(args.checkpoint_step)
   print(results_markdown(summary))
   return 0

@@ -57,6 +57,7 @@ from typing import Any, Dict, Iterator, List, Mapping, Optional, Sequence, Tuple
 import numpy as np
 
 from padir import checkpoints
+from padir import cli
 
 FORMATS = ("t5x", "huggingface")
 CONVERSION_FILE = "conversion.json"
@@ -457,6 +458,7 @@ def is_converted(path: str) -> bool:
   return os.path.isfile(os.path.join(os.path.abspath(path), CONVERSION_FILE))
 
 
+@cli.command("convert")
 def main(argv: Optional[Sequence[str]] = None) -> int:
   """`padir convert --source PATH --output DIR`."""
   parser = argparse.ArgumentParser(
@@ -470,10 +472,7 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
                            "a Hugging Face save_pretrained folder")
   parser.add_argument("--output", required=True, metavar="DIR", help="an empty or new directory")
   args = parser.parse_args(argv)
-  try:
-    checkpoint = convert(args.source, args.output)
-  except (OSError, CheckpointImportError) as e:
-    parser.exit(1, f"padir convert: {e}\n")
+  checkpoint = convert(args.source, args.output)
   print(f"wrote {args.output}: {len(checkpoint.params)} arrays ({checkpoint.format}, step "
         f"{checkpoint.step}, vocabulary {checkpoint.vocab_size}); network in "
         f"{os.path.join(args.output, NETWORK_GIN)}")

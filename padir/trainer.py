@@ -29,7 +29,6 @@ import itertools
 import logging
 import os
 import signal
-import sys
 import threading
 import time
 from typing import Any, Callable, Dict, Iterable, Mapping, Optional, Sequence, Tuple
@@ -45,6 +44,7 @@ from jax.experimental import multihost_utils
 from jax.sharding import Mesh
 
 from padir import checkpoints
+from padir import cli
 from padir import files
 from padir import gin_utils
 from padir import metrics as metrics_lib
@@ -59,7 +59,7 @@ DatasetFn = Callable[..., Iterable[Batch]]
 ValidationFn = Callable[..., Mapping[str, float]]
 
 
-class TrainConfigError(ValueError):
+class TrainConfigError(cli.UsageError):
   """A training setting that cannot work (batch size, mesh, dataset shapes); the message says
   which setting and what to do."""
 
@@ -783,6 +783,7 @@ Run the same command again to resume from the newest checkpoint in --model_dir.
 """
 
 
+@cli.command("train")
 def main(argv: Sequence[str]) -> int:
   gin_files, gin_bindings, rest = gin_utils.parse_gin_flags(argv)
   parser = argparse.ArgumentParser(prog="padir train", usage=USAGE)
@@ -802,11 +803,4 @@ def main(argv: Sequence[str]) -> int:
   except Preempted as e:
     logger.warning("%s", e)
     return 128 + e.signum
-  except (OSError, ValueError, checkpoints.NoUsableCheckpointError, FloatingPointError) as e:
-    # Bad flags, configs, data files and checkpoints: GinFlagError, TrainConfigError,
-    # CheckpointMismatchError, padir.data.TextFileError and unknown task names are ValueErrors,
-    # missing files OSErrors.
-    logger.debug("padir train failed", exc_info=True)
-    print(f"padir train: error: {e}", file=sys.stderr)
-    return 2 if isinstance(e, (gin_utils.GinFlagError, TrainConfigError)) else 1
   return 0

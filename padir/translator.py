@@ -44,6 +44,7 @@ import numpy as np
 import tqdm
 
 from padir import checkpoints
+from padir import cli
 from padir import gin_utils
 from padir import metrics as metrics_lib
 from padir import models
@@ -51,8 +52,6 @@ from padir import models
 logger = logging.getLogger(__name__)
 
 INFER_GIN_FILE = "runs/infer.gin"
-# What a command-line entry point reports as a one-line error (bad paths, files, flags, configs).
-USER_ERRORS = (OSError, ValueError, checkpoints.NoUsableCheckpointError)
 _BINDING_KEY = re.compile(r"^([A-Za-z_][\w./]*)\s*=")  # A binding's key at the start of a line.
 
 
@@ -523,6 +522,7 @@ in order (empty input lines give empty lines). Decoding options are gin override
 """
 
 
+@cli.command("infer")
 def main(argv: Sequence[str]) -> int:
   gin_files, gin_bindings, rest = gin_utils.parse_gin_flags(argv)
   parser = argparse.ArgumentParser(prog="padir infer", usage=USAGE)
@@ -532,15 +532,10 @@ def main(argv: Sequence[str]) -> int:
   parser.add_argument("--output", required=True, help="translations, or - for stdout")
   args = parser.parse_args(rest)
   metrics_lib.log_to_stderr()
-  try:
-    translator = Translator.from_checkpoint(args.checkpoint_dir, args.checkpoint_step,
-                                            gin_bindings, gin_files)
-    lines = read_lines(args.input)
-    write_lines(args.output, translator.translate(lines, progress=True))
-  except USER_ERRORS as e:
-    logger.debug("padir infer failed", exc_info=True)
-    print(f"padir infer: error: {e}", file=sys.stderr)
-    return 1
+  translator = Translator.from_checkpoint(args.checkpoint_dir, args.checkpoint_step, gin_bindings,
+                                          gin_files)
+  lines = read_lines(args.input)
+  write_lines(args.output, translator.translate(lines, progress=True))
   logger.info("translated %d lines with %s (step %d)", len(lines), translator.model_dir,
               translator.step)
   return 0

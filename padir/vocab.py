@@ -17,6 +17,7 @@ from typing import Callable, Iterator, Optional, Sequence, Tuple
 import seqio
 import sentencepiece as spm
 
+from padir import cli
 from padir import data
 from padir import special_tokens as special_tokens_lib
 
@@ -224,6 +225,7 @@ class PadirVocabulary(seqio.SentencePieceVocabulary):
             f"max_target_length={self._max_target_length}, extra_ids={self.extra_ids})")
 
 
+@cli.command("vocab")
 def main(argv: Optional[Sequence[str]] = None) -> int:
   """`padir vocab --input FILE [FILE ...] --vocab_size N --output PREFIX`."""
   parser = argparse.ArgumentParser(
@@ -242,14 +244,10 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
   parser.add_argument("--seed", type=int, default=0)
   parser.add_argument("--verbose", action="store_true", help="show SentencePiece's log")
   args = parser.parse_args(argv)
-  try:
-    path = train_sentencepiece(args.input, args.vocab_size, args.output,
-                               model_type=args.model_type,
-                               character_coverage=args.character_coverage,
-                               input_sentence_size=args.input_sentence_size,
-                               seed=args.seed, verbose=args.verbose)
-  except (OSError, ValueError) as e:
-    parser.exit(1, f"padir vocab: {e}\n")
+  path = train_sentencepiece(args.input, args.vocab_size, args.output,
+                             model_type=args.model_type, character_coverage=args.character_coverage,
+                             input_sentence_size=args.input_sentence_size, seed=args.seed,
+                             verbose=args.verbose)
   pieces = spm.SentencePieceProcessor(model_file=path).GetPieceSize()
   print(f"wrote {path} ({pieces} pieces; PAD=0 EOS=1 UNK=2 BOS=3)")
   return 0
