@@ -40,7 +40,6 @@ size, one line per system; latency vs target length). Imports neither seqio nor 
 import argparse
 import concurrent.futures
 import dataclasses
-import datetime
 import gzip
 import json
 import logging
@@ -759,7 +758,7 @@ def make_report(args: argparse.Namespace, setup_: Setup, batch_sizes: Sequence[i
                       for b in batch_sizes}
   configs = setup_.configs
   report = {
-      "date": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
+      "date": reporting.now(),
       "command": " ".join(shlex.quote(a) for a in ["python", "-m", "benchmarks.decode_speed"]
                           + list(args.argv)),
       "machine": machine_info(),

@@ -24,7 +24,6 @@ Writes OUTPUT/results.json and results.md.
 """
 import argparse
 import dataclasses
-import datetime
 import os
 import re
 import shlex
@@ -189,7 +188,7 @@ def run(setups: Sequence[Setup], steps: int, *, command: str,
           f"of matmul)", file=sys.stderr, flush=True)
     rows.append(row)
   results = {"command": command,
-             "date": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
+             "date": reporting.now(),
              "machine": reporting.machine(), "matmul_flop_s": rate, "setups": rows}
   if yardstick:
     results["yardstick"] = run_yardstick(yardstick, yardstick_steps)

@@ -43,6 +43,11 @@ RESULT_FIELDS = ("name", "model", "iterations", "bleu", "chrf", "stutter_rate",
                  "latency_ms_batch1", "sentences_per_s_batch64")
 
 
+def now() -> str:
+  """The current UTC time, ISO 8601 to the second: the date of a measurement."""
+  return datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds")
+
+
 def clock(seconds: float) -> str:
   """Seconds as H:MM:SS."""
   return str(datetime.timedelta(seconds=round(seconds)))
@@ -378,7 +383,7 @@ def evaluate_and_report(output_dir: str, teacher_dir: str, student_dirs: Mapping
                   padir_decoder_params=padir_decoder_params)
   results = {
       "title": title, "command": command, **(extra or {}),
-      "date": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
+      "date": now(),
       "machine": machine(),
       "load_average": {"evaluate_start": load_start, "evaluate_end": load_average()},
       "test_task": task, "test_split": split, "test_sentences": len(sources),
