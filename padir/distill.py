@@ -339,11 +339,13 @@ def main(argv: Sequence[str]) -> int:
   args = parser.parse_args(rest)
   metrics_lib.log_to_stderr()
   sources = Sources(task=args.task, split=args.split, input_tsv=args.input_tsv,
-                    source_file=args.source_file, task_modules=tuple(args.module or ["tasks.builtin"]))
+                    source_file=args.source_file,
+                    task_modules=tuple(args.module or ["tasks.builtin"]))
   result = distill(args.teacher_dir, sources, args.output, shard_size=args.shard_size,
                    decode_method=args.decode_method, beam_size=args.beam_size,
-                   max_repeats=args.max_repeats, name=args.name, checkpoint_step=args.checkpoint_step,
-                   gin_files=gin_files, gin_bindings=gin_bindings, progress=True)
+                   max_repeats=args.max_repeats, name=args.name,
+                   checkpoint_step=args.checkpoint_step, gin_files=gin_files,
+                   gin_bindings=gin_bindings, progress=True)
   print(f"wrote {result.tsv} ({result.num_examples} pairs, teacher step {result.teacher_step}; "
         f"{result.num_dropped} looped translations left out)")
   print(f"registered tasks: {result.ar_task} {result.padir_task}")

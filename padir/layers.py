@@ -24,7 +24,8 @@ from jax import lax
 Array = jax.Array
 DType = Any
 
-# Attention logit added where the mask forbids attention (T5X's value).
+# A logit that is never chosen: where a mask forbids attention (T5X's value), and for ids a
+# decoder may not emit. Finite, so a log-softmax over it stays exact.
 NEG_INF = -1e10
 
 # T5X's initialisers.

@@ -21,6 +21,7 @@ them on the `module` it is given, so gin only picks the network's size.
 """
 import abc
 import dataclasses
+import functools
 from typing import Any, Callable, Dict, Iterable, List, Mapping, Optional, Tuple
 
 import flax
@@ -30,6 +31,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from padir import decoding
+from padir import layers
 from padir import losses
 from padir import network
 from padir.special_tokens import SpecialTokens
@@ -38,12 +40,14 @@ Array = jax.Array
 PyTree = Any
 Batch = Mapping[str, Array]
 Metrics = Dict[str, Array]
-# (encoder_input_tokens [N, S], tokens [N, T]) -> scores [N], higher is better.
-RescoreFn = Callable[[Array, Array], Array]
+# A teacher's rescoring callback: (encoder_input_tokens [N, S], tokens [N, T]) -> scores [N],
+# higher is better. The model closes it over each candidate's source to give `padir_decode` its
+# `decoding.RescoreFn` (tokens -> scores).
+SourceRescoreFn = Callable[[Array, Array], Array]
 
 AR_DECODE_METHODS = ("greedy", "beam", "sample")
 LENGTH_PREDICTORS = ("classifier", "offset", "affine", "fertility", "oracle")
-NEG_INF = -1e10  # Logit of ids the AR decoder may not emit (finite: log-softmax stays exact).
+NEG_INF = layers.NEG_INF  # Logit of ids the AR decoder may not emit.
 
 
 def _float(x) -> Array:
@@ -334,7 +338,7 @@ class ARModel(BaseModel):
     token_log_probs = jnp.take_along_axis(log_probs, targets[..., None], axis=-1)[..., 0]
     return jnp.sum(token_log_probs * weights, axis=-1)
 
-  def make_rescore_fn(self, params: PyTree, length_normalize: bool = True) -> RescoreFn:
+  def make_rescore_fn(self, params: PyTree, length_normalize: bool = True) -> SourceRescoreFn:
     """A teacher-rescoring callback for `PadirModel.predict_batch_with_aux`.
 
     Returns `(encoder_input_tokens [N, S], tokens [N, T]) -> [N]`: the log-probability of each
@@ -816,7 +820,7 @@ class PadirModel(BaseModel):
 
   def predict_batch_with_aux(self, params: PyTree, batch: Batch, rng: Optional[Array] = None,
                              decoder_params: Optional[Mapping[str, Any]] = None,
-                             rescore_fn: Optional[RescoreFn] = None
+                             rescore_fn: Optional[SourceRescoreFn] = None
                              ) -> Tuple[Array, Dict[str, Array]]:
     """Parallel iterative refinement (`padir.decoding.padir_decode`).
 
@@ -860,7 +864,7 @@ class PadirModel(BaseModel):
     candidate_rescore = None
     if rescore_fn is not None:
       raw_rows = jnp.repeat(raw_encoder_tokens, num_candidates, axis=0)
-      candidate_rescore = lambda tokens: rescore_fn(raw_rows, tokens)  # pylint: disable=unnecessary-lambda-assignment
+      candidate_rescore = functools.partial(rescore_fn, raw_rows)
     tokens, aux = self.decode_fn(
         logits_fn, length_predictions, jax.random.PRNGKey(0) if rng is None else rng, config,
         self.special_tokens, length, candidate_rescore)
