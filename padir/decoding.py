@@ -523,8 +523,8 @@ def length_candidates(length_predictions: Array, config: RefinementConfig,
   offsets = jnp.arange(-half, half + 1)
   lengths = (top.astype(jnp.int32)[:, :, None] + offsets).reshape(top.shape[0], -1)
   lengths = jnp.clip(lengths, 1, max_decode_len)
-  num = lengths.shape[1]
-  earlier = jnp.tril(jnp.ones((num, num), bool), k=-1)  # earlier[j, i]: i < j.
+  num_lengths = lengths.shape[1]
+  earlier = jnp.tril(jnp.ones((num_lengths, num_lengths), bool), k=-1)  # earlier[j, i]: i < j.
   duplicate = jnp.any((lengths[:, :, None] == lengths[:, None, :]) & earlier, axis=-1)
   samples = config.num_parallel_samples
   return jnp.repeat(lengths, samples, axis=1), jnp.repeat(~duplicate, samples, axis=1)
@@ -1152,19 +1152,19 @@ def padir_decode(logits_fn: LogitsFn,
       `return_history`).
   """
   lengths, valid = length_candidates(length_predictions, config, max_decode_len)
-  batch, num = lengths.shape
+  batch, num_candidates = lengths.shape
   init_rng, refine_rng = jax.random.split(rng)
   initial = initial_decoder_inputs(lengths.reshape(-1), max_decode_len,
                                    config.decoder_input_scheme, special_tokens, init_rng)
   tokens, token_log_probs, refine_aux = _refine_on_fitted_canvas(
       logits_fn, initial, jnp.max(lengths), refine_rng, config, special_tokens)
   model_scores = score_candidates(tokens, token_log_probs, config,
-                                  special_tokens.pad_id).reshape(batch, num)
+                                  special_tokens.pad_id).reshape(batch, num_candidates)
   scores = model_scores if rescore_fn is None else (
-      rescore_fn(tokens).astype(jnp.float32).reshape(batch, num))
+      rescore_fn(tokens).astype(jnp.float32).reshape(batch, num_candidates))
   scores = jnp.where(valid, scores, NEG_INF)
   best = jnp.argmax(scores, axis=-1)
-  candidates = tokens.reshape(batch, num, max_decode_len)
+  candidates = tokens.reshape(batch, num_candidates, max_decode_len)
 
   def pick(x):  # [B, C, ...] -> [B, ...], the chosen candidate.
     return x[jnp.arange(batch), best]
@@ -1175,13 +1175,13 @@ def padir_decode(logits_fn: LogitsFn,
       "candidate_valid": valid,
       "best": best,
       "lengths": pick(lengths),
-      "iterations": pick(refine_aux["iterations"].reshape(batch, num)),
+      "iterations": pick(refine_aux["iterations"].reshape(batch, num_candidates)),
   }
   if rescore_fn is not None:
     aux["model_scores"] = model_scores
   if config.return_all_candidates:
     aux["candidates"] = candidates
   if config.return_history:
-    history = refine_aux["history"].reshape(-1, batch, num, max_decode_len)
+    history = refine_aux["history"].reshape(-1, batch, num_candidates, max_decode_len)
     aux["history"] = jnp.moveaxis(history, 0, 2)[jnp.arange(batch), best]
   return pick(candidates), aux

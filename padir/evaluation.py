@@ -123,11 +123,11 @@ def iteration_hypotheses(translator: translator_lib.Translator,
   ran = [p for p in predictions if p.aux]
   if not ran:
     return []
-  st = translator.model.special_tokens
-  histories = pad_histories([p.aux["history"] for p in ran], st.pad_id)  # [N, k, T]
+  special = translator.model.special_tokens
+  histories = pad_histories([p.aux["history"] for p in ran], special.pad_id)  # [N, k, T]
   num, k, length = histories.shape
   cleaned = np.asarray(decoding.postprocess(jnp.asarray(histories.reshape(num * k, length)),
-                                            collapse_stutter, st.eos_id, st.pad_id))
+                                            collapse_stutter, special.eos_id, special.pad_id))
   cleaned = cleaned.reshape(num, k, length)
   texts = [[""] * len(predictions) for _ in range(k)]
   row = 0

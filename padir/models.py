@@ -632,10 +632,11 @@ class PadirModel(BaseModel):
     would train on one canvas and decode from another. Glancing makes its own inputs."""
     if self.glancing_ratio > 0 and self.glancing_fraction == 1.0:
       return
-    st = self.special_tokens
+    special = self.special_tokens
     inputs = np.asarray(batch["decoder_input_tokens"])
-    found = {"mask": np.any(inputs == st.mask_id),
-             "mask_range": np.any((inputs >= st.mask_range_start) & (inputs < st.mask_range_end))}
+    found = {"mask": np.any(inputs == special.mask_id),
+             "mask_range": np.any((inputs >= special.mask_range_start)
+                                  & (inputs < special.mask_range_end))}
     seen = [name for name, present in found.items() if present]
     scheme = self.refinement_config.decoder_input_scheme
     expected = [] if scheme == "random" else [scheme]
@@ -702,7 +703,7 @@ class PadirModel(BaseModel):
     Returns:
       (length predictions: classifier logits [B, C] or lengths [B]; a list of S `StageOutput`).
     """
-    st = self.special_tokens
+    special = self.special_tokens
     config = self.train_config
     targets = jnp.asarray(batch["decoder_target_tokens"], jnp.int32)
     if dropout_rng is None:
@@ -716,17 +717,17 @@ class PadirModel(BaseModel):
     cross_kv = self._cross_kv(params, encoded)
     # What inference would start from at the gold length: EOS at length - 1, PAD after.
     initial = decoding.initial_decoder_inputs(self._lengths(targets), targets.shape[1],
-                                              config.decoder_input_scheme, st, init_rng)
-    non_pad = _float(targets != st.pad_id)
+                                              config.decoder_input_scheme, special, init_rng)
+    non_pad = _float(targets != special.pad_id)
     inputs = jnp.asarray(batch["decoder_input_tokens"], jnp.int32)
     weights = batch.get("decoder_loss_weights")
     weights = non_pad if weights is None else _float(weights)
     if self.glancing_ratio > 0:
       logits, _ = self._decode_pass(params, encoder_tokens, cross_kv, initial)
-      first_pass = decoding.choose_tokens(jax.lax.stop_gradient(logits), None, config, st,
+      first_pass = decoding.choose_tokens(jax.lax.stop_gradient(logits), None, config, special,
                                           initial)[0]
       glanced, revealed = decoding.glance(targets, first_pass, initial, self.glancing_ratio,
-                                          glance_rng, st)
+                                          glance_rng, special)
       glancing_rows = (jnp.arange(targets.shape[0]) <
                        round(self.glancing_fraction * targets.shape[0]))[:, None]
       inputs = jnp.where(glancing_rows, glanced, inputs)
@@ -738,7 +739,7 @@ class PadirModel(BaseModel):
     for i in range(self.num_train_stages):
       rng_i = None if stage_rng is None else jax.random.fold_in(stage_rng, i)
       logits, accept_logits = self._decode_pass(params, encoder_tokens, cross_kv, inputs, rng_i)
-      predictions, token_log_probs = decoding.choose_tokens(logits, None, config, st, initial)
+      predictions, token_log_probs = decoding.choose_tokens(logits, None, config, special, initial)
       if config.keep_visible:
         predictions, token_log_probs = decoding.keep_visible_tokens(
             predictions, token_log_probs, inputs, input_log_probs, initial)
@@ -746,10 +747,10 @@ class PadirModel(BaseModel):
       last = i == self.num_train_stages - 1
       rejected = jnp.zeros(predictions.shape, bool)
       if not last:
-        rejected = decoding.reject(predictions, token_log_probs, jnp.asarray(i), config, st,
+        rejected = decoding.reject(predictions, token_log_probs, jnp.asarray(i), config, special,
                                    accept_logits)
         if config.stutter_remasking:
-          rejected |= decoding.stutter_mask(predictions, st.pad_id, st.eos_id)
+          rejected |= decoding.stutter_mask(predictions, special.pad_id, special.eos_id)
       stages.append(StageOutput(inputs, logits, predictions, rejected, accept_logits,
                                 weights if i == 0 else non_pad))
       if last:
@@ -757,7 +758,7 @@ class PadirModel(BaseModel):
       if config.remasking_scheme == "logits_sum":
         logits_sum = jax.lax.stop_gradient(
             logits if logits_sum is None else logits_sum + logits)
-      next_inputs = decoding.remask(predictions, rejected, config, st, initial_tokens=initial,
+      next_inputs = decoding.remask(predictions, rejected, config, special, initial_tokens=initial,
                                     previous_tokens=previous, logits_sum=logits_sum)
       previous = inputs = jax.lax.stop_gradient(next_inputs)
     return length_predictions, stages
@@ -776,9 +777,9 @@ class PadirModel(BaseModel):
     glancing_revealed (the share of real target tokens given to the decoder: it falls as the
     first pass improves).
     """
-    st = self.special_tokens
+    special = self.special_tokens
     targets = jnp.asarray(batch["decoder_target_tokens"], jnp.int32)
-    real = _float(targets != st.pad_id) * _float(targets != st.eos_id)
+    real = _float(targets != special.pad_id) * _float(targets != special.eos_id)
     length_predictions, stages = self.unrolled_stages(params, batch, dropout_rng)
     total = jnp.zeros([], jnp.float32)
     total_z = jnp.zeros([], jnp.float32)
@@ -887,18 +888,18 @@ class PadirModel(BaseModel):
     Returns:
       [B] float32.
     """
-    st = self.special_tokens
+    special = self.special_tokens
     targets = jnp.asarray(batch["decoder_target_tokens"], jnp.int32)
     gold = self._lengths(targets)
     encoder_tokens = self._encoder_inputs(batch["encoder_input_tokens"])
     encoded = self._encode(params, encoder_tokens)
     initial = decoding.initial_decoder_inputs(gold, targets.shape[1],
-                                              self.refinement_config.decoder_input_scheme, st,
+                                              self.refinement_config.decoder_input_scheme, special,
                                               jax.random.PRNGKey(0))
     logits, _ = self._decode_pass(params, encoder_tokens, self._cross_kv(params, encoded), initial)
     token_log_probs = jnp.take_along_axis(jax.nn.log_softmax(logits), targets[..., None],
                                           axis=-1)[..., 0]
-    scores = jnp.sum(token_log_probs * _float(targets != st.pad_id), axis=-1)
+    scores = jnp.sum(token_log_probs * _float(targets != special.pad_id), axis=-1)
     if self.length_predictor in ("classifier", "offset"):
       length_logits = self._length_scores(
           self._length_predictions(params, encoded, encoder_tokens, batch), encoder_tokens)

@@ -115,20 +115,19 @@ def init_special_rows(embedding: np.ndarray, special_tokens: SpecialTokens,
     `[vocab, emb_dim]` in `embedding`'s dtype.
   """
   embedding = np.asarray(embedding)
-  st = special_tokens
-  if embedding.ndim != 2 or embedding.shape[0] < st.mask_range_end:
+  if embedding.ndim != 2 or embedding.shape[0] < special_tokens.mask_range_end:
     raise ValueError(f"token embedding of shape {embedding.shape}: expected [vocab >= "
-                     f"{st.mask_range_end}, emb_dim] for {st}")
-  if st.num_pieces <= st.first_real_piece:
-    raise ValueError(f"num_pieces={st.num_pieces}: no real pieces beyond ids "
-                     f"0..{st.first_real_piece - 1} to take embedding statistics from")
-  real = embedding[st.first_real_piece:st.num_pieces].astype(np.float64)
+                     f"{special_tokens.mask_range_end}, emb_dim] for {special_tokens}")
+  if special_tokens.num_pieces <= special_tokens.first_real_piece:
+    raise ValueError(f"num_pieces={special_tokens.num_pieces}: no real pieces beyond ids "
+                     f"0..{special_tokens.first_real_piece - 1} to take embedding statistics from")
+  real = embedding[special_tokens.first_real_piece:special_tokens.num_pieces].astype(np.float64)
   mean, std = real.mean(axis=0), real.std(axis=0)
   noise = np.random.default_rng(seed).standard_normal((2, embedding.shape[1]))
   out = embedding.copy()
-  out[[st.mask_id, st.length_id]] = mean + noise_fraction * std * noise
-  out[st.mask_range_id(np.arange(st.max_target_length))] = (
-      mean + std * sinusoidal_code(st.max_target_length, embedding.shape[1]))
+  out[[special_tokens.mask_id, special_tokens.length_id]] = mean + noise_fraction * std * noise
+  out[special_tokens.mask_range_id(np.arange(special_tokens.max_target_length))] = (
+      mean + std * sinusoidal_code(special_tokens.max_target_length, embedding.shape[1]))
   return out
 
 
@@ -249,10 +248,11 @@ def adapt_to_student(params: Mapping[str, Any], model, init_checkpoint: str, *,
                 "distance %d)", DECODER_RELPOS, config.relative_attention_num_buckets,
                 config.relative_attention_max_distance)
   if init_special_embeddings:
-    st = model.special_tokens
+    special = model.special_tokens
     params[TOKEN_EMBEDDING] = init_special_rows(
-        _require(params, TOKEN_EMBEDDING, "init_special_embeddings"), st)
+        _require(params, TOKEN_EMBEDDING, "init_special_embeddings"), special)
     logger.info("warm start: %s rows of [MASK] (%d), [LENGTH] (%d) and [MASK_1..%d] (%d..%d) "
-                "initialised from the real pieces' mean and std", TOKEN_EMBEDDING, st.mask_id,
-                st.length_id, st.max_target_length, st.mask_range_start, st.mask_range_end - 1)
+                "initialised from the real pieces' mean and std", TOKEN_EMBEDDING, special.mask_id,
+                special.length_id, special.max_target_length, special.mask_range_start,
+                special.mask_range_end - 1)
   return params

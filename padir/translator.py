@@ -451,11 +451,11 @@ class Translator:
     return self._prediction(tokens, {}).text
 
   def _prediction(self, tokens: np.ndarray, aux: Dict[str, np.ndarray]) -> Prediction:
-    st = self.model.special_tokens
+    special = self.model.special_tokens
     tokens = np.asarray(tokens)
-    ends = np.flatnonzero(tokens == st.eos_id)
+    ends = np.flatnonzero(tokens == special.eos_id)
     ids = tokens[:ends[0] if ends.size else len(tokens)]
-    ids = ids[ids != st.pad_id]
+    ids = ids[ids != special.pad_id]
     text = " ".join(self.vocabulary.decode(ids.tolist()).split())  # One line, single spaces.
     return Prediction(text, ids, aux)
 
