@@ -8,14 +8,11 @@ Writes OUTPUT/checkpoints/<newest averaged step>/params (parameters only: nothin
 from), OUTPUT/config.gin (the run's) and OUTPUT/averaged.json (the source and its steps). An
 OUTPUT that already holds checkpoints is refused, so nothing written is replaced.
 """
-import argparse
 import os
 import shutil
-import sys
 from typing import List, Optional, Sequence
 
 from padir import checkpoints
-from padir import cli
 from padir import files
 from padir import translator as translator_lib
 
@@ -53,25 +50,3 @@ def average(model_dir: str, output: str, last: Optional[int] = None,
   checkpoints.save_params(target, chosen[-1], params)
   files.write_json(os.path.join(output, AVERAGED_FILE), {"model_dir": source, "steps": chosen})
   return chosen
-
-
-@cli.command("average")
-def main(argv: Optional[Sequence[str]] = None) -> int:
-  parser = argparse.ArgumentParser(prog="padir average", description=__doc__.split("\n\n")[0])
-  parser.add_argument("--model_dir", required=True, help="a `padir train` --model_dir")
-  parser.add_argument("--output", required=True, metavar="DIR", help="a new directory")
-  which = parser.add_mutually_exclusive_group()
-  which.add_argument("--last", type=int, default=None, help="average the newest N checkpoints")
-  which.add_argument("--steps", default=None,
-                     help="comma-separated steps to average, e.g. 1250,1500,1578")
-  args = parser.parse_args(argv)
-  if args.steps is None and args.last is None:
-    parser.error("give --last N or --steps S1,S2,...")
-  steps = [int(s) for s in args.steps.split(",")] if args.steps else None
-  chosen = average(args.model_dir, args.output, args.last, steps)
-  print(f"wrote {args.output}: the mean of steps {chosen} of {args.model_dir}")
-  return 0
-
-
-if __name__ == "__main__":
-  sys.exit(main())

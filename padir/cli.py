@@ -1,7 +1,9 @@
 """`padir` console entry point: one command, subcommands dispatched to their modules.
 
-Each subcommand lives in its own module as `main(argv) -> int`; modules are imported only when
-their subcommand runs, so `padir --help` is instant and never imports seqio/TensorFlow.
+Each subcommand is `padir/commands/NAME.py`: its flags and `main(argv) -> int` (decorated with
+`command`, the one error handler), calling a library module (`padir.trainer`, `padir.evaluation`,
+...) that has no command line of its own. Modules are imported only when their subcommand runs,
+so `padir --help` is instant and never imports seqio/TensorFlow.
 """
 import functools
 import importlib
@@ -11,15 +13,15 @@ import sys
 from typing import Callable, Optional, Sequence
 
 SUBCOMMANDS = {
-    "train": ("padir.trainer", "Train a model (T5X-style --gin_file / --gin.NAME=VALUE flags)."),
-    "eval": ("padir.evaluation", "Evaluate checkpoints on a task split (sacreBLEU, chrF, speed)."),
-    "infer": ("padir.translator", "Translate a file (or stdin) with a checkpoint."),
-    "distill": ("padir.distill", "Distill a training split with an AR teacher into a TSV task."),
-    "average": ("padir.average", "Average a run's last checkpoints into one (fairseq's)."),
-    "convert": ("padir.t5_import", "Convert a T5X / Hugging Face T5 checkpoint (params + gin)."),
-    "vocab": ("padir.vocab", "Train a joint SentencePiece vocabulary (PAD=0 EOS=1 UNK=2 BOS=3)."),
-    "demo": ("padir.demo", "Teacher -> distillation -> PaDIR students -> evaluation, offline."),
-    "theory": ("padir.theory", "The paper's theory as synthetic experiments."),
+    "train": ("padir.commands.train", "Train a model (T5X-style --gin_file / --gin.NAME=VALUE flags)."),
+    "eval": ("padir.commands.eval", "Evaluate checkpoints on a task split (sacreBLEU, chrF, speed)."),
+    "infer": ("padir.commands.infer", "Translate a file (or stdin) with a checkpoint."),
+    "distill": ("padir.commands.distill", "Distill a training split with an AR teacher into a TSV task."),
+    "average": ("padir.commands.average", "Average a run's last checkpoints into one (fairseq's)."),
+    "convert": ("padir.commands.convert", "Convert a T5X / Hugging Face T5 checkpoint (params + gin)."),
+    "vocab": ("padir.commands.vocab", "Train a joint SentencePiece vocabulary (PAD=0 EOS=1 UNK=2 BOS=3)."),
+    "demo": ("padir.commands.demo", "Teacher -> distillation -> PaDIR students -> evaluation, offline."),
+    "theory": ("padir.commands.theory", "The paper's theory as synthetic experiments."),
 }
 
 

@@ -32,24 +32,19 @@ stages: wall time, this process's CPU time, budget), `hypotheses/SYSTEM.txt`, `r
 finished stages; an interrupted training resumes from its newest checkpoint and an interrupted
 distillation from its finished shards. A workdir of another size is refused.
 """
-import argparse
 import dataclasses
 import json
 import logging
 import os
-import shlex
 import shutil
 import time
 from typing import Any, Dict, Mapping, Sequence, Tuple
 
 import gin
-import jax
 
-from padir import cli
 from padir import distill as distill_lib
 from padir import files
 from padir import gin_utils
-from padir import metrics as metrics_lib
 from padir import reporting
 from padir import trainer
 
@@ -334,31 +329,3 @@ def run(workdir: str, size_name: str = "default", command: str = "") -> Dict[str
           f"AR (teacher): {size.teacher_steps} steps; each student: the teacher's parameters at "
           f"step {size.student_init_step} + {size.student_steps} steps of its own (equal "
           "training)")})
-
-
-USAGE = """\
-padir demo [--workdir DIR] [--size default|reduced]
-
-The main job on the built-in offline corpus: trains an AR teacher, distills the training set
-with it, trains two PaDIR students (raw and distilled data) and evaluates AR greedy, AR beam 4
-and each student at 1, 2, 4 and 8 iterations (BLEU, chrF, stutter, batch-1 latency, batch-64
-throughput) into DIR/results.json, DIR/results.md and DIR/tradeoff.png. Re-run the same command
-to resume; finished stages are reused.
-"""
-
-
-@cli.command("demo")
-def main(argv: Sequence[str]) -> int:
-  parser = argparse.ArgumentParser(prog="padir demo", usage=USAGE)
-  parser.add_argument("--workdir", default="runs/demo", help="where everything goes")
-  parser.add_argument("--size", default="default", choices=sorted(SIZES),
-                      help="default: ~22 minutes on 2 CPU cores; reduced: a quick smoke test")
-  args = parser.parse_args(argv)
-  metrics_lib.log_to_stderr()
-  if jax.config.jax_compilation_cache_dir is None:  # Both students share compiled programs.
-    jax.config.update("jax_compilation_cache_dir", os.path.join(os.path.abspath(args.workdir),
-                                                                "jax_cache"))
-  command = " ".join(["padir", "demo", *map(shlex.quote, argv)])
-  results = run(args.workdir, args.size, command)
-  print(reporting.results_markdown(results))
-  return 0

@@ -45,7 +45,6 @@ tied logits scaled by 1/sqrt(d_model). umT5's per-layer relative biases are not 
 
   padir convert --source PATH --output DIR   # DIR/checkpoints/0/params, DIR/network.gin
 """
-import argparse
 import dataclasses
 import datetime
 import glob
@@ -57,7 +56,6 @@ from typing import Any, Dict, Iterator, List, Mapping, Optional, Sequence, Tuple
 import numpy as np
 
 from padir import checkpoints
-from padir import cli
 
 FORMATS = ("t5x", "huggingface")
 CONVERSION_FILE = "conversion.json"
@@ -456,24 +454,3 @@ def convert(source: str, output_dir: str) -> ImportedCheckpoint:
 def is_converted(path: str) -> bool:
   """Whether `path` (a model_dir-like folder) was written by `padir convert`."""
   return os.path.isfile(os.path.join(os.path.abspath(path), CONVERSION_FILE))
-
-
-@cli.command("convert")
-def main(argv: Optional[Sequence[str]] = None) -> int:
-  """`padir convert --source PATH --output DIR`."""
-  parser = argparse.ArgumentParser(
-      prog="padir convert",
-      description="Convert a T5X or Hugging Face T5 / T5.1.1 / mT5 checkpoint to this project's "
-                  "checkpoint (DIR/checkpoints/0) and a gin file of its network "
-                  "(DIR/network.gin). The source can also be given directly as "
-                  "trainer.train.init_checkpoint.")
-  parser.add_argument("--source", required=True, metavar="PATH",
-                      help="a T5X checkpoint_<step> directory (or the directory holding them) or "
-                           "a Hugging Face save_pretrained folder")
-  parser.add_argument("--output", required=True, metavar="DIR", help="an empty or new directory")
-  args = parser.parse_args(argv)
-  checkpoint = convert(args.source, args.output)
-  print(f"wrote {args.output}: {len(checkpoint.params)} arrays ({checkpoint.format}, step "
-        f"{checkpoint.step}, vocabulary {checkpoint.vocab_size}); network in "
-        f"{os.path.join(args.output, NETWORK_GIN)}")
-  return 0

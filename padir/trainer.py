@@ -24,7 +24,6 @@ the update is dropped and `skipped_steps` counts it. Dropout uses
 `fold_in(dropout_key(seed), step)` (and the microbatch index), so a resumed run draws the same
 masks as an uninterrupted one.
 """
-import argparse
 import itertools
 import logging
 import os
@@ -46,7 +45,6 @@ from jax.sharding import Mesh
 from padir import checkpoints
 from padir import cli
 from padir import files
-from padir import gin_utils
 from padir import metrics as metrics_lib
 from padir import partitioning
 from padir import t5_import
@@ -771,36 +769,3 @@ def initialize_distributed(enabled: bool = False, coordinator_address: Optional[
   if enabled:
     jax.distributed.initialize(coordinator_address=coordinator_address,
                                num_processes=num_processes, process_id=process_id)
-
-
-USAGE = """\
-padir train --gin_file=FILE [--gin_file=FILE ...] [--gin.NAME=VALUE ...] --model_dir=DIR
-
-Trains the model the gin files configure (T5X-style flags), e.g.
-  padir train --gin_file=gin/models/ar_tiny.gin --gin_file=gin/runs/train.gin \\
-    --gin.MIXTURE_OR_TASK_NAME="'my_task'" --gin.TRAIN_STEPS=1000 --model_dir=/tmp/ar_tiny
-Run the same command again to resume from the newest checkpoint in --model_dir.
-"""
-
-
-@cli.command("train")
-def main(argv: Sequence[str]) -> int:
-  gin_files, gin_bindings, rest = gin_utils.parse_gin_flags(argv)
-  parser = argparse.ArgumentParser(prog="padir train", usage=USAGE)
-  parser.add_argument("--model_dir", help="run directory (sets the gin macro MODEL_DIR)")
-  parser.add_argument("--multihost", action="store_true",
-                      help="call jax.distributed.initialize() (initialize_distributed.enabled)")
-  args = parser.parse_args(rest)
-  if not gin_files:
-    parser.error("at least one --gin_file is needed (a model and a run config)")
-  if args.model_dir:
-    gin_bindings = [f"MODEL_DIR = {args.model_dir!r}"] + list(gin_bindings)
-  metrics_lib.log_to_stderr()
-  try:
-    gin_utils.parse_gin(gin_files, gin_bindings)
-    initialize_distributed(**({"enabled": True} if args.multihost else {}))
-    train(**({"model_dir": args.model_dir} if args.model_dir else {}))
-  except Preempted as e:
-    logger.warning("%s", e)
-    return 128 + e.signum
-  return 0

@@ -26,7 +26,6 @@ same parameter, so `--gin.models.PadirModel.num_decode_iterations=8` does what i
 *files* get no such help: in them, set decoding options with `TranslatorOptions.decoder_params`
 or bind the saved scope, `MODEL/models.PadirModel.num_decode_iterations = 8`.)
 """
-import argparse
 import dataclasses
 import inspect
 import logging
@@ -44,9 +43,7 @@ import numpy as np
 import tqdm
 
 from padir import checkpoints
-from padir import cli
 from padir import gin_utils
-from padir import metrics as metrics_lib
 from padir import models
 
 logger = logging.getLogger(__name__)
@@ -509,33 +506,3 @@ def write_lines(path: str, lines: Iterable[str]) -> None:
   with open(tmp, "w", encoding="utf-8") as f:
     f.writelines(line + "\n" for line in lines)
   os.replace(tmp, path)
-
-
-USAGE = """\
-padir infer --checkpoint_dir DIR --input FILE|- --output FILE|- [--checkpoint_step N]
-            [--gin_file F ...] [--gin.NAME=VALUE ...]
-
-Translates one sentence a line with a `padir train` checkpoint; one output line per input line,
-in order (empty input lines give empty lines). Decoding options are gin overrides, e.g.
-  --gin.models.PadirModel.num_decode_iterations=8  --gin.models.ARModel.decode_method="'greedy'"
-  --gin.TranslatorOptions.batch_size=16  --gin.TeacherReranking.checkpoint_dir="'runs/ar'"
-"""
-
-
-@cli.command("infer")
-def main(argv: Sequence[str]) -> int:
-  gin_files, gin_bindings, rest = gin_utils.parse_gin_flags(argv)
-  parser = argparse.ArgumentParser(prog="padir infer", usage=USAGE)
-  parser.add_argument("--checkpoint_dir", required=True, help="a `padir train` --model_dir")
-  parser.add_argument("--checkpoint_step", type=int, default=None, help="default: the newest")
-  parser.add_argument("--input", required=True, help="UTF-8 text (.gz allowed), or - for stdin")
-  parser.add_argument("--output", required=True, help="translations, or - for stdout")
-  args = parser.parse_args(rest)
-  metrics_lib.log_to_stderr()
-  translator = Translator.from_checkpoint(args.checkpoint_dir, args.checkpoint_step, gin_bindings,
-                                          gin_files)
-  lines = read_lines(args.input)
-  write_lines(args.output, translator.translate(lines, progress=True))
-  logger.info("translated %d lines with %s (step %d)", len(lines), translator.model_dir,
-              translator.step)
-  return 0

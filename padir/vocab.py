@@ -7,7 +7,6 @@ and the model vocabulary size, through `.special_tokens` (the one source of trut
 
   padir vocab --input train.en.gz train.de.gz --vocab_size 8000 --output vocab/ende
 """
-import argparse
 import dataclasses
 import logging
 import os
@@ -17,7 +16,6 @@ from typing import Callable, Iterator, Optional, Sequence, Tuple
 import seqio
 import sentencepiece as spm
 
-from padir import cli
 from padir import data
 from padir import special_tokens as special_tokens_lib
 
@@ -223,31 +221,3 @@ class PadirVocabulary(seqio.SentencePieceVocabulary):
   def __str__(self) -> str:
     return (f"PadirVocabulary(file={self.sentencepiece_model_file}, "
             f"max_target_length={self._max_target_length}, extra_ids={self.extra_ids})")
-
-
-@cli.command("vocab")
-def main(argv: Optional[Sequence[str]] = None) -> int:
-  """`padir vocab --input FILE [FILE ...] --vocab_size N --output PREFIX`."""
-  parser = argparse.ArgumentParser(
-      prog="padir vocab",
-      description="Train a joint SentencePiece vocabulary (PAD=0 EOS=1 UNK=2 BOS=3) from plain "
-                  "or gzip text files, one sentence a line.")
-  parser.add_argument("--input", nargs="+", required=True, metavar="FILE",
-                      help="text files (.gz allowed); give both languages for a joint vocabulary")
-  parser.add_argument("--vocab_size", type=int, required=True, metavar="N")
-  parser.add_argument("--output", required=True, metavar="PREFIX",
-                      help="writes PREFIX.model and PREFIX.vocab")
-  parser.add_argument("--model_type", default="unigram", choices=["unigram", "bpe"])
-  parser.add_argument("--character_coverage", type=float, default=1.0)
-  parser.add_argument("--input_sentence_size", type=int, default=2_000_000,
-                      help="sample at most this many sentences")
-  parser.add_argument("--seed", type=int, default=0)
-  parser.add_argument("--verbose", action="store_true", help="show SentencePiece's log")
-  args = parser.parse_args(argv)
-  path = train_sentencepiece(args.input, args.vocab_size, args.output,
-                             model_type=args.model_type, character_coverage=args.character_coverage,
-                             input_sentence_size=args.input_sentence_size, seed=args.seed,
-                             verbose=args.verbose)
-  pieces = spm.SentencePieceProcessor(model_file=path).GetPieceSize()
-  print(f"wrote {path} ({pieces} pieces; PAD=0 EOS=1 UNK=2 BOS=3)")
-  return 0

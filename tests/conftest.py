@@ -56,7 +56,7 @@ def tiny_corpus(tmp_path_factory):
 
 def _train_tiny(tmp_path_factory, corpus, kind: str) -> str:
   import gin  # pylint: disable=g-import-not-at-top
-  from padir import trainer  # pylint: disable=g-import-not-at-top
+  from padir.commands import train as train_command  # pylint: disable=g-import-not-at-top
   gin.clear_config()  # `padir train` finalizes (locks) the config it parses.
   root = tmp_path_factory.mktemp(f"tiny_{kind}")
   experiment = root / "experiment.gin"
@@ -76,10 +76,10 @@ def _train_tiny(tmp_path_factory, corpus, kind: str) -> str:
   ] + (["preprocessors.padir_noise.init_scheme = %DECODER_INPUT_SCHEME"]
        if kind == "padir" else [])) + "\n")
   model_dir = str(root / "model")
-  rc = trainer.main([f"--gin_file=models/{kind}_tiny.gin", "--gin_file=runs/train.gin",
-                     f"--gin_file={experiment}", f"--gin.TRAIN_STEPS={TINY_TRAIN_STEPS}",
-                     "--gin.BATCH_SIZE=16", f"--gin.SAVE_EVERY={TINY_SAVE_EVERY}",
-                     f"--model_dir={model_dir}"])
+  rc = train_command.main([f"--gin_file=models/{kind}_tiny.gin", "--gin_file=runs/train.gin",
+                           f"--gin_file={experiment}", f"--gin.TRAIN_STEPS={TINY_TRAIN_STEPS}",
+                           "--gin.BATCH_SIZE=16", f"--gin.SAVE_EVERY={TINY_SAVE_EVERY}",
+                           f"--model_dir={model_dir}"])
   assert rc == 0, f"training the tiny {kind} model failed (rc {rc})"
   return model_dir
 

@@ -10,6 +10,7 @@ import numpy as np
 import pytest
 
 from padir import checkpoints
+from padir.commands import average as average_command
 
 
 def _trees(dim=4, value=1.0):
@@ -142,20 +143,20 @@ def test_average_writes_the_mean_of_the_last_checkpoints(tmp_path, capsys):
   _save_steps(str(run / checkpoints.CHECKPOINTS_SUBDIR), [100, 200, 300]).close()
   (run / checkpoints.CONFIG_FILE).write_text("# the run's config\n")
   output = tmp_path / "avg"
-  assert average.main(["--model_dir", str(run), "--last", "2", "--output", str(output)]) == 0
+  assert average_command.main(["--model_dir", str(run), "--last", "2", "--output", str(output)]) == 0
   params, step = checkpoints.load_params(str(output))
   assert step == 300
   np.testing.assert_allclose(params["encoder"]["layers_0"]["kernel"], 250.0)
   assert (output / checkpoints.CONFIG_FILE).read_text() == "# the run's config\n"
   assert json.loads((output / average.AVERAGED_FILE).read_text())["steps"] == [200, 300]
   # Nothing written is replaced; a missing step and too many checkpoints are named.
-  assert average.main(["--model_dir", str(run), "--steps", "100,300", "--output",
+  assert average_command.main(["--model_dir", str(run), "--steps", "100,300", "--output",
                        str(output)]) == 1
   assert "already holds checkpoints" in capsys.readouterr().err
-  assert average.main(["--model_dir", str(run), "--steps", "100,250", "--output",
+  assert average_command.main(["--model_dir", str(run), "--steps", "100,250", "--output",
                        str(tmp_path / "b")]) == 1
   assert "--steps [250] not saved" in capsys.readouterr().err
-  assert average.main(["--model_dir", str(run), "--last", "4", "--output",
+  assert average_command.main(["--model_dir", str(run), "--last", "4", "--output",
                        str(tmp_path / "c")]) == 1
   assert "only 3 checkpoints" in capsys.readouterr().err
   np.testing.assert_allclose(checkpoints.load_params(str(output))[0]["encoder"]["layers_0"]

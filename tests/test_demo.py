@@ -9,6 +9,7 @@ import pytest
 from padir import demo
 from padir import files
 from padir import reporting
+from padir.commands import demo as demo_command
 
 SYSTEMS = (["ar_greedy", "ar_beam4"] +
            [f"padir_{data}@{k}" for data in ("raw", "distilled") for k in reporting.ITERATIONS])
@@ -18,11 +19,11 @@ SYSTEMS = (["ar_greedy", "ar_beam4"] +
 def demo_run(tmp_path_factory):
   """A reduced demo, run twice in one workdir: (workdir, first results, seconds of the second)."""
   workdir = str(tmp_path_factory.mktemp("demo") / "work")
-  assert demo.main(["--workdir", workdir, "--size", "reduced"]) == 0
+  assert demo_command.main(["--workdir", workdir, "--size", "reduced"]) == 0
   first = files.read_json(os.path.join(workdir, reporting.RESULTS_JSON))
   stages = files.read_json(os.path.join(workdir, demo.STAGES_FILE))
   start = time.perf_counter()
-  assert demo.main(["--workdir", workdir, "--size", "reduced"]) == 0
+  assert demo_command.main(["--workdir", workdir, "--size", "reduced"]) == 0
   seconds = time.perf_counter() - start
   assert files.read_json(os.path.join(workdir, demo.STAGES_FILE)) == stages  # Nothing re-ran.
   return workdir, first, seconds
@@ -92,7 +93,7 @@ def test_second_run_reuses_finished_stages(demo_run):
 
 def test_refuses_a_workdir_of_another_size(demo_run, capsys):
   workdir, _, _ = demo_run
-  assert demo.main(["--workdir", workdir, "--size", "default"]) == 1
+  assert demo_command.main(["--workdir", workdir, "--size", "default"]) == 1
   assert "other settings" in capsys.readouterr().err
 
 

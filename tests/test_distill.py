@@ -11,6 +11,7 @@ import pytest
 from padir import data
 from padir import distill
 from padir import translator as translator_lib
+from padir.commands import distill as distill_command
 
 SMALL = ["TranslatorOptions.batch_size = 4", "TranslatorOptions.length_buckets = (32,)"]
 
@@ -76,7 +77,7 @@ def test_resume_after_interruption_gives_the_same_tsv(tiny_ar_dir, source_file, 
 def test_cli_distills_a_task_split_with_beam_search(tiny_ar_dir, tiny_corpus, tmp_path, capsys):
   output = tmp_path / "task"
   flags = [f"--gin.{b.replace(' = ', '=')}" for b in SMALL]
-  assert distill.main(["--teacher_dir", tiny_ar_dir, "--task", tiny_corpus["ar_task"],
+  assert distill_command.main(["--teacher_dir", tiny_ar_dir, "--task", tiny_corpus["ar_task"],
                        "--split", "test", "--output", str(output), "--shard_size", "8",
                        *flags]) == 0
   out = capsys.readouterr().out

@@ -12,6 +12,7 @@ import sacrebleu
 from padir import data
 from padir import evaluation
 from padir import translator as translator_lib
+from padir.commands import eval as eval_command
 
 HYPOTHESES = ["The cat sat on the mat.", "a dog dog barked", "", "Hello , world !"]
 REFERENCES = ["The cat sat on the mat.", "the dog barked loudly", "Nothing here.", "Hello, world!"]
@@ -50,7 +51,7 @@ def test_eval_all_steps_with_per_iteration_bleu_resumes_identically(tiny_padir_d
           "test", "--output", output, "--checkpoint_step", "all", "--max_examples", "6",
           "--gin.models.PadirModel.num_decode_iterations=3",
           "--gin.TranslatorOptions.batch_size=4", "--gin.TranslatorOptions.length_buckets=(32,)"]
-  assert evaluation.main(argv) == 0
+  assert eval_command.main(argv) == 0
   summary = json.loads(_read(os.path.join(output, "results.json")))
   assert summary["settings"]["task"] == tiny_corpus["padir_task"]
   assert [e["step"] for e in summary["evaluations"]] == [10, 20]
@@ -73,10 +74,10 @@ def test_eval_all_steps_with_per_iteration_bleu_resumes_identically(tiny_padir_d
   before = outputs()
   for name in ("step_20.json", "step_20.hypotheses.txt", "results.json", "results.md"):
     os.remove(os.path.join(output, name))
-  assert evaluation.main(argv) == 0
+  assert eval_command.main(argv) == 0
   assert outputs() == before
   # Other settings into the same output dir are refused.
-  assert evaluation.main(argv[:-3] + ["--gin.models.PadirModel.num_decode_iterations=2"]) == 1
+  assert eval_command.main(argv[:-3] + ["--gin.models.PadirModel.num_decode_iterations=2"]) == 1
 
 
 def test_per_iteration_bleu_over_sources_in_two_length_buckets(tiny_padir_dir, tiny_corpus):
@@ -105,7 +106,7 @@ def test_per_iteration_bleu_over_sources_in_two_length_buckets(tiny_padir_dir, t
 
 def _watch(checkpoint_dir, task, output, poll_seconds, max_examples):
   """`padir eval --watch` of an AR run (greedy); returns its results.json."""
-  assert evaluation.main([
+  assert eval_command.main([
       "--checkpoint_dir", checkpoint_dir, "--task", task, "--split", "test",
       "--output", output, "--watch", "--poll_seconds", str(poll_seconds),
       "--watch_timeout", "120", "--max_examples", str(max_examples),
@@ -140,7 +141,7 @@ def test_eval_watch_waits_for_training_to_start(tiny_ar_dir, tiny_corpus, tmp_pa
 
 def test_eval_watch_gives_up_on_a_run_that_never_starts(tmp_path, capsys):
   missing = str(tmp_path / "never")
-  assert evaluation.main(["--checkpoint_dir", missing, "--task", "x", "--split", "test",
+  assert eval_command.main(["--checkpoint_dir", missing, "--task", "x", "--split", "test",
                           "--output", str(tmp_path / "out"), "--watch", "--poll_seconds", "0.1",
                           "--watch_timeout", "0.3"]) == 1
   err = capsys.readouterr().err
@@ -149,6 +150,6 @@ def test_eval_watch_gives_up_on_a_run_that_never_starts(tmp_path, capsys):
 
 def test_missing_checkpoint_dir_is_named(tmp_path, capsys):
   missing = str(tmp_path / "no_run")
-  assert evaluation.main(["--checkpoint_dir", missing, "--task", "x", "--split", "test",
+  assert eval_command.main(["--checkpoint_dir", missing, "--task", "x", "--split", "test",
                           "--output", str(tmp_path / "out")]) == 1
   assert f"padir eval: error: checkpoint dir {missing} does not exist" in capsys.readouterr().err

@@ -24,10 +24,11 @@ import pytest
 
 from padir import checkpoints
 from padir import cli
-from padir import distill
 from padir import evaluation
-from padir import trainer
-from padir import translator
+from padir.commands import distill as distill_command
+from padir.commands import eval as eval_command
+from padir.commands import infer as infer_command
+from padir.commands import train as train_command
 from test_checkpoints import _corrupt
 from test_trainer import LENGTH, REPO, RUN_GIN, VOCAB, python_env, run_python, toy_dataset_fn
 
@@ -126,21 +127,21 @@ def test_bad_training_data_is_named(case, tiny_corpus, tmp_path, command):
   task = {"vocabulary": os.path.join(tiny_corpus["data_dir"], "spm.model"), **task}
   experiment = _task_gin(tmp_path / "task.gin", "reliability_" + re.sub(r"\W", "_", case),
                          **{key: fill(value) for key, value in task.items()})
-  assert_error(command(trainer.main, *_train_argv(experiment, tmp_path / "run")), "train",
+  assert_error(command(train_command.main, *_train_argv(experiment, tmp_path / "run")), "train",
                *map(fill, fragments))
 
 
 def test_bad_translation_inputs_are_named(tiny_ar_dir, tmp_path, command):
   missing = str(tmp_path / "missing.txt")
-  assert_error(command(translator.main, "--checkpoint_dir", tiny_ar_dir, "--input", missing,
+  assert_error(command(infer_command.main, "--checkpoint_dir", tiny_ar_dir, "--input", missing,
                        "--output", "-"), "infer", missing)
   bad = _write(tmp_path / "bad.txt", b"a dog .\n\xc3\x28\n")
-  assert_error(command(translator.main, "--checkpoint_dir", tiny_ar_dir, "--input", bad,
+  assert_error(command(infer_command.main, "--checkpoint_dir", tiny_ar_dir, "--input", bad,
                        "--output", "-"), "infer", f"{bad}:2: invalid UTF-8")
-  assert_error(command(distill.main, "--teacher_dir", tiny_ar_dir, "--source_file", missing,
+  assert_error(command(distill_command.main, "--teacher_dir", tiny_ar_dir, "--source_file", missing,
                        "--output", str(tmp_path / "d")), "distill", f"{missing} does not exist")
   notab = _write(tmp_path / "notab.tsv", "a dog .\tein hund .\na cat .\n")
-  assert_error(command(distill.main, "--teacher_dir", tiny_ar_dir, "--input_tsv", notab,
+  assert_error(command(distill_command.main, "--teacher_dir", tiny_ar_dir, "--input_tsv", notab,
                        "--output", str(tmp_path / "d")),
                "distill", f"{notab}:2: expected 'source<TAB>target', found 0 tabs")
 
@@ -152,7 +153,7 @@ def test_odd_and_overlong_lines_keep_one_output_line_each(tiny_ar_dir, tmp_path,
            "a\x00dog 😀 ."]
   source = _write(tmp_path / "source.txt", "\n".join(lines) + "\n")
   output = tmp_path / "hypotheses.txt"
-  status, err = command(translator.main, "--checkpoint_dir", tiny_ar_dir, "--input", source,
+  status, err = command(infer_command.main, "--checkpoint_dir", tiny_ar_dir, "--input", source,
                         "--output", str(output), *GREEDY)
   assert status == 0, err
   hypotheses = output.read_text(encoding="utf-8").split("\n")
@@ -161,7 +162,7 @@ def test_odd_and_overlong_lines_keep_one_output_line_each(tiny_ar_dir, tmp_path,
   assert f"1 of {len(lines)} input lines were longer than 15 pieces and were truncated" in (
       caplog.text)
   # Strict: the overlong line is an error naming it.
-  assert_error(command(translator.main, "--checkpoint_dir", tiny_ar_dir, "--input", source,
+  assert_error(command(infer_command.main, "--checkpoint_dir", tiny_ar_dir, "--input", source,
                        "--output", str(output), *GREEDY,
                        "--gin.TranslatorOptions.truncate_long_lines=False"),
                "infer", "longer than 15 pieces", "line(s) 10;", "truncate_long_lines = True")
@@ -174,7 +175,7 @@ def test_gin_typos_name_the_file_or_binding(tiny_ar_dir, tmp_path, command):
   typo = _write(tmp_path / "typo.gin", "from __gin__ import dynamic_registration\n"
                 "from padir import trainer\n\ntrainer.train.log_evry = 3\n")
   unknown = _write(tmp_path / "unknown.gin", "train.log_every = 3\ntrian.seed = 1\n")
-  run = lambda *flags: command(trainer.main, "--gin_file=models/ar_tiny.gin",
+  run = lambda *flags: command(train_command.main, "--gin_file=models/ar_tiny.gin",
                                "--gin_file=runs/train.gin", *flags)
   assert_error(run(f"--gin_file={typo}"), "train", f"gin file {typo}",
                "Configurable 'trainer.train' doesn't have a parameter named 'log_evry'",
@@ -185,7 +186,7 @@ def test_gin_typos_name_the_file_or_binding(tiny_ar_dir, tmp_path, command):
                "doesn't have a parameter named 'batch_sise'", status=2)
   assert_error(run(f"--gin_file={tmp_path}/none.gin"), "train",
                f"--gin_file={tmp_path}/none.gin: no such file", status=2)
-  assert_error(command(translator.main, "--checkpoint_dir", tiny_ar_dir, "--input", typo,
+  assert_error(command(infer_command.main, "--checkpoint_dir", tiny_ar_dir, "--input", typo,
                        "--output", "-", "--gin.TranslatorOptions.batch_sise=4"),
                "infer", "'TranslatorOptions.batch_sise = 4'", "batch_sise")
 
@@ -194,7 +195,7 @@ def test_impossible_training_settings_are_named(tiny_corpus, tmp_path, command):
   experiment = _task_gin(tmp_path / "task.gin", "reliability_ok",
                          vocabulary=os.path.join(tiny_corpus["data_dir"], "spm.model"),
                          tsv=_write(tmp_path / "ok.tsv", "a b\tc d\n" * 4))
-  run = lambda *flags: command(trainer.main, *_train_argv(experiment, tmp_path / "run", *flags))
+  run = lambda *flags: command(train_command.main, *_train_argv(experiment, tmp_path / "run", *flags))
   assert_error(run("--gin.MESH_SHAPE=(3, 1)"), "train", "train.mesh_shape=(3, 1)",
                f"must equal the {jax.device_count()} devices", status=2)
   assert_error(run("--gin.NUM_MICROBATCHES=3"), "train", "batch_size=2 is not divisible",
@@ -229,13 +230,13 @@ def test_missing_or_empty_checkpoint_dirs_are_named(tiny_ar_dir, tiny_corpus, tm
   for directory, fragment in ((tmp_path / "nowhere", "does not exist"),
                               (tmp_path / "empty", "has no config.gin"),
                               (untrained, "no complete checkpoint")):
-    assert_error(command(translator.main, "--checkpoint_dir", str(directory), "--input",
+    assert_error(command(infer_command.main, "--checkpoint_dir", str(directory), "--input",
                          source, "--output", "-"),
                  "infer", f"checkpoint dir {directory}", fragment)
-    assert_error(command(evaluation.main, "--checkpoint_dir", str(directory), "--task",
+    assert_error(command(eval_command.main, "--checkpoint_dir", str(directory), "--task",
                          tiny_corpus["ar_task"], "--output", str(tmp_path / "eval")),
                  "eval", f"checkpoint dir {directory}", fragment)
-  assert_error(command(evaluation.main, "--checkpoint_dir", tiny_ar_dir, "--task",
+  assert_error(command(eval_command.main, "--checkpoint_dir", tiny_ar_dir, "--task",
                        "tinytest_arr", "--output", str(tmp_path / "eval")),
                "eval", "no seqio task or mixture named 'tinytest_arr'")
 
@@ -244,7 +245,7 @@ def test_checkpoint_of_another_model_config_names_the_parameters(tiny_ar_dir, tm
                                                                  command):
   # Training resumed in a model dir with another model config (a toy model).
   toy = _write(tmp_path / "toy.gin", RUN_GIN)
-  train = lambda *flags: command(trainer.main, f"--gin_file={toy}", f"--model_dir={tmp_path}",
+  train = lambda *flags: command(train_command.main, f"--gin_file={toy}", f"--model_dir={tmp_path}",
                                  "--gin.train.num_train_steps=2", *flags)
   assert train()[0] == 0
   assert_error(train("--gin.train.num_train_steps=4", "--gin.ToyModel.dim=24"), "train",
@@ -252,7 +253,7 @@ def test_checkpoint_of_another_model_config_names_the_parameters(tiny_ar_dir, tm
                "params/embedding: checkpoint (32, 16) vs model (32, 24)")
   # Inference with a model config that differs from the checkpoint's.
   source = _write(tmp_path / "source.txt", "a dog .\n")
-  assert_error(command(translator.main, "--checkpoint_dir", tiny_ar_dir, "--input", source,
+  assert_error(command(infer_command.main, "--checkpoint_dir", tiny_ar_dir, "--input", source,
                        "--output", "-", "--gin.network.get_config.mlp_dim=48"),
                "infer", "was written by a different model config",
                "params/decoder/layers_0/mlp/wi_0/kernel: checkpoint (32, 64) vs model (32, 48)")
@@ -266,7 +267,7 @@ def test_corrupted_checkpoint_falls_back_to_the_previous_one(tiny_ar_dir, tmp_pa
   _corrupt(model_dir / "checkpoints" / "20")
   (model_dir / "checkpoints" / "30.orbax-checkpoint-tmp-1234" / "params").mkdir(parents=True)
   source = _write(tmp_path / "source.txt", "a dog sees the cat .\n")
-  status, err = command(translator.main, "--checkpoint_dir", str(model_dir), "--input", source,
+  status, err = command(infer_command.main, "--checkpoint_dir", str(model_dir), "--input", source,
                         "--output", str(tmp_path / "out.txt"), *GREEDY)
   assert status == 0, err
   assert f"checkpoint {model_dir}/checkpoints/20 is unreadable" in caplog.text
@@ -274,7 +275,7 @@ def test_corrupted_checkpoint_falls_back_to_the_previous_one(tiny_ar_dir, tmp_pa
   assert f"translated 1 lines with {model_dir} (step 10)" in caplog.text
   # Training (a toy model): resumes from the previous one and saves the lost step again.
   toy = _write(tmp_path / "toy.gin", RUN_GIN)
-  train = lambda: command(trainer.main, f"--gin_file={toy}", f"--model_dir={tmp_path}/toy",
+  train = lambda: command(train_command.main, f"--gin_file={toy}", f"--model_dir={tmp_path}/toy",
                           "--gin.train.num_train_steps=4", "--gin.train.save_checkpoint_every=2")
   assert train()[0] == 0
   straight, _ = checkpoints.load_params(f"{tmp_path}/toy")
@@ -365,7 +366,7 @@ def killed_run(tmp_path_factory):
   for argv in ([f"--model_dir={killed}"],
                [f"--model_dir={straight}", "--gin.test_reliability.paced_dataset_fn.seconds=0"]):
     gin.clear_config()
-    assert trainer.main(flags + argv) == 0
+    assert train_command.main(flags + argv) == 0
   gin.clear_config()
   return killed, straight
 
@@ -393,7 +394,7 @@ def interrupting_dataset_fn(*, interrupt_at: int, **kwargs):
 
 def test_ctrl_c_saves_a_checkpoint_and_the_same_command_resumes(tmp_path, command, caplog):
   toy = _write(tmp_path / "toy.gin", RUN_GIN)
-  run = lambda: command(trainer.main, f"--gin_file={toy}", f"--model_dir={tmp_path}",
+  run = lambda: command(train_command.main, f"--gin_file={toy}", f"--model_dir={tmp_path}",
                         "--gin.train.num_train_steps=8",
                         "--gin.train.train_dataset_fn=@interrupting_dataset_fn",
                         "--gin.interrupting_dataset_fn.interrupt_at=3")
@@ -408,7 +409,7 @@ def test_ctrl_c_saves_a_checkpoint_and_the_same_command_resumes(tmp_path, comman
 def test_nonfinite_steps_are_skipped_or_stop_training_with_a_message(tmp_path, command):
   toy = _write(tmp_path / "toy.gin", RUN_GIN)
   run = lambda name, *flags: command(
-      trainer.main, f"--gin_file={toy}", f"--model_dir={tmp_path / name}",
+      train_command.main, f"--gin_file={toy}", f"--model_dir={tmp_path / name}",
       "--gin.train.num_train_steps=4", "--gin.train.save_checkpoint_every=2",
       "--gin.toy_dataset_fn.nan_at=2", *flags)  # Batch 2: step 3.
   assert run("skip")[0] == 0
@@ -473,7 +474,7 @@ def test_same_seed_and_config_give_bit_identical_metrics(killed_run, tiny_ar_dir
     assert "trainer.train.seed = 0" in f.read()
   # The session's tiny AR run again for 10 steps (seqio data: shuffling, tokenizing, batching).
   experiment = os.path.join(os.path.dirname(tiny_ar_dir), "experiment.gin")
-  assert command(trainer.main, "--gin_file=models/ar_tiny.gin", "--gin_file=runs/train.gin",
+  assert command(train_command.main, "--gin_file=models/ar_tiny.gin", "--gin_file=runs/train.gin",
                  f"--gin_file={experiment}", "--gin.TRAIN_STEPS=10", "--gin.BATCH_SIZE=16",
                  f"--model_dir={tmp_path}")[0] == 0
   assert _metrics(tmp_path) == _metrics(tiny_ar_dir)[:1]
@@ -482,7 +483,7 @@ def test_same_seed_and_config_give_bit_identical_metrics(killed_run, tiny_ar_dir
 def test_distill_dir_has_the_run_record(tiny_ar_dir, tmp_path, command):
   source = _write(tmp_path / "source.txt", "a dog sees the cat .\n")
   output = tmp_path / "distilled"
-  assert command(distill.main, "--teacher_dir", tiny_ar_dir, "--source_file", source,
+  assert command(distill_command.main, "--teacher_dir", tiny_ar_dir, "--source_file", source,
                  "--output", str(output), "--decode_method", "greedy", *SMALL)[0] == 0
   info = json.loads((output / checkpoints.RUN_INFO_FILE).read_text())
   assert info["seed"] == 0 and info["packages"]["jax"] == jax.__version__

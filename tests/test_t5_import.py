@@ -17,6 +17,7 @@ from padir import checkpoints
 from padir import decoding
 from padir import network
 from padir import t5_import
+from padir.commands import convert as convert_command
 
 torch = pytest.importorskip("torch", reason="torch (a test dependency in setup.py) is needed")
 transformers = pytest.importorskip("transformers",
@@ -136,8 +137,7 @@ def test_huggingface_greedy_decodes_match(hf_checkpoint):
 def test_convert_writes_a_checkpoint_and_network_gin(hf_checkpoint, tmp_path):
   kind, _, path = hf_checkpoint
   out = tmp_path / "converted"
-  from padir import t5_import as cli_module
-  assert cli_module.main(["--source", path, "--output", str(out)]) == 0
+  assert convert_command.main(["--source", path, "--output", str(out)]) == 0
   params, step = checkpoints.load_params(str(out))
   assert step == 0
   imported = t5_import.read(path)
@@ -151,7 +151,7 @@ def test_convert_writes_a_checkpoint_and_network_gin(hf_checkpoint, tmp_path):
   assert json.loads((out / t5_import.CONVERSION_FILE).read_text())["decoder_causal"] is True
   assert t5_import.is_converted(str(out))
   # A second conversion into the same folder writes nothing.
-  assert cli_module.main(["--source", path, "--output", str(out)]) == 1
+  assert convert_command.main(["--source", path, "--output", str(out)]) == 1
   assert sorted(os.listdir(out)) == sorted(["checkpoints", t5_import.NETWORK_GIN,
                                             t5_import.CONVERSION_FILE])
 
@@ -252,7 +252,7 @@ def test_huggingface_t5_fine_tuned_as_a_padir_student(tiny_corpus, tmp_path):
   a PaDIR student from it with the converted network.gin."""
   import gin
   import seqio
-  from padir import trainer
+  from padir.commands import train as train_command
   vocabulary = seqio.get_mixture_or_task(
       tiny_corpus["padir_task"]).output_features["targets"].vocabulary
   torch.manual_seed(0)
@@ -261,7 +261,7 @@ def test_huggingface_t5_fine_tuned_as_a_padir_student(tiny_corpus, tmp_path):
       num_heads=4, feed_forward_proj="gated-gelu", tie_word_embeddings=False))
   hf.save_pretrained(str(tmp_path / "hf"))
   converted = tmp_path / "converted"
-  assert t5_import.main(["--source", str(tmp_path / "hf"), "--output", str(converted)]) == 0
+  assert convert_command.main(["--source", str(tmp_path / "hf"), "--output", str(converted)]) == 0
   experiment = tmp_path / "experiment.gin"
   experiment.write_text("\n".join([
       "from __gin__ import dynamic_registration",
@@ -273,7 +273,7 @@ def test_huggingface_t5_fine_tuned_as_a_padir_student(tiny_corpus, tmp_path):
       "trainer.train.eval_dataset_fn = None"]) + "\n")
   gin.clear_config()
   try:
-    rc = trainer.main(["--gin_file=models/padir_tiny.gin", "--gin_file=runs/train.gin",
+    rc = train_command.main(["--gin_file=models/padir_tiny.gin", "--gin_file=runs/train.gin",
                        f"--gin_file={experiment}", f"--gin_file={converted / 'network.gin'}",
                        f"--gin.trainer.train.init_checkpoint='{converted}'",
                        "--gin.TRAIN_STEPS=2", "--gin.BATCH_SIZE=8", "--gin.SAVE_EVERY=2",

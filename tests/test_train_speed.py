@@ -83,14 +83,14 @@ def test_mlp_activations_name_their_matrices_as_t5x():
 
 def test_rbg_dropout_key_trains(tmp_path, tiny_corpus):
   """A run with RngBitGenerator dropout bits trains and is reproducible."""
-  from padir import trainer  # pylint: disable=g-import-not-at-top
+  from padir.commands import train as train_command  # pylint: disable=g-import-not-at-top
   import gin  # pylint: disable=g-import-not-at-top
   ar = _experiment(tmp_path, tiny_corpus, "ar")
   losses = []
   for run in ("a", "b"):
     gin.clear_config()
     model_dir = str(tmp_path / run)
-    assert trainer.main([
+    assert train_command.main([
         "--gin_file=models/ar_tiny.gin", "--gin_file=runs/train.gin", f"--gin_file={ar}",
         "--gin.TRAIN_STEPS=4", "--gin.trainer.train.log_every=4", "--gin.DROPOUT_RATE=0.3",
         "--gin.trainer.train.dropout_rng_impl='rbg'", f"--model_dir={model_dir}"]) == 0

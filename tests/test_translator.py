@@ -14,6 +14,7 @@ import pytest
 import padir
 from padir import checkpoints
 from padir import translator as translator_lib
+from padir.commands import infer as infer_command
 
 SMALL = ["TranslatorOptions.batch_size = 4", "TranslatorOptions.length_buckets = (8, 16)"]
 GREEDY = SMALL + ["TranslatorOptions.decoder_params = {'decode_method': 'greedy'}"]
@@ -95,7 +96,7 @@ def test_infer_cli_round_trip(ar_translator, tiny_ar_dir, tmp_path, capsys):
   source.write_text("\n".join(LINES) + "\n", encoding="utf-8")
   output = tmp_path / "out" / "hypotheses.txt"
   flags = [f"--gin.{b.replace(' = ', '=')}" for b in GREEDY]
-  assert translator_lib.main(["--checkpoint_dir", tiny_ar_dir, "--input", str(source),
+  assert infer_command.main(["--checkpoint_dir", tiny_ar_dir, "--input", str(source),
                               "--output", str(output), *flags]) == 0
   lines = output.read_text(encoding="utf-8").split("\n")
   assert lines[-1] == "" and lines[:-1] == ar_translator.translate(LINES)
@@ -118,6 +119,6 @@ def test_missing_or_empty_checkpoint_dir_is_named(tiny_ar_dir, tmp_path, capsys)
   with pytest.raises(translator_lib.CheckpointDirError,
                      match=f"{untrained}.*no complete checkpoint"):
     padir.Translator.from_checkpoint(str(untrained))
-  assert translator_lib.main(["--checkpoint_dir", str(missing), "--input", "-",
+  assert infer_command.main(["--checkpoint_dir", str(missing), "--input", "-",
                               "--output", "-"]) == 1
   assert f"padir infer: error: checkpoint dir {missing} does not exist" in capsys.readouterr().err

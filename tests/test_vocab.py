@@ -15,6 +15,7 @@ from padir import corpus
 from padir import data
 from padir import special_tokens as special_tokens_lib
 from padir import vocab
+from padir.commands import vocab as vocab_command
 
 TINY_VOCAB_SIZE = 200
 
@@ -71,7 +72,7 @@ def test_training_is_reproducible(tiny_spm, tmp_path):
 def test_cli_writes_model_and_prints_path(tmp_path, capsys):
   inputs = _write_training_text(str(tmp_path))
   prefix = str(tmp_path / "out" / "cli")
-  assert vocab.main(["--input", *inputs, "--vocab_size", "150", "--output", prefix]) == 0
+  assert vocab_command.main(["--input", *inputs, "--vocab_size", "150", "--output", prefix]) == 0
   assert os.path.isfile(prefix + ".model")
   assert f"wrote {prefix}.model" in capsys.readouterr().out
 

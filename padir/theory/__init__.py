@@ -12,7 +12,6 @@ also writes summary.md. Experiments (one module each):
 
 Pure NumPy (plus JAX, float64, for the k-MPL fits); no data, no network, no seqio/TensorFlow.
 """
-import argparse
 import importlib
 import json
 import os
@@ -47,23 +46,3 @@ def summary(runs: list, seed: int, small: bool) -> str:
     lines += [f"## {run['name']} ({run['seconds']:.1f} s)", "", run["headline"], "",
               f"[{run['name']}.md]({run['name']}.md) · ![{run['name']}]({run['name']}.png)", ""]
   return "\n".join(lines)
-
-
-def main(argv=None) -> int:
-  """Entry point of `padir theory`."""
-  parser = argparse.ArgumentParser(prog="padir theory", description=__doc__.split("\n\n")[0])
-  parser.add_argument("--experiment", required=True, choices=EXPERIMENTS + ("all",))
-  parser.add_argument("--output", required=True, help="directory for the json/png/md files")
-  parser.add_argument("--seed", type=int, default=0)
-  parser.add_argument("--small", action="store_true", help="tiny sizes (seconds; for tests)")
-  args = parser.parse_args(argv)
-  os.makedirs(args.output, exist_ok=True)
-  names = EXPERIMENTS if args.experiment == "all" else (args.experiment,)
-  runs = []
-  for name in names:
-    runs.append(run_experiment(name, args.output, args.seed, args.small))
-    print(f"{name} ({runs[-1]['seconds']:.1f} s): {runs[-1]['headline']}", flush=True)
-  if args.experiment == "all":
-    with open(os.path.join(args.output, "summary.md"), "w") as f:
-      f.write(summary(runs, args.seed, args.small))
-  return 0

@@ -1,0 +1,1 @@
+"""The `padir` subcommands, one module each (see `padir.cli`): flags -> a library call."""
