@@ -12,6 +12,7 @@ states of shape [M] reshapes to [q]*N with axis j being site j. Ising spins are 
 """
 import dataclasses
 import itertools
+from typing import Callable
 
 import numpy as np
 
@@ -157,3 +158,13 @@ def total_variation(p: np.ndarray, q: np.ndarray) -> np.ndarray:
 def kl_divergence(log_p: np.ndarray, log_q: np.ndarray) -> np.ndarray:
   """KL(p || q) from normalised log tables over the last axis."""
   return np.sum(np.exp(log_p) * (log_p - log_q), axis=-1)
+
+
+def per_coupling(run_coupling: Callable[[np.random.Generator, dict, float], dict], config: dict,
+                 seed: int) -> dict:
+  """An experiment run at each of `config["couplings"]` ({name: strength}), each from the same
+  random draws (a fresh generator of `seed`), so the results differ only in the coupling:
+  {"config", "seed", "results": {name: run_coupling(rng, config, strength)}}."""
+  results = {name: run_coupling(np.random.default_rng(seed), config, coupling)
+             for name, coupling in config["couplings"].items()}
+  return {"config": config, "seed": seed, "results": results}

@@ -61,11 +61,8 @@ def run_coupling(rng: np.random.Generator, config: dict, coupling: float) -> dic
 
 def run(seed: int, small: bool = False) -> dict:
   """Runs the experiment; returns a JSON-ready dict {"config", "seed", "results": {name: ...}}."""
-  config = SMALL_CONFIG if small else DEFAULT_CONFIG
-  # The same random draws at every coupling: the panels differ only in the coupling strength.
-  results = {name: run_coupling(np.random.default_rng(seed), config, coupling)
-             for name, coupling in config["couplings"].items()}
-  return {"config": config, "seed": seed, "results": results}
+  return distributions.per_coupling(run_coupling, SMALL_CONFIG if small else DEFAULT_CONFIG,
+                                    seed)
 
 
 def plot(report: dict, path: str) -> None:
