@@ -386,6 +386,14 @@ def test_refine_converges_per_row():
   config = decoding.RefinementConfig(num_decode_iterations=4, decoder_input_scheme="mask")
   _, _, aux = _refine(logits_fn, initial, config)
   assert aux["iterations"].tolist() == [2, 4]
+  # A confident model's rows stop after one pass when the confidence exit is below its token
+  # probabilities (~0.9 here), not when it is above.
+  for threshold, expected in ((0.8, [1, 1]), (0.95, [2, 4])):
+    _, _, aux = _refine(logits_fn, initial,
+                        dataclasses.replace(config, exit_confidence=threshold))
+    assert aux["iterations"].tolist() == expected, threshold
+  with pytest.raises(ValueError, match="exit_confidence"):
+    decoding.RefinementConfig(exit_confidence=1.0)
 
 
 def test_linear_schedule_in_the_loop_remasks_the_scheduled_count():
