@@ -730,10 +730,27 @@ def _linear_schedule_count(num_real: Array, iteration: Array, num_iterations: in
 
 
 def _lowest_confidence(token_log_probs: Array, real: Array, count: Array) -> Array:
-  """True at the `count [N]` real positions with the lowest log-prob (ties: leftmost first)."""
-  order = jnp.argsort(jnp.where(real, token_log_probs, jnp.inf), axis=-1, stable=True)
-  rank = jnp.argsort(order, axis=-1)
+  """True at the `count [N]` real positions with the lowest log-prob (ties: leftmost first).
+
+  A position's rank is the number of positions before it in that order, counted by comparing
+  all pairs ([N, T, T]): no sort, which XLA:CPU runs as a slow comparator loop.
+  """
+  scores = jnp.where(real, token_log_probs, jnp.inf)
+  mine, theirs = scores[:, :, None], scores[:, None, :]
+  earlier = jnp.arange(scores.shape[-1])[None, :] < jnp.arange(scores.shape[-1])[:, None]
+  rank = jnp.sum((theirs < mine) | ((theirs == mine) & earlier), axis=-1)
   return real & (rank < count[:, None])
+
+
+def _front_order(first: Array) -> Array:
+  """The positions where `first` [N, T] is True, then the others, each in position order:
+  [N, T] int32 (a stable partition, `argsort(~first, stable=True)`, without a sort)."""
+  before = jnp.cumsum(first, axis=-1) - 1
+  after = jnp.sum(first, axis=-1, keepdims=True) + jnp.cumsum(~first, axis=-1) - 1
+  slot = jnp.where(first, before, after)
+  rows, length = first.shape
+  return jnp.zeros((rows, length), jnp.int32).at[jnp.arange(rows)[:, None], slot].set(
+      jnp.broadcast_to(jnp.arange(length, dtype=jnp.int32), (rows, length)))
 
 
 def reject(tokens: Array,
@@ -866,7 +883,7 @@ def glance(targets: Array,
 def _compact(keep: Array, tokens: Array, token_log_probs: Array,
              pad_id: int) -> Tuple[Array, Array]:
   """Moves the kept positions of each row to the front, in order; PAD (log-prob 0) after."""
-  order = jnp.argsort(~keep, axis=-1, stable=True)
+  order = _front_order(keep)
   filled = jnp.arange(keep.shape[-1]) < jnp.sum(keep, axis=-1, keepdims=True)
   tokens = jnp.where(filled, jnp.take_along_axis(tokens, order, axis=-1), pad_id)
   token_log_probs = jnp.where(filled, jnp.take_along_axis(token_log_probs, order, axis=-1), 0.0)
@@ -938,7 +955,7 @@ def _choose_at_masked(logits_fn: LogitsFn, inputs: Array, iteration: Array,
   """
   rows, length = inputs.shape
   projected = (inputs == initial_tokens) & (inputs != special_tokens.pad_id)
-  order = jnp.argsort(~projected, axis=-1, stable=True)  # The projected positions first.
+  order = _front_order(projected)
   distinct = sorted(set(counts), reverse=True)
 
   def with_count(count: int):

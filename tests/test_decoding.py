@@ -557,6 +557,21 @@ def test_fitted_canvas_decodes_as_the_full_one(scheme):
   np.testing.assert_allclose(fitted_aux["scores"], full_aux["scores"], rtol=1e-6)
 
 
+def test_ranks_and_partitions_without_a_sort_match_argsort():
+  """The sort-free ranking (lowest confidence, ties leftmost first) and stable partition equal
+  their argsort definitions, ties and non-real positions included."""
+  rs = np.random.RandomState(8)
+  log_probs = jnp.asarray(rs.randint(-4, 0, size=(50, 12)).astype(np.float32))  # Many ties.
+  real = jnp.asarray(rs.rand(50, 12) < 0.8)
+  count = jnp.asarray(rs.randint(0, 13, size=50))
+  order = np.argsort(np.where(real, log_probs, np.inf), axis=-1, kind="stable")
+  rank = np.argsort(order, axis=-1)
+  np.testing.assert_array_equal(decoding._lowest_confidence(log_probs, real, count),  # pylint: disable=protected-access
+                                np.asarray(real) & (rank < np.asarray(count)[:, None]))
+  np.testing.assert_array_equal(decoding._front_order(real),  # pylint: disable=protected-access
+                                np.argsort(~np.asarray(real), axis=-1, kind="stable"))
+
+
 def test_projected_counts_follow_the_rejecter():
   config = decoding.RefinementConfig(decoder_input_scheme="mask", rejecter="linear",
                                      remasking_scheme="initial", keep_visible=True)
