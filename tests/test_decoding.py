@@ -566,9 +566,10 @@ def test_ranks_and_partitions_without_a_sort_match_argsort():
   count = jnp.asarray(rs.randint(0, 13, size=50))
   order = np.argsort(np.where(real, log_probs, np.inf), axis=-1, kind="stable")
   rank = np.argsort(order, axis=-1)
-  np.testing.assert_array_equal(decoding._lowest_confidence(log_probs, real, count),  # pylint: disable=protected-access
+  # pylint: disable=protected-access
+  np.testing.assert_array_equal(decoding._lowest_confidence(log_probs, real, count),
                                 np.asarray(real) & (rank < np.asarray(count)[:, None]))
-  np.testing.assert_array_equal(decoding._front_order(real),  # pylint: disable=protected-access
+  np.testing.assert_array_equal(decoding._front_order(real),
                                 np.argsort(~np.asarray(real), axis=-1, kind="stable"))
 
 
