@@ -87,13 +87,9 @@ def measure_speed(model_dir: str, step: int, bindings: Sequence[str], plan: RunP
   sources = [e["inputs_text"] for e in data.iterate_examples(
       plan.eval_task, plan.eval_split, module=plan.task_modules,
       max_examples=plan.speed_sentences)]
-  translator.translate(sources)  # Compiles.
-  seconds = []
-  for _ in range(plan.speed_repeats):
-    start = time.perf_counter()
-    translator.translate(sources)
-    seconds.append(time.perf_counter() - start)
-  median = statistics.median(seconds)
+  from padir import reporting  # pylint: disable=g-import-not-at-top
+  median = statistics.median(reporting.wall_seconds(lambda: translator.translate(sources),
+                                                    plan.speed_repeats))
   device = jax.devices()[0]
   return {"devices": f"{jax.device_count()} x {device.device_kind}",
           "ms_per_sentence": 1000.0 * median / len(sources),

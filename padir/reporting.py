@@ -198,17 +198,22 @@ def load_average() -> Optional[List[float]]:
   return [round(x, 2) for x in os.getloadavg()] if hasattr(os, "getloadavg") else None
 
 
-def _best_seconds(fn: Callable[[], Any], repeats: int) -> float:
-  """The fastest of `repeats` timed calls of `fn` (after one untimed call): the attainable
-  rate of a roofline, not the typical one (medians moved by 20 % between runs 15 minutes
-  apart on the 2-core VM)."""
+def wall_seconds(fn: Callable[[], Any], repeats: int) -> List[float]:
+  """Wall seconds of each of `repeats` calls of `fn`, after one untimed call (compilation,
+  warm-up); JAX results are waited for before the clock stops."""
   jax.block_until_ready(fn())
-  best = float("inf")
+  seconds = []
   for _ in range(repeats):
     start = time.perf_counter()
     jax.block_until_ready(fn())
-    best = min(best, time.perf_counter() - start)
-  return best
+    seconds.append(time.perf_counter() - start)
+  return seconds
+
+
+def _best_seconds(fn: Callable[[], Any], repeats: int) -> float:
+  """The fastest of `repeats` timed calls of `fn`: the attainable rate of a roofline, not the
+  typical one (medians moved by 20 % between runs 15 minutes apart on the 2-core VM)."""
+  return min(wall_seconds(fn, repeats))
 
 
 def matmul_flop_rate(size: int = 1024, repeats: int = 20) -> float:
