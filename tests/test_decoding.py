@@ -575,7 +575,8 @@ def test_ranks_and_partitions_without_a_sort_match_argsort():
 
 def test_projected_counts_follow_the_rejecter():
   config = decoding.RefinementConfig(decoder_input_scheme="mask", rejecter="linear",
-                                     remasking_scheme="initial", keep_visible=True)
+                                     remasking_scheme="initial", keep_visible=True,
+                                     masked_logits_only=True)
   # 15 real tokens + EOS: 15 * 3 // 4 = 11, 7, 3 re-masked, each plus the EOS.
   assert decoding.projected_counts(config, 16) == (16, 12, 8, 4)
   constant = dataclasses.replace(config, rejecter="constant_k", rejecter_k=2)
