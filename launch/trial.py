@@ -1,6 +1,6 @@
 """Runs one training run of a sweep and its trials, in this process, through the `padir` entry
-points: `padir train` (`padir.trainer.main`, which resumes), then for each trial `padir eval`
-(`padir.evaluation.main`) and a decode-speed timing. Each step's output goes to a log file.
+points: `padir train` (`padir.commands.train.main`, which resumes), then for each trial
+`padir eval` (`padir.commands.eval.main`) and a decode-speed timing. Each step's output goes to a log file.
 
 `launch.local` calls `run_group` in worker processes (one process imports JAX/TensorFlow once
 and runs several steps; the gin config, global to a process, is cleared before each step).
@@ -100,14 +100,14 @@ def measure_speed(model_dir: str, step: int, bindings: Sequence[str], plan: RunP
 def _train(plan: RunPlan) -> None:
   import gin  # pylint: disable=g-import-not-at-top
   from padir import evaluation  # pylint: disable=g-import-not-at-top
-  from padir import trainer  # pylint: disable=g-import-not-at-top
+  from padir.commands import train as train_command  # pylint: disable=g-import-not-at-top
   final = evaluation.final_train_step(plan.model_dir)
   if final is not None and final in evaluation.available_steps(plan.model_dir):
     return
   files.write_json(os.path.join(os.path.dirname(plan.model_dir), RUN_FILE),
              {"train_args": plan.train_args})
   gin.clear_config()
-  rc = trainer.main(plan.train_args)
+  rc = train_command.main(plan.train_args)
   if rc:
     raise RuntimeError(f"padir train exited with {rc}")
 
@@ -115,9 +115,10 @@ def _train(plan: RunPlan) -> None:
 def _evaluate(plan: RunPlan, trial: EvalPlan) -> Dict[str, Any]:
   import gin  # pylint: disable=g-import-not-at-top
   from padir import evaluation  # pylint: disable=g-import-not-at-top
+  from padir.commands import eval as eval_command  # pylint: disable=g-import-not-at-top
   gin.clear_config()
   start = time.time()
-  rc = evaluation.main(trial.eval_args)
+  rc = eval_command.main(trial.eval_args)
   if rc:
     raise RuntimeError(f"padir eval exited with {rc}")
   results = files.read_json(os.path.join(trial.output_dir, evaluation.RESULTS_JSON))
