@@ -761,6 +761,7 @@ class _TrainLoop:
     return self.state
 
 
+@gin.configurable
 def initialize_distributed(enabled: bool = False, coordinator_address: Optional[str] = None,
                            num_processes: Optional[int] = None,
                            process_id: Optional[int] = None) -> None:

@@ -188,7 +188,7 @@ def test_gin_typos_name_the_file_or_binding(tiny_ar_dir, tmp_path, command):
                f"--gin_file={tmp_path}/none.gin: no such file", status=2)
   assert_error(command(infer_command.main, "--checkpoint_dir", tiny_ar_dir, "--input", typo,
                        "--output", "-", "--gin.TranslatorOptions.batch_sise=4"),
-               "infer", "'TranslatorOptions.batch_sise = 4'", "batch_sise")
+               "infer", "'TranslatorOptions.batch_sise = 4'", "batch_sise", status=2)
 
 
 def test_impossible_training_settings_are_named(tiny_corpus, tmp_path, command):
