@@ -210,18 +210,14 @@ def wall_seconds(fn: Callable[[], Any], repeats: int) -> List[float]:
   return seconds
 
 
-def _best_seconds(fn: Callable[[], Any], repeats: int) -> float:
-  """The fastest of `repeats` timed calls of `fn`: the attainable rate of a roofline, not the
-  typical one (medians moved by 20 % between runs 15 minutes apart on the 2-core VM)."""
-  return min(wall_seconds(fn, repeats))
-
-
 def matmul_flop_rate(size: int = 1024, repeats: int = 20) -> float:
-  """This machine's dense float32 matmul rate, FLOP/s: [size, size] x [size, size]."""
+  """This machine's dense float32 matmul rate, FLOP/s: [size, size] x [size, size], from the
+  fastest call (the attainable rate of a roofline; medians moved by 20 % between runs 15
+  minutes apart on the 2-core VM)."""
   import jax.numpy as jnp  # pylint: disable=g-import-not-at-top
   x = jnp.ones((size, size), jnp.float32)
   f = jax.jit(lambda a: a @ a)
-  return 2 * size ** 3 / _best_seconds(lambda: f(x), repeats)
+  return 2 * size ** 3 / min(wall_seconds(lambda: f(x), repeats))
 
 
 def memory_bandwidth(megabytes: int = 256, repeats: int = 10) -> float:
@@ -230,7 +226,7 @@ def memory_bandwidth(megabytes: int = 256, repeats: int = 10) -> float:
   import jax.numpy as jnp  # pylint: disable=g-import-not-at-top
   x = jnp.ones((megabytes * 2 ** 18,), jnp.float32)
   f = jax.jit(jnp.sum)
-  return x.nbytes / _best_seconds(lambda: f(x), repeats)
+  return x.nbytes / min(wall_seconds(lambda: f(x), repeats))
 
 
 def results_markdown(results: Mapping[str, Any]) -> str:
