@@ -88,6 +88,11 @@ VARIANTS = (
     Variant("deep_encoder", "4 encoder layers instead of 2 (layers 3-4 start fresh, not from the "
             "teacher); the encoder runs once per sentence, not once per iteration",
             ("network.get_config.num_encoder_layers = 4",)),
+    Variant("deep_shallow", "4 encoder layers and 1 decoder layer instead of 2 + 2 (deep "
+            "encoder / shallow decoder, Kasai et al. 2021; encoder layers 3-4 start fresh): a "
+            "refinement pass costs one decoder layer",
+            ("network.get_config.num_encoder_layers = 4",
+             "network.get_config.num_decoder_layers = 1")),
     Variant("adam_parametrisation", "T5's parametrisation corrected for Adam, as the Multi30k "
             "recipes: embedding steps x8 (sqrt(d_model)), query kernel steps x1/4 "
             "(sqrt(head_dim))", (_ADAM_PARAMETRISATION,)),
