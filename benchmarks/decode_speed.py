@@ -57,6 +57,7 @@ import jax  # pylint: disable=g-import-not-at-top
 import jax.numpy as jnp  # pylint: disable=g-import-not-at-top
 import numpy as np  # pylint: disable=g-import-not-at-top
 
+from padir import decoding  # pylint: disable=g-import-not-at-top
 from padir import models  # pylint: disable=g-import-not-at-top
 from padir import network  # pylint: disable=g-import-not-at-top
 from padir import reporting  # pylint: disable=g-import-not-at-top
@@ -638,8 +639,8 @@ def setup(args: argparse.Namespace) -> Setup:
   if ds_layers:
     configs["deep_shallow"] = dataclasses.replace(
         base_config, num_encoder_layers=ds_layers[0], num_decoder_layers=ds_layers[1])
-  ar_models = {v: models.ARModel(network.Transformer(c), special_tokens=ar_tokens,
-                                 decode_method="greedy") for v, c in configs.items()}
+  ar_models = {v: models.ARModel(network.Transformer(c), special_tokens=ar_tokens)
+                for v, c in configs.items()}
   padir_models = {v: models.PadirModel(network.Transformer(c), special_tokens=special_tokens)
                   for v, c in configs.items()}
   lengths, source = corpus_lengths(args.data_dir, args.pieces_per_word,
@@ -776,8 +777,8 @@ def make_report(args: argparse.Namespace, setup_: Setup, batch_sizes: Sequence[i
           "per_batch_mean_target_length": {
               str(b): float(np.mean([t for _, t in v])) for b, v in sentence_lengths.items()}},
       "protocol": PROTOCOL,
-      "padir_config": {k: v for k, v in dataclasses.asdict(
-          setup_.padir_models["standard"].refinement_config).items()
+      "padir_config": {k: v for k, v in dataclasses.asdict(decoding.RefinementConfig.of(
+          setup_.padir_models["standard"].scheme, decoding.PadirDecodeConfig())).items()
                        if k not in ("num_decode_iterations", "length_beam", "early_exit",
                                     "num_canvas_sizes")},
       "batch_sizes": list(batch_sizes),

@@ -3,7 +3,7 @@
     python ../shared/tools/plain_flax_transformer.py --budget_s 3600 --work_dir YARDSTICK
     padir eval --checkpoint_dir ROOT/teacher --task multi30k_en_de_ar --module tasks.multi30k \
       --split validation --max_examples 300 --checkpoint_step all --output ROOT/teacher_val300 \
-      --gin.TranslatorOptions.decoder_params="{'decode_method': 'greedy'}"
+      --gin.ARDecodeConfig.decode_method="'greedy'"
     python -m benchmarks.teacher_vs_yardstick --yardstick YARDSTICK --teacher ROOT/teacher \
       --teacher_validation ROOT/teacher_val300 --teacher_test_bleu 31.77 --output DIR
 

@@ -10,7 +10,7 @@ Python, the experiment itself as gin):
       gin_files=["models/padir_tiny.gin", "runs/train.gin", "tasks/builtin.gin",
                  "sweeps/builtin_base.gin"],
       train=sweep("DECODER_INPUT_SCHEME", ["random", "mask", "mask_range"]),
-      decode=sweep("models.PadirModel.num_decode_iterations", [1, 2, 4, 8]),
+      decode=sweep("decoding.PadirDecodeConfig.num_decode_iterations", [1, 2, 4, 8]),
       eval_task="builtin_padir")
 
 - `train` points change training: each is one `padir train` run (`--gin.NAME=VALUE` flags on top

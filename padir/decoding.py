@@ -69,6 +69,7 @@ DECODER_INPUT_SCHEMES = ("random", "mask", "mask_range")
 REJECTERS = ("passthrough", "stutter", "linear", "constant_k", "constant_fraction", "learned")
 REMASKING_SCHEMES = ("initial", "previous", "logits_sum")
 SCORINGS = ("mean", "sum")
+AR_DECODE_METHODS = ("greedy", "beam", "sample")
 
 
 # ------------------------------------------------------------------------------------------------
@@ -370,11 +371,47 @@ def beam_search(prompt: Array,
 
 
 @dataclasses.dataclass(frozen=True)
-class RefinementConfig:
-  """Every option of PaDIR decoding. Frozen and hashable (a static argument under jit).
+class ARDecodeConfig:
+  """Decode-time options of `models.ARModel`, bound at predict time (gin:
+  `decoding.ARDecodeConfig.decode_method = 'greedy'` in an infer/eval run; a training run's
+  bindings are its defaults, recorded in its config.gin). Frozen and hashable.
 
   Attributes:
-    num_decode_iterations: most refinement iterations (decoder passes).
+    decode_method: 'greedy', 'beam' (beam search with brevity penalty `alpha`) or 'sample'
+      (temperature / top-k / top-p, `num_decodes` samples, the best returned).
+    beam_size: beams of 'beam'.
+    alpha: brevity penalty exponent of 'beam'.
+    temperature, top_k, top_p, num_decodes: for 'sample'; `num_decodes` is also the rows per
+      example of a decoding method bound as `ARModel.decode_fn`.
+    max_decode_length: most generated tokens (None: the batch's target length, else the
+      vocabulary's max_target_length).
+  """
+  decode_method: str = "beam"
+  beam_size: int = 4
+  alpha: float = 0.6
+  temperature: float = 1.0
+  top_k: int = 0
+  top_p: float = 1.0
+  num_decodes: int = 1
+  max_decode_length: Optional[int] = None
+
+  def __post_init__(self):
+    if self.decode_method not in AR_DECODE_METHODS:
+      raise ValueError(f"decode_method={self.decode_method!r}: expected one of "
+                       f"{AR_DECODE_METHODS}")
+    if self.beam_size < 1 or self.num_decodes < 1:
+      raise ValueError(f"beam_size={self.beam_size} and num_decodes={self.num_decodes} must be "
+                       ">= 1")
+    _check_sampling(self.temperature, self.top_k, self.top_p)
+
+
+@dataclasses.dataclass(frozen=True)
+class RefinementScheme:
+  """How a PaDIR model refines: fixed when it is trained (the unrolled training stages and the
+  data noise follow it), the same at inference. `models.PadirModel`'s arguments of these names
+  build it. Frozen and hashable.
+
+  Attributes:
     decoder_input_scheme: initial decoder input: 'random' (random real pieces), 'mask' ([MASK]
       everywhere) or 'mask_range' ([MASK_i] at position i).
     rejecter: which predicted tokens are re-masked between iterations: 'passthrough' (none),
@@ -390,6 +427,45 @@ class RefinementConfig:
       summed over the iterations so far).
     stutter_remasking: also reject tokens equal to their left neighbour, every iteration; after
       the last one stuttering tokens are removed, so no adjacent repeats remain.
+    keep_visible: Mask-Predict's update: only the positions whose decoder input is their initial
+      token (masked) are predicted anew; the others keep their token and the log-prob it had
+      when predicted, as the model was trained (a CMLM loss is taken on masked positions only).
+      Needs remasking_scheme 'initial'. False: every position takes the new prediction.
+  """
+  decoder_input_scheme: str = "random"
+  rejecter: str = "passthrough"
+  rejecter_k: int = 1
+  rejecter_fraction: float = 0.1
+  rejecter_threshold: float = 0.0
+  remasking_scheme: str = "previous"
+  stutter_remasking: bool = False
+  keep_visible: bool = False
+
+  def __post_init__(self):
+    for name, value, allowed in (("decoder_input_scheme", self.decoder_input_scheme,
+                                  DECODER_INPUT_SCHEMES),
+                                 ("rejecter", self.rejecter, REJECTERS),
+                                 ("remasking_scheme", self.remasking_scheme, REMASKING_SCHEMES)):
+      if value not in allowed:
+        raise ValueError(f"{name}={value!r}: expected one of {allowed}")
+    if self.rejecter_k < 0:
+      raise ValueError(f"rejecter_k={self.rejecter_k} must be >= 0")
+    if not 0.0 <= self.rejecter_fraction <= 1.0:
+      raise ValueError(f"rejecter_fraction={self.rejecter_fraction} must be in [0, 1]")
+    if self.keep_visible and self.remasking_scheme != "initial":
+      raise ValueError(f"keep_visible needs remasking_scheme='initial' (got "
+                       f"{self.remasking_scheme!r}): only then is a masked position one whose "
+                       "input is its initial token")
+
+
+@dataclasses.dataclass(frozen=True)
+class PadirDecodeConfig:
+  """Decode-time options of `models.PadirModel`, bound at predict time (gin:
+  `decoding.PadirDecodeConfig.num_decode_iterations = 8` in an infer/eval run; a training run's
+  bindings are its defaults, recorded in its config.gin). Frozen and hashable (static under jit).
+
+  Attributes:
+    num_decode_iterations: most refinement iterations (decoder passes).
     temperature: 0 chooses tokens by argmax; otherwise sample from softmax(logits / temperature).
     top_k, top_p: sampling filters (0 / 1.0: off).
     top_k_lengths: most likely lengths kept from the length predictor.
@@ -400,10 +476,6 @@ class RefinementConfig:
     alpha: brevity penalty exponent: the score is divided by ((5 + length) / 6) ** alpha.
     return_all_candidates: `padir_decode` also returns every candidate.
     return_history: also return the tokens predicted at every iteration.
-    keep_visible: Mask-Predict's update: only the positions whose decoder input is their initial
-      token (masked) are predicted anew; the others keep their token and the log-prob it had
-      when predicted, as the model was trained (a CMLM loss is taken on masked positions only).
-      Needs remasking_scheme 'initial'. False: every position takes the new prediction.
     early_exit: stop the loop once every row has converged (the default). False runs exactly
       `num_decode_iterations` decoder passes (converged rows stay frozen, so the output is the
       same): fixed work, for speed benchmarks.
@@ -423,15 +495,10 @@ class RefinementConfig:
       `positions`. Off by default: on the 2-core CPU it made the trained Multi30k student
       slower (batch 1, K = 4: 42.5 against 37.1 ms; BENCHMARKS.md), the `lax.switch` over the
       per-iteration counts costing more than the projection it saves.
+    max_decode_length: T, the canvas length (None: the batch's decoder length, else the
+      vocabulary's max_target_length); read by the model, not by the refinement loop.
   """
   num_decode_iterations: int = 4
-  decoder_input_scheme: str = "random"
-  rejecter: str = "passthrough"
-  rejecter_k: int = 1
-  rejecter_fraction: float = 0.1
-  rejecter_threshold: float = 0.0
-  remasking_scheme: str = "previous"
-  stutter_remasking: bool = False
   temperature: float = 0.0
   top_k: int = 0
   top_p: float = 1.0
@@ -442,26 +509,17 @@ class RefinementConfig:
   alpha: float = 0.0
   return_all_candidates: bool = False
   return_history: bool = False
-  keep_visible: bool = False
   early_exit: bool = True
   num_canvas_sizes: int = 4
   exit_confidence: float = 0.0
   masked_logits_only: bool = False
+  max_decode_length: Optional[int] = None
 
   def __post_init__(self):
-    for name, value, allowed in (("decoder_input_scheme", self.decoder_input_scheme,
-                                  DECODER_INPUT_SCHEMES),
-                                 ("rejecter", self.rejecter, REJECTERS),
-                                 ("remasking_scheme", self.remasking_scheme, REMASKING_SCHEMES),
-                                 ("scoring", self.scoring, SCORINGS)):
-      if value not in allowed:
-        raise ValueError(f"{name}={value!r}: expected one of {allowed}")
+    if self.scoring not in SCORINGS:
+      raise ValueError(f"scoring={self.scoring!r}: expected one of {SCORINGS}")
     if self.num_decode_iterations < 1:
       raise ValueError(f"num_decode_iterations={self.num_decode_iterations} must be >= 1")
-    if self.rejecter_k < 0:
-      raise ValueError(f"rejecter_k={self.rejecter_k} must be >= 0")
-    if not 0.0 <= self.rejecter_fraction <= 1.0:
-      raise ValueError(f"rejecter_fraction={self.rejecter_fraction} must be in [0, 1]")
     _check_sampling(self.temperature, self.top_k, self.top_p)
     if self.top_k_lengths < 1:
       raise ValueError(f"top_k_lengths={self.top_k_lengths} must be >= 1")
@@ -469,25 +527,43 @@ class RefinementConfig:
       raise ValueError(f"length_beam={self.length_beam} must be odd (offsets -n//2 .. n//2)")
     if self.num_parallel_samples < 1:
       raise ValueError(f"num_parallel_samples={self.num_parallel_samples} must be >= 1")
-    if self.num_parallel_samples > 1 and self.decoder_input_scheme != "random":
-      raise ValueError(
-          f"num_parallel_samples={self.num_parallel_samples} needs decoder_input_scheme="
-          f"'random' (with {self.decoder_input_scheme!r} every sample would be identical)")
     if self.alpha < 0:
       raise ValueError(f"alpha={self.alpha} must be >= 0")
     if not 0.0 <= self.exit_confidence < 1.0:
       raise ValueError(f"exit_confidence={self.exit_confidence} must be in [0, 1)")
     if self.num_canvas_sizes < 1:
       raise ValueError(f"num_canvas_sizes={self.num_canvas_sizes} must be >= 1")
-    if self.keep_visible and self.remasking_scheme != "initial":
-      raise ValueError(f"keep_visible needs remasking_scheme='initial' (got "
-                       f"{self.remasking_scheme!r}): only then is a masked position one whose "
-                       "input is its initial token")
+
+
+@dataclasses.dataclass(frozen=True)
+class RefinementConfig(PadirDecodeConfig, RefinementScheme):
+  """Every option of a refinement loop: a model's `RefinementScheme` and a `PadirDecodeConfig`
+  (the fields of both; what `padir_decode` and training's unrolled stages read). Frozen and
+  hashable (a static argument under jit). Build it with `RefinementConfig.of(scheme, decode)`.
+  """
+
+  def __post_init__(self):
+    RefinementScheme.__post_init__(self)
+    PadirDecodeConfig.__post_init__(self)
+    if self.num_parallel_samples > 1 and self.decoder_input_scheme != "random":
+      raise ValueError(
+          f"num_parallel_samples={self.num_parallel_samples} needs decoder_input_scheme="
+          f"'random' (with {self.decoder_input_scheme!r} every sample would be identical)")
+
+  @classmethod
+  def of(cls, scheme: RefinementScheme, decode: PadirDecodeConfig) -> "RefinementConfig":
+    """The loop's config: `scheme`'s fields and `decode`'s."""
+    return cls(**_fields(scheme, RefinementScheme), **_fields(decode, PadirDecodeConfig))
 
   @property
   def num_candidates(self) -> int:
     """C, candidates per example: top_k_lengths x length_beam x num_parallel_samples."""
     return self.top_k_lengths * self.length_beam * self.num_parallel_samples
+
+
+def _fields(config: Any, cls: type) -> Dict[str, Any]:
+  """`config`'s values of `cls`'s fields (`config` may be of a subclass with more)."""
+  return {f.name: getattr(config, f.name) for f in dataclasses.fields(cls)}
 
 
 # ------------------------------------------------------------------------------------------------

@@ -1,7 +1,7 @@
 """`padir eval`: a task split through the translate path, scored with sacreBLEU and friends.
 
   padir eval --checkpoint_dir runs/padir_tiny --task builtin_padir --split test --output eval/ \
-    [--checkpoint_step N|latest|all] [--watch] [--gin.models.PadirModel.num_decode_iterations=8]
+    [--checkpoint_step N|latest|all] [--watch] [--gin.decoding.PadirDecodeConfig.num_decode_iterations=8]
 
 Metrics, on detokenized text against the task's one reference per source:
   bleu                sacreBLEU corpus BLEU, 13a tokenizer, cased (`bleu_signature` is sacreBLEU's
@@ -150,13 +150,11 @@ def evaluate(translator: translator_lib.Translator, sources: Sequence[str],
   results = {"num_examples": len(sources), **score_hypotheses(hypotheses, references),
              "mean_iterations": None, "bleu_per_iteration": None}
   if padir:
-    config = dataclasses.replace(model.refinement_config,
-                                 **(translator.options.decoder_params or {}))
     iterations = [float(p.aux["iterations"]) for p in predictions if p.aux]
     results["mean_iterations"] = float(np.mean(iterations)) if iterations else 0.0
     results["bleu_per_iteration"] = [
         bleu(texts, references).score
-        for texts in iteration_hypotheses(translator, predictions, config.stutter_remasking)]
+        for texts in iteration_hypotheses(translator, predictions, model.scheme.stutter_remasking)]
   return results, hypotheses
 
 

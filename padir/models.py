@@ -22,7 +22,7 @@ them on the `module` it is given, so gin only picks the network's size.
 import abc
 import dataclasses
 import functools
-from typing import Any, Callable, Dict, Iterable, List, Mapping, Optional, Tuple
+from typing import Any, Callable, Dict, Iterable, List, Mapping, Optional, Tuple, Union
 
 import flax
 import gin
@@ -44,8 +44,10 @@ Metrics = Dict[str, Array]
 # higher is better. The model closes it over each candidate's source to give `padir_decode` its
 # `decoding.RescoreFn` (tokens -> scores).
 SourceRescoreFn = Callable[[Array, Array], Array]
+# Decode-time options of a predict call: the model's decode config (`decoding.ARDecodeConfig`,
+# `decoding.PadirDecodeConfig`), a mapping of overrides of its fields, or None (its defaults).
+DecoderParams = Union[None, Mapping[str, Any], decoding.ARDecodeConfig, decoding.PadirDecodeConfig]
 
-AR_DECODE_METHODS = ("greedy", "beam", "sample")
 LENGTH_PREDICTORS = ("classifier", "offset", "affine", "fertility", "oracle")
 NEG_INF = layers.NEG_INF  # Logit of ids the AR decoder may not emit.
 
@@ -67,6 +69,10 @@ def shift_right(targets: Array, bos_id: int) -> Array:
 class BaseModel(abc.ABC):
   """T5X's model interface over a `network.Transformer`.
 
+  Decode-time options are not the model's: each predict call takes them (`decoder_params`, an
+  instance of the model's `decode_config_class` or overrides of its fields), and the entry
+  points build them from gin (`translator.checkpoint_decode_config`).
+
   Args:
     module: the network; the model sets the config fields it owns (module docstring).
     optimizer_def: the optimizer (`padir.optimizers.Optimizer` or any optax transformation);
@@ -79,6 +85,7 @@ class BaseModel(abc.ABC):
     loss_normalizing_factor: as T5X's: None (summed loss), a number, or one of
       'NUM_REAL_TARGET_TOKENS' (per token), 'NUM_TOTAL_TARGET_TOKENS', 'AVERAGE_PER_SEQUENCE'.
   """
+  decode_config_class: type  # decoding.ARDecodeConfig or decoding.PadirDecodeConfig
 
   def __init__(self,
                module: network.Transformer,
@@ -122,11 +129,33 @@ class BaseModel(abc.ABC):
   def _network_overrides(self) -> Dict[str, Any]:
     """Network config fields that follow from the model's options."""
 
-  def _decode_length(self, batch: Batch) -> int:
+  def _call_options(self, decoder_params: DecoderParams) -> Dict[str, Any]:
+    """The entries of a `decoder_params` mapping that are no decode config field but that the
+    model takes for one call (none here)."""
+    del decoder_params
+    return {}
+
+  def decode_config(self, decoder_params: DecoderParams = None) -> Any:
+    """The decode-time options of a predict call: `decoder_params` itself if it is a
+    `decode_config_class` instance, else those defaults (the class's, not gin's) with the
+    mapping's overrides (less `_call_options`). Raises ValueError on an unknown option or a
+    bad value."""
+    if isinstance(decoder_params, self.decode_config_class):
+      return decoder_params
+    extra = self._call_options(decoder_params)
+    params = {k: v for k, v in (decoder_params or {}).items() if k not in extra}
+    names = {f.name for f in dataclasses.fields(self.decode_config_class)}
+    unknown = sorted(set(params) - names)
+    if unknown:
+      raise ValueError(f"decoder_params {unknown} unknown to {type(self).__name__}; it accepts "
+                       f"{sorted(names)} (`{self.decode_config_class.__name__}`'s fields)")
+    return self.decode_config_class(**params)
+
+  def _decode_length(self, batch: Batch, max_decode_length: Optional[int]) -> int:
     """T at inference: `max_decode_length`, else the batch's decoder length, else the
     vocabulary's max_target_length."""
-    if self.max_decode_length is not None:
-      return self.max_decode_length
+    if max_decode_length is not None:
+      return max_decode_length
     for name in ("decoder_input_tokens", "decoder_target_tokens"):
       if name in batch:
         return batch[name].shape[1]
@@ -195,9 +224,10 @@ class BaseModel(abc.ABC):
 
   @abc.abstractmethod
   def predict_batch_with_aux(self, params: PyTree, batch: Batch, rng: Optional[Array] = None,
-                             decoder_params: Optional[Mapping[str, Any]] = None
+                             decoder_params: DecoderParams = None
                              ) -> Tuple[Array, Dict[str, Array]]:
-    """(tokens [B, T], aux) decoded from `batch['encoder_input_tokens']`."""
+    """(tokens [B, T], aux) decoded from `batch['encoder_input_tokens']` with the decode-time
+    options `decoder_params` (see `decode_config`)."""
 
   def predict_batch(self, params: PyTree, batch: Batch, rng: Optional[Array] = None) -> Array:
     """The tokens of `predict_batch_with_aux`, [B, T]."""
@@ -216,20 +246,16 @@ class ARModel(BaseModel):
   label-smoothed cross-entropy and z-loss; decoding with the KV cache.
 
   Args (beyond `BaseModel`'s):
-    decode_method: 'greedy', 'beam' (beam search with brevity penalty `alpha`) or 'sample'
-      (temperature / top-k / top-p, `num_decodes` samples, the best returned).
-    beam_size: beams of 'beam'.
-    alpha: brevity penalty exponent of 'beam'.
-    temperature, top_k, top_p, num_decodes: for 'sample'.
-    max_decode_length: most generated tokens (default: the batch's target length, else the
-      vocabulary's max_target_length).
     decode_fn: a decoding method of T5X's kind that replaces the built-in ones (None: the
-      `decode_method`s above), e.g. `ARModel.decode_fn = @decoding.temperature_sample` in gin.
-      Called as `decode_fn(prompt [B, 0], cache, tokens_to_logits, num_decodes=N,
-      max_decode_len=T, rng=key, eos_id=, bos_id=, pad_id=, **options)` and returns tokens
-      [B, N, T] and scores [B, N], best first (`padir.decoding`'s AR contract); the options are
-      `decoder_params` less `num_decodes` (default 1), passed through as they are.
+      `decoding.ARDecodeConfig.decode_method`s), e.g. `ARModel.decode_fn =
+      @decoding.temperature_sample` in gin. Called as `decode_fn(prompt [B, 0], cache,
+      tokens_to_logits, num_decodes=N, max_decode_len=T, rng=key, eos_id=, bos_id=, pad_id=,
+      **options)` and returns tokens [B, N, T] and scores [B, N], best first
+      (`padir.decoding`'s AR contract); N is the config's `num_decodes`, the options are a
+      `decoder_params` mapping's entries that are no `ARDecodeConfig` field, passed through as
+      they are (T5X's `decoder_params`); or bind them on the function in gin.
   """
+  decode_config_class = decoding.ARDecodeConfig
 
   def __init__(self,
                module: network.Transformer,
@@ -239,51 +265,33 @@ class ARModel(BaseModel):
                label_smoothing: float = 0.0,
                z_loss: float = 0.0,
                loss_normalizing_factor: losses.LossNormalizingFactor = "NUM_REAL_TARGET_TOKENS",
-               decode_method: str = "beam",
-               beam_size: int = 4,
-               alpha: float = 0.6,
-               temperature: float = 1.0,
-               top_k: int = 0,
-               top_p: float = 1.0,
-               num_decodes: int = 1,
-               max_decode_length: Optional[int] = None,
                decode_fn: Optional[Callable[..., Tuple[Array, Array]]] = None):
     super().__init__(module, optimizer_def, special_tokens, vocabulary, label_smoothing, z_loss,
                      loss_normalizing_factor)
     self.decode_fn = decode_fn
-    self.decode_params = dict(decode_method=decode_method, beam_size=beam_size, alpha=alpha,
-                              temperature=temperature, top_k=top_k, top_p=top_p,
-                              num_decodes=num_decodes)
-    self._check_decode_params(self.decode_params)
-    self.max_decode_length = max_decode_length
 
   def _network_overrides(self) -> Dict[str, Any]:
     return dict(decoder_causal=True, length_head=None, rejecter_head=False)
 
-  def _check_decode_params(self, params: Mapping[str, Any]):
-    unknown = set(params) - set(self.decode_params)
-    if unknown:
-      raise ValueError(f"unknown AR decoder_params {sorted(unknown)}; expected some of "
-                       f"{sorted(self.decode_params)}")
-    if params["decode_method"] not in AR_DECODE_METHODS:
-      raise ValueError(f"decode_method={params['decode_method']!r}: expected one of "
-                       f"{AR_DECODE_METHODS}")
+  def _call_options(self, decoder_params: DecoderParams) -> Dict[str, Any]:
+    """A `decoder_params` mapping's entries that are no `ARDecodeConfig` field: the options of a
+    method bound as `decode_fn` (none without one)."""
+    if self.decode_fn is None or not isinstance(decoder_params, Mapping):
+      return {}
+    names = {f.name for f in dataclasses.fields(decoding.ARDecodeConfig)}
+    return {k: v for k, v in decoder_params.items() if k not in names}
 
-  def _decode_method(self, decoder_params: Optional[Mapping[str, Any]]
+  def _decode_method(self, config: decoding.ARDecodeConfig, decoder_params: DecoderParams
                      ) -> Tuple[Callable[..., Tuple[Array, Array]], int, Dict[str, Any]]:
-    """(decode_fn, rows per example, its options) for `decoder_params` over the constructor's."""
+    """(decode_fn, rows per example, its options) of a predict call's `config`."""
     if self.decode_fn is not None:
-      options = dict(decoder_params or {})
-      return self.decode_fn, options.pop("num_decodes", 1), options
-    options = {**self.decode_params, **(decoder_params or {})}
-    self._check_decode_params(options)
-    method = options["decode_method"]
-    if method == "beam":
-      return decoding.beam_search, options["beam_size"], {"alpha": options["alpha"]}
-    if method == "greedy":
+      return self.decode_fn, config.num_decodes, self._call_options(decoder_params)
+    if config.decode_method == "beam":
+      return decoding.beam_search, config.beam_size, {"alpha": config.alpha}
+    if config.decode_method == "greedy":
       return decoding.temperature_sample, 1, {"temperature": 0.0}
-    return decoding.temperature_sample, options["num_decodes"], {
-        name: options[name] for name in ("temperature", "top_k", "top_p")}
+    return decoding.temperature_sample, config.num_decodes, {
+        "temperature": config.temperature, "top_k": config.top_k, "top_p": config.top_p}
 
   def _output_logits(self, logits: Array) -> Array:
     """Logits [..., V] with every id but the real pieces at NEG_INF: the decoder emits only
@@ -358,18 +366,18 @@ class ARModel(BaseModel):
     return rescore
 
   def predict_batch_with_aux(self, params: PyTree, batch: Batch, rng: Optional[Array] = None,
-                             decoder_params: Optional[Mapping[str, Any]] = None,
+                             decoder_params: DecoderParams = None,
                              return_all_decodes: bool = False) -> Tuple[Array, Dict[str, Array]]:
     """Decodes with the KV cache: the encoder and its cross-attention keys/values run once.
 
     Args:
       params: model parameters.
-      batch: `encoder_input_tokens` [B, S]; the decode length T is `max_decode_length`, else the
-        batch's `decoder_input_tokens` / `decoder_target_tokens` length, else the vocabulary's
-        max_target_length.
+      batch: `encoder_input_tokens` [B, S]; the decode length T is the config's
+        `max_decode_length`, else the batch's `decoder_input_tokens` / `decoder_target_tokens`
+        length, else the vocabulary's max_target_length.
       rng: PRNG key for 'sample' (default: key 0).
-      decoder_params: overrides of the constructor's decode options (python values, static
-        under jit): decode_method, beam_size, alpha, temperature, top_k, top_p, num_decodes.
+      decoder_params: a `decoding.ARDecodeConfig` or overrides of its defaults (python values,
+        static under jit), e.g. {'decode_method': 'greedy'}.
       return_all_decodes: return every beam / sample.
 
     Returns:
@@ -377,10 +385,11 @@ class ARModel(BaseModel):
       aux: 'scores' [B] (or [B, K]): summed log-probs ('greedy', 'sample') or brevity-penalised
       log-probs ('beam').
     """
-    decode_fn, num_rows, options = self._decode_method(decoder_params)
+    config = self.decode_config(decoder_params)
+    decode_fn, num_rows, options = self._decode_method(config, decoder_params)
     encoder_tokens = self._encoder_inputs(batch["encoder_input_tokens"])
     batch_size = encoder_tokens.shape[0]
-    length = self._decode_length(batch)
+    length = self._decode_length(batch, config.max_decode_length)
     encoded = self._encode(params, encoder_tokens)
     cross_kv = jax.tree_util.tree_map(lambda x: jnp.repeat(x, num_rows, axis=0),
                                       self._cross_kv(params, encoded))
@@ -467,28 +476,23 @@ class PadirModel(BaseModel):
     glancing_fraction: the share of each batch's rows trained by glancing (the first rows);
       the others keep the data pipeline's noise, so that the partly masked canvases of later
       refinement iterations are trained on too.
-    rejecter: 'passthrough', 'stutter', 'linear', 'constant_k', 'constant_fraction' or
-      'learned' (a binary head on stop-gradient decoder states, trained on "argmax == gold").
     rejecter_loss_weight: weight of the learned rejecter's loss (a per-position mean).
-    rejecter_k, rejecter_fraction, rejecter_threshold: rejecter parameters.
-    decoder_input_scheme: 'random', 'mask' or 'mask_range' (must match the data pipeline's
-      noise scheme; gin shares the macro DECODER_INPUT_SCHEME).
-    remasking_scheme: 'initial', 'previous' or 'logits_sum'.
-    stutter_remasking: also re-mask tokens equal to their left neighbour.
     num_train_stages: S, unrolled training stages (the linear rejecter follows an S-step
       schedule during training).
-    num_decode_iterations, temperature, top_k, top_p, top_k_lengths, length_beam,
-    num_parallel_samples, scoring, alpha, return_all_candidates, return_history,
-      keep_visible: inference options, see `padir.decoding.RefinementConfig` (`keep_visible`
-      also in unrolled training stages).
-    max_decode_length: T at inference (default: the batch's decoder length, else the
-      vocabulary's max_target_length).
+    decoder_input_scheme, rejecter, rejecter_k, rejecter_fraction, rejecter_threshold,
+    remasking_scheme, stutter_remasking, keep_visible: how the model refines, in its unrolled
+      training stages and at inference alike: `padir.decoding.RefinementScheme`'s fields
+      (`self.scheme`). `decoder_input_scheme` must match the data pipeline's noise scheme (gin
+      shares the macro DECODER_INPUT_SCHEME).
     decode_fn: the decoding method (T5X's `decode_fn`), `decoding.padir_decode` by default;
       another is bound in gin (`PadirModel.decode_fn = @decoding.my_method`). Called as
       `decode_fn(logits_fn, length_predictions, rng, config, special_tokens, max_decode_len,
-      rescore_fn)` with the arguments `padir_decode` documents, it returns tokens [B, T] and an
-      aux dict (with 'scores' [B, C] and 'best' [B] the chosen candidate's score is reported).
+      rescore_fn)` with the arguments `padir_decode` documents (`config` a
+      `decoding.RefinementConfig`: this scheme and the call's `decoding.PadirDecodeConfig`), it
+      returns tokens [B, T] and an aux dict (with 'scores' [B, C] and 'best' [B] the chosen
+      candidate's score is reported).
   """
+  decode_config_class = decoding.PadirDecodeConfig
 
   def __init__(self,
                module: network.Transformer,
@@ -512,20 +516,8 @@ class PadirModel(BaseModel):
                decoder_input_scheme: str = "random",
                remasking_scheme: str = "previous",
                stutter_remasking: bool = False,
-               num_train_stages: int = 1,
-               num_decode_iterations: int = 4,
-               temperature: float = 0.0,
-               top_k: int = 0,
-               top_p: float = 1.0,
-               top_k_lengths: int = 1,
-               length_beam: int = 1,
-               num_parallel_samples: int = 1,
-               scoring: str = "mean",
-               alpha: float = 0.0,
-               return_all_candidates: bool = False,
-               return_history: bool = False,
                keep_visible: bool = False,
-               max_decode_length: Optional[int] = None,
+               num_train_stages: int = 1,
                decode_fn: Callable[..., Tuple[Array, Dict[str, Array]]] = decoding.padir_decode):
     if length_predictor not in LENGTH_PREDICTORS:
       raise ValueError(f"length_predictor={length_predictor!r}: expected one of "
@@ -548,28 +540,31 @@ class PadirModel(BaseModel):
     self.glancing_fraction = glancing_fraction
     self.rejecter_loss_weight = rejecter_loss_weight
     self.num_train_stages = num_train_stages
-    self.max_decode_length = max_decode_length
     self.decode_fn = decode_fn
-    self.refinement_config = decoding.RefinementConfig(
-        num_decode_iterations=num_decode_iterations, decoder_input_scheme=decoder_input_scheme,
-        rejecter=rejecter, rejecter_k=rejecter_k, rejecter_fraction=rejecter_fraction,
-        rejecter_threshold=rejecter_threshold, remasking_scheme=remasking_scheme,
-        stutter_remasking=stutter_remasking, temperature=temperature, top_k=top_k, top_p=top_p,
-        top_k_lengths=top_k_lengths, length_beam=length_beam,
-        num_parallel_samples=num_parallel_samples, scoring=scoring, alpha=alpha,
-        return_all_candidates=return_all_candidates, return_history=return_history,
+    self.scheme = decoding.RefinementScheme(
+        decoder_input_scheme=decoder_input_scheme, rejecter=rejecter, rejecter_k=rejecter_k,
+        rejecter_fraction=rejecter_fraction, rejecter_threshold=rejecter_threshold,
+        remasking_scheme=remasking_scheme, stutter_remasking=stutter_remasking,
         keep_visible=keep_visible)
-    # Training chooses by argmax and runs the linear schedule over its S stages.
-    self.train_config = dataclasses.replace(
-        self.refinement_config, num_decode_iterations=num_train_stages, temperature=0.0)
+    # Training's unrolled stages: the scheme's loop over S iterations, choosing by argmax.
+    self.train_config = decoding.RefinementConfig.of(
+        self.scheme, decoding.PadirDecodeConfig(num_decode_iterations=num_train_stages))
     super().__init__(module, optimizer_def, special_tokens, vocabulary, label_smoothing, z_loss,
                      loss_normalizing_factor)
+
+  def _call_options(self, decoder_params: DecoderParams) -> Dict[str, Any]:
+    """A `decoder_params` mapping's `RefinementScheme` fields: they replace the trained scheme's
+    for one call (an ablation, e.g. {'keep_visible': False})."""
+    if not isinstance(decoder_params, Mapping):
+      return {}
+    names = {f.name for f in dataclasses.fields(decoding.RefinementScheme)}
+    return {k: v for k, v in decoder_params.items() if k in names}
 
   def _network_overrides(self) -> Dict[str, Any]:
     return dict(decoder_causal=False,
                 length_head=None if self.length_predictor == "oracle" else self.length_predictor,
                 max_length_offset=self.max_length_offset,
-                rejecter_head=self.refinement_config.rejecter == "learned")
+                rejecter_head=self.scheme.rejecter == "learned")
 
   def _encoder_inputs(self, encoder_input_tokens: Array) -> Array:
     """Prepends [LENGTH] for the classifier length predictor: [B, S] -> [B, S + 1]."""
@@ -638,7 +633,7 @@ class PadirModel(BaseModel):
              "mask_range": np.any((inputs >= special.mask_range_start)
                                   & (inputs < special.mask_range_end))}
     seen = [name for name, present in found.items() if present]
-    scheme = self.refinement_config.decoder_input_scheme
+    scheme = self.scheme.decoder_input_scheme
     expected = [] if scheme == "random" else [scheme]
     noised = int(np.sum(inputs != np.asarray(batch["decoder_target_tokens"])))
     if seen != expected and (seen or noised >= 32):
@@ -679,7 +674,7 @@ class PadirModel(BaseModel):
                    positions: Optional[Array] = None) -> Tuple[Array, Optional[Array]]:
     """One full non-causal pass: logits [N, T, V] ([N, M, V] at `positions` [N, M]) and accept
     logits [N, T] (learned rejecter)."""
-    learned = self.refinement_config.rejecter == "learned"
+    learned = self.scheme.rejecter == "learned"
     out = self._apply(params, self.module.decode, None, encoder_tokens, decoder_input_tokens,
                       cross_kv=cross_kv, enable_dropout=dropout_rng is not None,
                       return_hidden=learned, dropout_rng=dropout_rng,
@@ -820,7 +815,7 @@ class PadirModel(BaseModel):
     return total, metrics
 
   def predict_batch_with_aux(self, params: PyTree, batch: Batch, rng: Optional[Array] = None,
-                             decoder_params: Optional[Mapping[str, Any]] = None,
+                             decoder_params: DecoderParams = None,
                              rescore_fn: Optional[SourceRescoreFn] = None
                              ) -> Tuple[Array, Dict[str, Array]]:
     """Parallel iterative refinement (`padir.decoding.padir_decode`).
@@ -831,11 +826,13 @@ class PadirModel(BaseModel):
 
     Args:
       params: model parameters.
-      batch: `encoder_input_tokens` [B, S] (and `decoder_target_tokens` for 'oracle'); T as in
-        the constructor's `max_decode_length`.
+      batch: `encoder_input_tokens` [B, S] (and `decoder_target_tokens` for 'oracle'); T is the
+        config's `max_decode_length`, else the batch's decoder length, else the vocabulary's
+        max_target_length.
       rng: PRNG key for random initial inputs and sampling (default: key 0).
-      decoder_params: overrides of `RefinementConfig` fields (python values, static under jit),
-        e.g. {'num_decode_iterations': 8, 'length_beam': 3}.
+      decoder_params: a `decoding.PadirDecodeConfig` or overrides of its defaults (python
+        values, static under jit), e.g. {'num_decode_iterations': 8, 'length_beam': 3}; a
+        mapping may also replace fields of the model's `scheme` for this call.
       rescore_fn: optional `(encoder_input_tokens [B*C, S], tokens [B*C, T]) -> [B*C]` scores
         that rank the candidates instead of their own, e.g. `ARModel.make_rescore_fn(params)`.
 
@@ -845,10 +842,12 @@ class PadirModel(BaseModel):
       (decoder passes used), 'candidate_lengths', 'candidate_valid', 'best', and on request
       'candidates' [B, C, T] and 'history' [B, I, T] (see `padir_decode`).
     """
-    config = dataclasses.replace(self.refinement_config, **(decoder_params or {}))
+    decode = self.decode_config(decoder_params)
+    config = decoding.RefinementConfig.of(
+        dataclasses.replace(self.scheme, **self._call_options(decoder_params)), decode)
     raw_encoder_tokens = jnp.asarray(batch["encoder_input_tokens"], jnp.int32)
     encoder_tokens = self._encoder_inputs(raw_encoder_tokens)
-    length = self._decode_length(batch)
+    length = self._decode_length(batch, decode.max_decode_length)
     num_candidates = config.num_candidates
     encoded = self._encode(params, encoder_tokens)
     length_predictions = self._length_scores(
@@ -894,7 +893,7 @@ class PadirModel(BaseModel):
     encoder_tokens = self._encoder_inputs(batch["encoder_input_tokens"])
     encoded = self._encode(params, encoder_tokens)
     initial = decoding.initial_decoder_inputs(gold, targets.shape[1],
-                                              self.refinement_config.decoder_input_scheme, special,
+                                              self.scheme.decoder_input_scheme, special,
                                               jax.random.PRNGKey(0))
     logits, _ = self._decode_pass(params, encoder_tokens, self._cross_kv(params, encoded), initial)
     token_log_probs = jnp.take_along_axis(jax.nn.log_softmax(logits), targets[..., None],

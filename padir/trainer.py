@@ -527,7 +527,8 @@ def train(*, model=gin.REQUIRED, model_dir: str = gin.REQUIRED,
           init_checkpoint: Optional[str] = None,
           max_train_seconds: Optional[float] = None,
           progress_bar: Optional[bool] = None,
-          dropout_rng_impl: Optional[str] = None) -> TrainState:
+          dropout_rng_impl: Optional[str] = None,
+          decode_config: Optional[Callable[[], Any]] = None) -> TrainState:
   """Trains `model` to `num_train_steps`, resuming from `model_dir` if it holds checkpoints.
 
   Args:
@@ -568,6 +569,10 @@ def train(*, model=gin.REQUIRED, model_dir: str = gin.REQUIRED,
       'unsafe_rbg', XLA's RngBitGenerator (T5X's `use_hardware_rng`: cheaper bits on
       accelerators; the bits may depend on the mesh; on 2 CPU cores the step measured no
       faster). Parameter init keeps the default.
+    decode_config: the run's decode-time defaults: the model's decode config class (gin:
+      `%DECODE_CONFIG` of gin/models/*.gin, with the experiment's bindings), built and logged
+      once here so that config.gin records them for `padir infer` / `eval` (which build it
+      again with their own bindings on top).
 
   Returns:
     The final TrainState.
@@ -608,6 +613,8 @@ def train(*, model=gin.REQUIRED, model_dir: str = gin.REQUIRED,
                                        shard_id=shard_id, num_shards=num_shards,
                                        eval_steps=eval_steps)
                     if eval_dataset_fn is not None else None)
+    if decode_config is not None:
+      logger.info("decoding defaults of this run (config.gin): %s", decode_config())
     checkpoints.write_run_record(
         model_dir, gin_config=gin.operative_config_str(), seed=seed,
         extra={"mesh_shape": dict(mesh.shape), "batch_size": batch_size,

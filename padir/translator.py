@@ -2,11 +2,11 @@
 `padir distill` and the Python API.
 
   translator = padir.Translator.from_checkpoint(
-      "runs/padir_tiny", gin_bindings=["models.PadirModel.num_decode_iterations = 8"])
+      "runs/padir_tiny", gin_bindings=["PadirDecodeConfig.num_decode_iterations = 8"])
   translator.translate(["a dog sees the cat .", ""])  # -> ["...", ""], one output per input
 
   padir infer --checkpoint_dir runs/padir_tiny --input src.txt --output hyp.txt \
-    [--checkpoint_step N] [--gin.models.PadirModel.num_decode_iterations=8]
+    [--checkpoint_step N] [--gin.PadirDecodeConfig.num_decode_iterations=8]
 
 The path: text -> vocabulary ids + EOS -> examples sorted by length, cut into batches of at most
 `batch_size` rows, each padded to the first of a few `length_buckets` that fits and to a power of
@@ -17,14 +17,15 @@ bucket are truncated (EOS kept) and counted in a warning, or refused with an err
 (`TranslatorOptions.truncate_long_lines = False`).
 
 Gin: `from_checkpoint` replaces the gin config with the run's own record, `MODEL_DIR/config.gin`
-(written by `padir train`; it defines MODEL and VOCABULARY), then `gin/runs/infer.gin`
-(`checkpoint_model.model = %MODEL`, the `TranslatorOptions` and `TeacherReranking` defaults), then
-the given gin files and bindings. The saved config binds every model argument inside the scope of
-its macro (`MODEL/models.PadirModel.num_decode_iterations = 4`), which would shadow a plain
-override; an unscoped binding is therefore applied in every scope where the saved config binds the
-same parameter, so `--gin.models.PadirModel.num_decode_iterations=8` does what it says. (Gin
-*files* get no such help: in them, set decoding options with `TranslatorOptions.decoder_params`
-or bind the saved scope, `MODEL/models.PadirModel.num_decode_iterations = 8`.)
+(written by `padir train`; it defines MODEL, VOCABULARY and DECODE_CONFIG, and binds the run's
+decoding defaults), then `gin/runs/infer.gin` (`checkpoint_model.model = %MODEL`,
+`checkpoint_decode_config`, the `TranslatorOptions` and `TeacherReranking` defaults), then the
+given gin files and bindings. Decode-time options are not the model's: they are the fields of
+`decoding.PadirDecodeConfig` / `decoding.ARDecodeConfig`, built at predict time, so a plain
+binding in a flag or a file overrides the run's default
+(`--gin.PadirDecodeConfig.num_decode_iterations=8`, `--gin.ARDecodeConfig.decode_method="'greedy'"`).
+A config.gin of an earlier version, which bound them as model arguments, is converted in memory
+when it is read (`upgrade_config`; the file is left as it is).
 """
 import dataclasses
 import inspect
@@ -43,13 +44,17 @@ import numpy as np
 import tqdm
 
 from padir import checkpoints
+from padir import decoding
 from padir import gin_utils
 from padir import models
 
 logger = logging.getLogger(__name__)
 
 INFER_GIN_FILE = "runs/infer.gin"
-_BINDING_KEY = re.compile(r"^([A-Za-z_][\w./]*)\s*=")  # A binding's key at the start of a line.
+# A model argument's binding in a saved config: (scope/)models.CLASS.NAME = VALUE.
+_MODEL_BINDING = re.compile(r"^(?:[\w.]+/)?models\.(ARModel|PadirModel)\.(\w+)\s*=\s*(.*)$")
+# The decode config class of each model class (the decode-time arguments they once had).
+_DECODE_CONFIGS = {"ARModel": decoding.ARDecodeConfig, "PadirModel": decoding.PadirDecodeConfig}
 
 
 class CheckpointDirError(FileNotFoundError):
@@ -64,6 +69,14 @@ def checkpoint_model(model=gin.REQUIRED):
 
 
 @gin.configurable
+def checkpoint_decode_config(decode_config=gin.REQUIRED):
+  """The decode-time options of an infer / eval run: `decode_config()`, the class a checkpoint's
+  gin config names (gin/runs/infer.gin: `decode_config = %DECODE_CONFIG`), with the training
+  run's bindings and this run's on top (e.g. `PadirDecodeConfig.num_decode_iterations = 8`)."""
+  return decode_config()
+
+
+@gin.configurable
 @dataclasses.dataclass(frozen=True)
 class TranslatorOptions:
   """How a `Translator` batches and decodes (gin: `TranslatorOptions.batch_size = 16`).
@@ -72,10 +85,6 @@ class TranslatorOptions:
     batch_size: most sentences per model call.
     length_buckets: padded source lengths (pieces + EOS), ascending; a batch is padded to the
       first that fits its longest source, longer sources are truncated to the last.
-    decoder_params: overrides of the model's decoding options for every call (PaDIR:
-      `RefinementConfig` fields such as {'num_decode_iterations': 8, 'length_beam': 3}; AR:
-      {'decode_method': 'greedy'} or {'beam_size': 8}); `translate(decoder_params=...)` adds to
-      them.
     seed: PRNG seed of random initial decoder inputs and sampling (the same key for every batch).
     truncate_long_lines: truncate sources longer than the last length bucket (their number is
       logged); False: such a source is an error naming its line.
@@ -85,7 +94,6 @@ class TranslatorOptions:
   """
   batch_size: int = 64
   length_buckets: Tuple[int, ...] = (16, 32, 64, 128)
-  decoder_params: Optional[Mapping[str, Any]] = None
   seed: int = 0
   truncate_long_lines: bool = True
   target_length_ratio: float = 1.5
@@ -170,62 +178,78 @@ def resolve_model_dir(path: str, step: Optional[int] = None) -> Tuple[str, Optio
       f"--model_dir of a `padir train` run")
 
 
-def scoped_overrides(config_text: str, bindings: Sequence[str]) -> List[str]:
-  """Copies of unscoped `bindings` into each scope where `config_text` binds the same parameter.
+def upgrade_config(config_text: str) -> Tuple[str, List[str]]:
+  """A saved gin config of an earlier version, in today's layout; and the bindings it moved.
 
-  Gin prefers a scoped binding to an unscoped one, and a saved operative config binds model
-  arguments inside their macro's scope (`MODEL/models.PadirModel.num_decode_iterations = 4`):
-  `models.PadirModel.num_decode_iterations = 8` becomes also
-  `MODEL/models.PadirModel.num_decode_iterations = 8`. Keys match when one is a dotted suffix of
-  the other (`PadirModel.x` matches `models.PadirModel.x`).
+  Decode-time options were model arguments (`MODEL/models.PadirModel.num_decode_iterations = 4`,
+  `MODEL/models.ARModel.decode_method = 'beam'`); they are now fields of the model's decode
+  config (`decoding.PadirDecodeConfig.num_decode_iterations = 4`), named by the DECODE_CONFIG
+  macro. A config that defines DECODE_CONFIG is returned as it is.
   """
-  saved = {}  # unscoped key -> scopes binding it
+  if re.search(r"^DECODE_CONFIG\s*=", config_text, re.M):
+    return config_text, []
+  kept, moved, model_class = [], [], None
   for line in config_text.splitlines():
-    match = _BINDING_KEY.match(line)
-    if match and "/" in match.group(1):
-      scope, key = match.group(1).rsplit("/", 1)
-      saved.setdefault(key, set()).add(scope)
-  extra = []
-  for binding in bindings:
-    match = _BINDING_KEY.match(binding.strip())
-    if not match or "/" in match.group(1):
-      continue
-    key, value = match.group(1), binding.split("=", 1)[1].strip()
-    for saved_key, scopes in sorted(saved.items()):
-      if saved_key == key or saved_key.endswith("." + key) or key.endswith("." + saved_key):
-        extra += [f"{scope}/{saved_key} = {value}" for scope in sorted(scopes)]
-  return extra
+    match = _MODEL_BINDING.match(line)
+    if match:
+      model_class = match.group(1)
+      config_class = _DECODE_CONFIGS[model_class]
+      if match.group(2) in {f.name for f in dataclasses.fields(config_class)}:
+        moved.append(f"decoding.{config_class.__name__}.{match.group(2)} = {match.group(3)}")
+        continue
+    kept.append(line)
+  if model_class is None:
+    return config_text, []
+  text = "\n".join(kept)
+  header = "from __gin__ import dynamic_registration"
+  if header in text:
+    text = text.replace(header, header + "\nfrom padir import decoding", 1)
+  name = _DECODE_CONFIGS[model_class].__name__
+  return "\n".join([text, f"DECODE_CONFIG = @decoding.{name}", *moved, ""]), moved
 
 
 def parse_run_config(model_dir: str, gin_files: Sequence[str] = (),
                      gin_bindings: Sequence[str] = ()) -> None:
-  """Replaces the gin config with `model_dir/config.gin` + `gin/runs/infer.gin` + `gin_files` +
-  `gin_bindings` (unscoped bindings also override the saved scoped ones, see
-  `scoped_overrides`). The saved config imports the modules it configures.
+  """Replaces the gin config with `model_dir/config.gin` (`upgrade_config`d) +
+  `gin/runs/infer.gin` + `gin_files` + `gin_bindings`. The saved config imports the modules it
+  configures.
 
   Raises:
     gin_utils.GinFlagError: a bad saved config, gin file or binding, named in the message.
   """
   config_path = os.path.join(model_dir, checkpoints.CONFIG_FILE)
   with open(config_path) as f:
-    config_text = f.read()
+    config_text, moved = upgrade_config(f.read())
+  if moved:
+    logger.warning("%s is of an earlier version: its decode-time model arguments are read as "
+                   "decode config bindings (%s); the file is left as it is", config_path,
+                   "; ".join(moved))
   gin.clear_config()
   try:
     gin.parse_config(config_text)
   except Exception as e:  # gin raises several types; keep its message, add the file.
     raise gin_utils.GinFlagError(f"gin config {config_path}: {e}") from e
-  bindings = list(gin_bindings)
-  gin_utils.parse_gin([INFER_GIN_FILE, *gin_files],
-                      bindings + scoped_overrides(config_text, bindings), finalize=False)
+  gin_utils.parse_gin([INFER_GIN_FILE, *gin_files], list(gin_bindings), finalize=False)
 
 
-def _built_model(model_dir: str) -> models.BaseModel:
+def _built_model(model_dir: str) -> Tuple[models.BaseModel, Any]:
+  """(the model, its decode config) that the parsed gin config builds."""
   try:
-    return checkpoint_model()
+    model = checkpoint_model()
   except Exception as e:  # gin wraps the model's own errors; the message says which.
     raise gin_utils.GinFlagError(
         f"building the model of {model_dir}/{checkpoints.CONFIG_FILE} (its MODEL macro): "
         f"{e}") from e
+  try:
+    decode_config = checkpoint_decode_config()
+  except Exception as e:  # As above: a bad value or name of a decode-time binding.
+    raise gin_utils.GinFlagError(f"the decode config of {model_dir} (DECODE_CONFIG): {e}") from e
+  if not isinstance(decode_config, model.decode_config_class):
+    raise gin_utils.GinFlagError(
+        f"{model_dir}/{checkpoints.CONFIG_FILE}: DECODE_CONFIG builds a "
+        f"{type(decode_config).__name__}, but a {type(model).__name__} takes a "
+        f"{model.decode_config_class.__name__}")
+  return model, decode_config
 
 
 def load_model_params(model: models.BaseModel, model_dir: str,
@@ -263,22 +287,24 @@ def _next_power_of_two(n: int) -> int:
 
 
 def _check_decoder_params(model: models.BaseModel, decoder_params: Mapping[str, Any]) -> None:
-  """Raises ValueError naming unknown or invalid decoding overrides (before tracing)."""
+  """Raises ValueError naming unknown or invalid decoding options (before tracing)."""
+  names = [f.name for f in dataclasses.fields(model.decode_config_class)]
+  extra = []  # PaDIR: its scheme's fields; AR: the options of a method bound in gin.
   if isinstance(model, models.PadirModel):
-    allowed = [f.name for f in dataclasses.fields(model.refinement_config)]
-  elif model.decode_fn is not None:  # A decoding method bound in gin: its keyword options.
+    extra = [f.name for f in dataclasses.fields(decoding.RefinementScheme)]
+  elif model.decode_fn is not None:
     contract = {"prompt", "cache", "tokens_to_logits", "max_decode_len", "rng", "eos_id",
-                "bos_id", "pad_id"}
-    allowed = [name for name in inspect.signature(model.decode_fn).parameters
-               if name not in contract]
-  else:
-    allowed = list(model.decode_params)
-  unknown = sorted(set(decoder_params) - set(allowed))
+                "bos_id", "pad_id", "num_decodes"}
+    extra = [name for name in inspect.signature(model.decode_fn).parameters
+             if name not in contract]
+  unknown = sorted(set(decoder_params) - set(names) - set(extra))
   if unknown:
     raise ValueError(f"decoder_params {unknown} unknown to {type(model).__name__}; it accepts "
-                     f"{allowed}")
+                     f"{names + extra}")
+  config = model.decode_config(decoder_params)  # Checks the values.
   if isinstance(model, models.PadirModel):
-    dataclasses.replace(model.refinement_config, **decoder_params)  # Validates the values.
+    scheme = {k: v for k, v in decoder_params.items() if k in extra}
+    decoding.RefinementConfig.of(dataclasses.replace(model.scheme, **scheme), config)
 
 
 class Translator:
@@ -287,7 +313,9 @@ class Translator:
   Args:
     model: an `ARModel` or `PadirModel` with a vocabulary.
     params: its parameters.
-    options: batching and decoding options (default `TranslatorOptions()`, i.e. gin's).
+    options: batching options (default `TranslatorOptions()`, i.e. gin's).
+    decode_config: the model's decode-time options (a `model.decode_config_class`; default its
+      defaults); `translate(decoder_params=...)` overrides fields of it per call.
     teacher: optional AR teacher ranking a PaDIR model's candidates.
     model_dir: the run the parameters come from (for `load_step`).
     step: their checkpoint step.
@@ -298,7 +326,7 @@ class Translator:
   def __init__(self, model: models.BaseModel, params: Any,
                options: Optional[TranslatorOptions] = None, teacher: Optional[Teacher] = None,
                model_dir: Optional[str] = None, step: Optional[int] = None,
-               gin_config: Optional[str] = None):
+               gin_config: Optional[str] = None, decode_config: Any = None):
     if model.vocabulary is None:
       raise ValueError(f"{type(model).__name__} has no vocabulary to encode text with: set its "
                        "`vocabulary` (gin: VOCABULARY)")
@@ -313,11 +341,12 @@ class Translator:
     self.model = model
     self.params = params
     self.options = options if options is not None else TranslatorOptions()
+    self.decode_config = model.decode_config(decode_config)
     self.teacher = teacher
     self.model_dir = model_dir
     self.step = step
     self.gin_config = gin_config
-    self._jitted = {}  # sorted decoder_params items -> the jitted predict function.
+    self._jitted = {}  # sorted decoding options -> the jitted predict function.
 
   @classmethod
   def from_checkpoint(cls, checkpoint_dir: str, step: Optional[int] = None,
@@ -330,7 +359,7 @@ class Translator:
     Args:
       checkpoint_dir: a `padir train` model dir (or its checkpoints/ dir, or a step dir).
       step: the checkpoint step (None: the newest readable one).
-      gin_bindings: overrides, e.g. "models.PadirModel.num_decode_iterations = 8",
+      gin_bindings: overrides, e.g. "PadirDecodeConfig.num_decode_iterations = 8",
         "TranslatorOptions.batch_size = 16", "TeacherReranking.checkpoint_dir = 'runs/ar'".
       gin_files: more gin files, parsed after gin/runs/infer.gin.
 
@@ -340,7 +369,7 @@ class Translator:
     """
     model_dir, step = resolve_model_dir(checkpoint_dir, step)
     parse_run_config(model_dir, gin_files, gin_bindings)
-    model = _built_model(model_dir)
+    model, decode_config = _built_model(model_dir)
     options, reranking = TranslatorOptions(), TeacherReranking()
     gin_config = gin.operative_config_str()  # Before a teacher's config replaces it.
     params, step = load_model_params(model, model_dir, step)
@@ -348,14 +377,14 @@ class Translator:
     if reranking.checkpoint_dir is not None:
       teacher_dir, teacher_step = resolve_model_dir(reranking.checkpoint_dir, reranking.step)
       parse_run_config(teacher_dir)
-      teacher_model = _built_model(teacher_dir)
+      teacher_model, _ = _built_model(teacher_dir)
       if not isinstance(teacher_model, models.ARModel):
         raise ValueError(f"TeacherReranking.checkpoint_dir={teacher_dir} holds a "
                          f"{type(teacher_model).__name__}; the teacher must be an ARModel")
       teacher_params, _ = load_model_params(teacher_model, teacher_dir, teacher_step)
       teacher = Teacher(teacher_model, teacher_params, reranking.length_normalize)
     return cls(model, params, options, teacher, model_dir=model_dir, step=step,
-               gin_config=gin_config)
+               gin_config=gin_config, decode_config=decode_config)
 
   @property
   def vocabulary(self):
@@ -380,11 +409,12 @@ class Translator:
 
     Args:
       lines: source sentences (surrounding whitespace is ignored, as in the tasks).
-      decoder_params: decoding overrides for this call, on top of `options.decoder_params`.
+      decoder_params: overrides of `decode_config`'s fields for this call (and, with a
+        decoding method bound as `ARModel.decode_fn`, that method's own options).
       progress: show a tqdm bar on stderr.
     """
     lines = list(lines)
-    params = {**(self.options.decoder_params or {}), **(decoder_params or {})}
+    params = {**dataclasses.asdict(self.decode_config), **(decoder_params or {})}
     predict_fn = self._predict_fn(params)
     encoded = self._encode(lines)
     order = sorted((i for i, ids in enumerate(encoded) if ids is not None),
@@ -458,7 +488,7 @@ class Translator:
 
   def _predict_fn(self, decoder_params: Mapping[str, Any]):
     """`(params, teacher_params, encoder_input_tokens [B, S], rng) -> (tokens, aux)`, jitted
-    once per decoder_params (and, by jit, once per input shape)."""
+    once per set of decoding options (and, by jit, once per input shape)."""
     key = tuple(sorted(decoder_params.items()))
     if key not in self._jitted:
       _check_decoder_params(self.model, decoder_params)

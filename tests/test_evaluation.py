@@ -49,7 +49,7 @@ def test_eval_all_steps_with_per_iteration_bleu_resumes_identically(tiny_padir_d
   output = str(tmp_path / "eval")
   argv = ["--checkpoint_dir", tiny_padir_dir, "--task", tiny_corpus["padir_task"], "--split",
           "test", "--output", output, "--checkpoint_step", "all", "--max_examples", "6",
-          "--gin.models.PadirModel.num_decode_iterations=3",
+          "--gin.decoding.PadirDecodeConfig.num_decode_iterations=3",
           "--gin.TranslatorOptions.batch_size=4", "--gin.TranslatorOptions.length_buckets=(32,)"]
   assert eval_command.main(argv) == 0
   summary = json.loads(_read(os.path.join(output, "results.json")))
@@ -77,13 +77,13 @@ def test_eval_all_steps_with_per_iteration_bleu_resumes_identically(tiny_padir_d
   assert eval_command.main(argv) == 0
   assert outputs() == before
   # Other settings into the same output dir are refused.
-  assert eval_command.main(argv[:-3] + ["--gin.models.PadirModel.num_decode_iterations=2"]) == 1
+  assert eval_command.main(argv[:-3] + ["--gin.decoding.PadirDecodeConfig.num_decode_iterations=2"]) == 1
 
 
 def test_per_iteration_bleu_over_sources_in_two_length_buckets(tiny_padir_dir, tiny_corpus):
   """Batches padded to different length buckets decode to different lengths T (24 and 32)."""
   translator = translator_lib.Translator.from_checkpoint(tiny_padir_dir, gin_bindings=[
-      "models.PadirModel.num_decode_iterations = 2", "TranslatorOptions.batch_size = 2",
+      "decoding.PadirDecodeConfig.num_decode_iterations = 2", "TranslatorOptions.batch_size = 2",
       "TranslatorOptions.length_buckets = (16, 32)"])
   examples = list(data.iterate_examples(tiny_corpus["padir_task"], "test"))
   pieces = lambda e: len(translator.vocabulary.encode(e["inputs_text"])) + 1  # With EOS.
@@ -95,7 +95,7 @@ def test_per_iteration_bleu_over_sources_in_two_length_buckets(tiny_padir_dir, t
   predictions = translator.predict(sources, {"return_history": True})
   assert [p.aux["history"].shape for p in predictions[:4]] == [(2, 24)] * 2 + [(2, 32)] * 2
   texts = evaluation.iteration_hypotheses(
-      translator, predictions, translator.model.refinement_config.stutter_remasking)
+      translator, predictions, translator.model.scheme.stutter_remasking)
   assert len(texts) == 2 and texts[-1] == [p.text for p in predictions]
   results, hypotheses = evaluation.evaluate(translator, sources, references)
   assert hypotheses == texts[-1]
@@ -110,7 +110,7 @@ def _watch(checkpoint_dir, task, output, poll_seconds, max_examples):
       "--checkpoint_dir", checkpoint_dir, "--task", task, "--split", "test",
       "--output", output, "--watch", "--poll_seconds", str(poll_seconds),
       "--watch_timeout", "120", "--max_examples", str(max_examples),
-      "--gin.models.ARModel.decode_method='greedy'",
+      "--gin.decoding.ARDecodeConfig.decode_method='greedy'",
       "--gin.TranslatorOptions.length_buckets=(32,)"]) == 0
   return json.loads(_read(os.path.join(output, "results.json")))
 

@@ -92,7 +92,7 @@ def _fit(model, batch, steps, learning_rate=1e-2):
 
 @pytest.fixture(scope="module")
 def trained_ar():
-  model = models.ARModel(_network(), special_tokens=ST, decode_method="beam", beam_size=2)
+  model = models.ARModel(_network(), special_tokens=ST)
   params, first, last = _fit(model, _ar_batch(), steps=60)
   return model, params, first, last
 
@@ -153,8 +153,7 @@ def test_ar_score_batch_prefers_the_gold_target(trained_ar):
 def trained_padir():
   # [MASK_i] inputs: T5 has no absolute positions, so identical [MASK]s would leave positions
   # indistinguishable but for their distance to EOS.
-  model = models.PadirModel(_network(), special_tokens=ST, decoder_input_scheme="mask_range",
-                            num_decode_iterations=2)
+  model = models.PadirModel(_network(), special_tokens=ST, decoder_input_scheme="mask_range")
   # Fully masked inputs (the scheme's initial tokens) and gold inputs (what a second iteration
   # sees), loss on every position.
   masked, gold = _padir_batch("mask_range", noise=1.0), _padir_batch("mask_range", noise=0.0)
@@ -171,8 +170,9 @@ def test_padir_overfits_a_few_examples(trained_padir):
 
 def test_padir_predict_returns_the_memorised_targets(trained_padir):
   model, params, _, _ = trained_padir
-  tokens, aux = jax.jit(model.predict_batch_with_aux)(params, {"encoder_input_tokens": SRC,
-                                                               "decoder_input_tokens": TGT})
+  tokens, aux = jax.jit(lambda p: model.predict_batch_with_aux(
+      p, {"encoder_input_tokens": SRC, "decoder_input_tokens": TGT},
+      decoder_params=decoding.PadirDecodeConfig(num_decode_iterations=2)))(params)
   assert tokens.shape == (B, T)
   for name in ("scores", "lengths", "iterations"):
     assert aux[name].shape == (B,), name
@@ -424,8 +424,8 @@ def test_gin_model_files_build_their_model(name):
   assert got.decoder_causal == (kind == "ar")
   assert callable(model.optimizer_def.update)
   if kind == "padir":
-    assert model.refinement_config.decoder_input_scheme == "random"
-    assert model.refinement_config.remasking_scheme == "previous"
+    assert model.scheme.decoder_input_scheme == "random"
+    assert model.scheme.remasking_scheme == "previous"
     assert model.num_train_stages == 1
 
 
@@ -436,17 +436,17 @@ def test_gin_model_files_build_their_model(name):
 def test_t5_layout_ar_and_padir_learn_and_decode():
   st = SpecialTokens.t5(num_pieces=ST.num_pieces, max_target_length=T, extra_ids=10)
   assert st.bos_id == PAD_ID and st.vocab_size == 128
-  ar = models.ARModel(_network(), special_tokens=st, decode_method="greedy")
+  ar = models.ARModel(_network(), special_tokens=st)
   ar_batch = {"encoder_input_tokens": SRC, "decoder_target_tokens": TGT,
               "decoder_input_tokens": np.asarray(models.shift_right(TGT, st.bos_id))}
   assert np.all(ar_batch["decoder_input_tokens"][:, 0] == 0)
   params, _, last = _fit(ar, ar_batch, steps=60)
   assert last < 0.05, last
-  tokens, _ = jax.jit(ar.predict_batch_with_aux)(params, ar_batch)
+  tokens, _ = jax.jit(lambda p: ar.predict_batch_with_aux(
+      p, ar_batch, decoder_params={"decode_method": "greedy"}))(params)
   np.testing.assert_array_equal(tokens, TGT)
 
-  padir = models.PadirModel(_network(), special_tokens=st, decoder_input_scheme="mask_range",
-                            num_decode_iterations=2)
+  padir = models.PadirModel(_network(), special_tokens=st, decoder_input_scheme="mask_range")
   initial = np.asarray(decoding.initial_decoder_inputs(
       jnp.asarray((TGT != PAD_ID).sum(-1)), T, "mask_range", st))
   assert initial[0, 0] == st.num_pieces + st.extra_ids - 1  # <extra_id_0>

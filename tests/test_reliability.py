@@ -34,7 +34,7 @@ from test_trainer import LENGTH, REPO, RUN_GIN, VOCAB, python_env, run_python, t
 
 TIMING_METRICS = ("steps_per_second", "tokens_per_second")
 SMALL = ["--gin.TranslatorOptions.length_buckets=(16,)", "--gin.TranslatorOptions.batch_size=8"]
-GREEDY = ["--gin.models.ARModel.decode_method='greedy'", *SMALL]
+GREEDY = ["--gin.decoding.ARDecodeConfig.decode_method='greedy'", *SMALL]
 
 
 @pytest.fixture

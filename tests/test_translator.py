@@ -1,9 +1,9 @@
 """`padir.Translator` and `padir infer` on the session's tiny trained checkpoints: line alignment
 (empty, whitespace-only and overlong lines), gin overrides of the saved config, teacher
 reranking, the CLI round trip, and errors that name the checkpoint dir."""
-import os
-
+import dataclasses
 import logging
+import os
 import shutil
 
 import jax
@@ -13,11 +13,13 @@ import pytest
 
 import padir
 from padir import checkpoints
+from padir import decoding
+from padir import gin_utils
 from padir import translator as translator_lib
 from padir.commands import infer as infer_command
 
 SMALL = ["TranslatorOptions.batch_size = 4", "TranslatorOptions.length_buckets = (8, 16)"]
-GREEDY = SMALL + ["TranslatorOptions.decoder_params = {'decode_method': 'greedy'}"]
+GREEDY = SMALL + ["ARDecodeConfig.decode_method = 'greedy'"]
 LINES = ["a dog sees the cat .", "", "   ", "the big dog will see a small cat in the house .",
          "\t \t", " ".join(["the small cat"] * 10), "the dogs saw a bird .", "a cat .",
          "a dog sees the cat ."]
@@ -51,22 +53,60 @@ def test_bad_decoder_params_are_named(ar_translator):
     ar_translator.translate(["a cat ."], {"bogus": 1})
 
 
-def test_scoped_overrides_reach_the_saved_scopes():
-  saved = ("MODEL = @models.PadirModel()\n"
-           "MODEL/models.PadirModel.num_decode_iterations = 4\n"
-           "train/data.get_dataset.split = \\\n    'train'\n")
-  assert translator_lib.scoped_overrides(saved, [
-      "PadirModel.num_decode_iterations = 8", "data.get_dataset.split = 'x'",
-      "TranslatorOptions.batch_size = 2", "MODEL/models.PadirModel.alpha = 1.0"]) == [
-          "MODEL/models.PadirModel.num_decode_iterations = 8",
-          "train/data.get_dataset.split = 'x'"]
+def test_decode_config_is_bound_at_predict_time(ar_translator, tiny_padir_dir):
+  """The saved config records the training run's decoding defaults (unscoped, so a plain flag
+  overrides them) and no decode-time model argument."""
+  assert ar_translator.decode_config.decode_method == "greedy"
+  with open(os.path.join(tiny_padir_dir, checkpoints.CONFIG_FILE)) as f:
+    saved = f.read()
+  assert "DECODE_CONFIG = @decoding.PadirDecodeConfig" in saved
+  assert "\ndecoding.PadirDecodeConfig.num_decode_iterations = " in saved
+  assert "PadirModel.num_decode_iterations" not in saved
+  translator = padir.Translator.from_checkpoint(tiny_padir_dir, gin_bindings=[
+      "PadirDecodeConfig.num_decode_iterations = 3"])
+  assert translator.decode_config == decoding.PadirDecodeConfig(
+      **{**dataclasses.asdict(padir.Translator.from_checkpoint(tiny_padir_dir).decode_config),
+         "num_decode_iterations": 3})
+  with pytest.raises(gin_utils.GinFlagError, match="DECODE_CONFIG.*top_k_lengths=0"):
+    padir.Translator.from_checkpoint(tiny_padir_dir, gin_bindings=[
+        "PadirDecodeConfig.top_k_lengths = 0"])
+
+
+def test_a_config_of_an_earlier_version_still_loads(tiny_padir_dir, tmp_path, caplog):
+  """Decode-time options bound as model arguments (the layout before decode configs) are read
+  as decode config bindings; the file is left as it is."""
+  old_dir = tmp_path / "old_run"
+  shutil.copytree(tiny_padir_dir, old_dir)
+  config_path = old_dir / checkpoints.CONFIG_FILE
+  lines = []
+  for line in config_path.read_text().splitlines():
+    if line.startswith("DECODE_CONFIG") or line == "from padir import decoding":
+      continue
+    if line.startswith("trainer.train.decode_config"):
+      continue
+    if line.startswith("decoding.PadirDecodeConfig."):
+      line = "MODEL/models.PadirModel." + line[len("decoding.PadirDecodeConfig."):]
+    lines.append(line)
+  lines.append("MODEL/models.PadirModel.num_decode_iterations = 5")
+  old_text = "\n".join(lines) + "\n"
+  config_path.write_text(old_text)
+  with caplog.at_level(logging.WARNING, logger="padir.translator"):
+    translator = padir.Translator.from_checkpoint(str(old_dir), gin_bindings=[
+        "PadirDecodeConfig.length_beam = 3"])
+  assert "of an earlier version" in caplog.text
+  assert translator.decode_config.num_decode_iterations == 5
+  assert translator.decode_config.length_beam == 3
+  assert config_path.read_text() == old_text
+  text, moved = translator_lib.upgrade_config(old_text)
+  assert "decoding.PadirDecodeConfig.num_decode_iterations = 5" in moved
+  assert translator_lib.upgrade_config(text) == (text, [])
 
 
 def test_padir_gin_overrides_history_and_teacher_reranking(tiny_padir_dir, tiny_ar_dir):
   translator = padir.Translator.from_checkpoint(tiny_padir_dir, gin_bindings=SMALL + [
-      "models.PadirModel.num_decode_iterations = 2", "models.PadirModel.length_beam = 3",
+      "decoding.PadirDecodeConfig.num_decode_iterations = 2", "decoding.PadirDecodeConfig.length_beam = 3",
       f"TeacherReranking.checkpoint_dir = '{tiny_ar_dir}'"])
-  assert translator.model.refinement_config.num_decode_iterations == 2
+  assert translator.decode_config.num_decode_iterations == 2
   assert translator.teacher is not None and translator.step == 20
   lines = LINES[:3] + [LINES[6]]  # Not truncated: the teacher below scores the whole source.
   predictions = translator.predict(lines, {"return_history": True})

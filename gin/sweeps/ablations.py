@@ -20,7 +20,7 @@ TRAIN = union(
 
 # Iterations at length beam 1, and length beams 3 and 5 at 4 iterations.
 DECODE = union(
-    sweep("models.PadirModel.num_decode_iterations", [1, 2, 4, 8]),
-    product(sweep("models.PadirModel.num_decode_iterations", [4]),
-            sweep("models.PadirModel.length_beam", [3, 5])),
+    sweep("decoding.PadirDecodeConfig.num_decode_iterations", [1, 2, 4, 8]),
+    product(sweep("decoding.PadirDecodeConfig.num_decode_iterations", [4]),
+            sweep("decoding.PadirDecodeConfig.length_beam", [3, 5])),
 )

@@ -24,6 +24,6 @@ SWEEP = Sweep(
     gin_files=["models/padir_tiny.gin", "runs/train.gin", "tasks/builtin.gin",
                "sweeps/builtin_base.gin"],
     train=sweep(GIN_FILE, {"raw": None, "distilled": DISTILLED_TASK_GIN}),
-    decode=sweep("models.PadirModel.num_decode_iterations", [1, 2, 4, 8]),
+    decode=sweep("decoding.PadirDecodeConfig.num_decode_iterations", [1, 2, 4, 8]),
     eval_task="builtin_padir",
     eval_max_examples=500)

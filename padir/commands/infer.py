@@ -16,7 +16,7 @@ padir infer --checkpoint_dir DIR --input FILE|- --output FILE|- [--checkpoint_st
 
 Translates one sentence a line with a `padir train` checkpoint; one output line per input line,
 in order (empty input lines give empty lines). Decoding options are gin overrides, e.g.
-  --gin.models.PadirModel.num_decode_iterations=8  --gin.models.ARModel.decode_method="'greedy'"
+  --gin.PadirDecodeConfig.num_decode_iterations=8  --gin.ARDecodeConfig.decode_method="'greedy'"
   --gin.TranslatorOptions.batch_size=16  --gin.TeacherReranking.checkpoint_dir="'runs/ar'"
 """
 

@@ -9,7 +9,7 @@ from padir.special_tokens import SpecialTokens
 st = SpecialTokens.create(num_pieces=32000, max_target_length=256)
 cfg = network.get_config("tiny", vocab_size=st.vocab_size, max_target_length=256)
 padir = models.PadirModel(network.Transformer(cfg), special_tokens=st)
-ar = models.ARModel(network.Transformer(cfg), special_tokens=st, decode_method="greedy")
+ar = models.ARModel(network.Transformer(cfg), special_tokens=st)
 for rows in (1, 3):
   batch = ds.make_batch([(15, 14)] * rows, 32000, 0)
   params = ds.random_params(padir, batch, 0)
@@ -17,7 +17,7 @@ for rows in (1, 3):
   encoded = jax.jit(lambda p: padir._encode(p, enc))(params)
   cross = jax.jit(lambda p, e: padir._cross_kv(p, e))(params, encoded)
   dec = jnp.asarray(batch["decoder_target_tokens"])
-  cfgr = padir.refinement_config
+  cfgr = decoding.RefinementConfig.of(padir.scheme, decoding.PadirDecodeConfig())
   fns = {
     "hidden (decoder layers)": jax.jit(lambda p, c, t: padir._apply(
         p, padir.module.decode, None, enc, t, cross_kv=c, return_hidden=True)[1]),
