@@ -1,4 +1,4 @@
-"""The last stage of benchmarks/multi30k.sh: every system of a pipeline run on one test split.
+"""The last stage of benchmarks/multi30k.py: every system of a pipeline run on one test split.
 
   python -m benchmarks.multi30k_report --root runs/multi30k
 
@@ -25,7 +25,7 @@ from padir import metrics as metrics_lib
 
 def main(argv: Sequence[str]) -> int:
   parser = argparse.ArgumentParser(prog="python -m benchmarks.multi30k_report")
-  parser.add_argument("--root", default="runs/multi30k", help="benchmarks/multi30k.sh's ROOT")
+  parser.add_argument("--root", default="runs/multi30k", help="benchmarks/multi30k.py's --root")
   parser.add_argument("--task", default="multi30k_en_de_ar")
   parser.add_argument("--module", default="tasks.multi30k", help="module registering --task")
   parser.add_argument("--split", default="test_2016_flickr")
@@ -44,8 +44,8 @@ def main(argv: Sequence[str]) -> int:
               for name in args.students.split(",")}
   for model_dir in [os.path.join(args.root, "teacher"), *students.values()]:
     if not os.path.isdir(model_dir):
-      print(f"multi30k_report: error: {model_dir} does not exist: run benchmarks/multi30k.sh "
-            f"{args.root} first", file=sys.stderr)
+      print(f"multi30k_report: error: {model_dir} does not exist: run `python -m benchmarks.multi30k "
+            f"--root {args.root}` first", file=sys.stderr)
       return 1
   output = args.output or os.path.join(args.root, "results")
   os.makedirs(output, exist_ok=True)

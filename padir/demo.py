@@ -27,7 +27,7 @@ Every source is padded to one length (`LENGTH_BUCKETS`), so each system compiles
 
 Workdir: `demo.json` (the size), `teacher/`, `teacher_init/`, `distill_sources.txt`, `distilled/`,
 `student_raw/`, `student_distilled/` (model dirs and the distillation), `stages.json` (finished
-stages: wall time, this process's CPU time, budget), `hypotheses/SYSTEM.txt`, `results.json`,
+stages: wall time, this process's CPU time, budget; `padir.pipeline`), `hypotheses/SYSTEM.txt`, `results.json`,
 `results.md`, `tradeoff.png` (BLEU vs batch-1 latency). Re-running with the same workdir reuses
 finished stages; an interrupted training resumes from its newest checkpoint and an interrupted
 distillation from its finished shards. A workdir of another size is refused.
@@ -37,7 +37,6 @@ import json
 import logging
 import os
 import shutil
-import time
 from typing import Any, Dict, Mapping, Sequence, Tuple
 
 import gin
@@ -45,6 +44,7 @@ import gin
 from padir import distill as distill_lib
 from padir import files
 from padir import gin_utils
+from padir import pipeline
 from padir import reporting
 from padir import trainer
 
@@ -62,7 +62,6 @@ MINI_GIN = "experiments/builtin_mini.gin"
 PADIR_GIN = "experiments/builtin_padir.gin"
 SETTINGS_FILE = "demo.json"
 DISTILL_SOURCES = "distill_sources.txt"
-STAGES_FILE = "stages.json"
 
 
 @dataclasses.dataclass(frozen=True)
@@ -147,44 +146,6 @@ def _check_settings(workdir: str, size_name: str, size: DemoSize) -> None:
                     f"{saved.get('size')!r}, see {path}): use another --workdir")
 
 
-class Stages:
-  """Finished stages of a workdir (`stages.json`) and the timing of this run's."""
-
-  def __init__(self, workdir: str, size: DemoSize):
-    self._path = os.path.join(workdir, STAGES_FILE)
-    self._size = size
-    self.finished: Dict[str, Dict[str, Any]] = files.read_json(self._path) or {}
-    self._start = time.time()
-
-  def done(self, stage: str) -> bool:
-    return stage in self.finished
-
-  def start(self, stage: str) -> Tuple[float, float]:
-    index = STAGES.index(stage) + 1
-    left = sum(self._size.budgets_s[s] for s in STAGES[index - 1:] if not self.done(s))
-    logger.info("stage %d/%d %s (budget %s; elapsed %s, about %s left)", index, len(STAGES),
-                stage, reporting.clock(self._size.budgets_s[stage]),
-                reporting.clock(time.time() - self._start), reporting.clock(left))
-    return time.time(), time.process_time()
-
-  def finish(self, stage: str, started: Tuple[float, float], **record) -> None:
-    """Records the stage's wall time and this process's CPU time (on a loaded machine, CPU
-    seconds / cores is what the stage would take alone)."""
-    wall, cpu = time.time() - started[0], time.process_time() - started[1]
-    budget = self._size.budgets_s[stage]
-    self.finished[stage] = {"wall_s": round(wall, 1), "cpu_s": round(cpu, 1), "budget_s": budget,
-                            **record}
-    files.write_json(self._path, self.finished)
-    log = logger.warning if wall > budget else logger.info
-    log("stage %s done in %s, %.0f CPU seconds (budget %s)", stage, reporting.clock(wall), cpu,
-        reporting.clock(budget))
-
-  def reuse(self, stage: str) -> None:
-    logger.info("stage %d/%d %s: finished in an earlier run (%s), reused",
-                STAGES.index(stage) + 1, len(STAGES), stage,
-                reporting.clock(self.finished[stage]["wall_s"]))
-
-
 # ----------------------------------------------------------------------------------------------
 # Stages.
 
@@ -265,39 +226,31 @@ def run(workdir: str, size_name: str = "default", command: str = "") -> Dict[str
   size = SIZES[size_name]
   workdir = os.path.abspath(workdir)
   _check_settings(workdir, size_name, size)
-  stages = Stages(workdir, size)
+  stages = pipeline.Stages(workdir, {stage: size.budgets_s[stage] for stage in STAGES})
   results_path = os.path.join(workdir, reporting.RESULTS_JSON)
-  if stages.done("evaluate") and os.path.exists(results_path):
+  if stages.all_done() and os.path.exists(results_path):
     for stage in STAGES:
       stages.reuse(stage)
     return files.read_json(results_path)
 
   teacher_dir = os.path.join(workdir, "teacher")
   teacher_init_dir = os.path.join(workdir, "teacher_init")
+  distill_dir = os.path.join(workdir, "distilled")
   student_dirs = {"raw": os.path.join(workdir, "student_raw"),
                   "distilled": os.path.join(workdir, "student_distilled")}
 
-  started = stages.start("corpus")
+  started = stages.start("corpus")  # Every run: it registers the tasks (generated once).
   ar_task, padir_task = prepare_corpus(size)
   stages.finish("corpus", started)
 
-  if stages.done("teacher"):
-    stages.reuse("teacher")
-  else:
-    started = stages.start("teacher")
+  def teacher():
     train_teacher(teacher_dir, teacher_init_dir, ar_task, size)
-    stages.finish("teacher", started, steps=size.teacher_steps,
-                  students_start_at=size.student_init_step)
+    return {"steps": size.teacher_steps, "students_start_at": size.student_init_step}
 
-  distill_dir = os.path.join(workdir, "distilled")
-  if stages.done("distill"):
-    stages.reuse("distill")
-  else:
-    started = stages.start("distill")
-    sources = distill_sources(os.path.join(workdir, DISTILL_SOURCES), ar_task, size)
-    distilled = distill(teacher_dir, sources, distill_dir, size)
-    stages.finish("distill", started, pairs=distilled.num_examples)
-
+  stages.run("teacher", teacher)
+  stages.run("distill", lambda: {"pairs": distill(
+      teacher_dir, distill_sources(os.path.join(workdir, DISTILL_SOURCES), ar_task, size),
+      distill_dir, size).num_examples})
   # Both students start from the teacher's parameters at `student_init_step`. The raw one trains
   # on the corpus's PaDIR task, the distilled one on the task that distillation wrote as a gin
   # file (it registers the task in any process that parses it).
@@ -307,13 +260,8 @@ def run(workdir: str, size_name: str = "default", command: str = "") -> Dict[str
        [init, f"MIXTURE_OR_TASK_NAME = {padir_task!r}"]),
       ("distilled", ["models/padir_tiny.gin", PADIR_GIN,
                      os.path.join(distill_dir, distill_lib.TASK_GIN)], [init])):
-    stage = f"student_{data_name}"
-    if stages.done(stage):
-      stages.reuse(stage)
-      continue
-    started = stages.start(stage)
-    train(gin_files, student_dirs[data_name], size.student_steps, size, bindings)
-    stages.finish(stage, started)
+    stages.run(f"student_{data_name}", lambda g=gin_files, d=data_name, b=bindings: train(
+        g, student_dirs[d], size.student_steps, size, b))
 
   started = stages.start("evaluate")
 

@@ -374,7 +374,7 @@ def evaluate_and_report(output_dir: str, teacher_dir: str, student_dirs: Mapping
                         ) -> Dict[str, Any]:
   """Evaluates every system on `task`/`split` and writes `output_dir`/{results.json, results.md,
   tradeoff.png, learning_curves.png, hypotheses/} (the demo's last stage;
-  benchmarks/multi30k.sh's too). `student_init_step`: the teacher's step where the students
+  benchmarks/multi30k.py's too). `student_init_step`: the teacher's step where the students
   started (None: its last); `padir_decoder_params`: decoding options of every student."""
   sources, references = task_texts(task, split)
   load_start = load_average()

@@ -8,6 +8,7 @@ import pytest
 
 from padir import demo
 from padir import files
+from padir import pipeline
 from padir import reporting
 from padir.commands import demo as demo_command
 
@@ -21,11 +22,11 @@ def demo_run(tmp_path_factory):
   workdir = str(tmp_path_factory.mktemp("demo") / "work")
   assert demo_command.main(["--workdir", workdir, "--size", "reduced"]) == 0
   first = files.read_json(os.path.join(workdir, reporting.RESULTS_JSON))
-  stages = files.read_json(os.path.join(workdir, demo.STAGES_FILE))
+  stages = files.read_json(os.path.join(workdir, pipeline.STAGES_FILE))
   start = time.perf_counter()
   assert demo_command.main(["--workdir", workdir, "--size", "reduced"]) == 0
   seconds = time.perf_counter() - start
-  assert files.read_json(os.path.join(workdir, demo.STAGES_FILE)) == stages  # Nothing re-ran.
+  assert files.read_json(os.path.join(workdir, pipeline.STAGES_FILE)) == stages  # Nothing re-ran.
   return workdir, first, seconds
 
 
