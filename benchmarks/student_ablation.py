@@ -93,6 +93,9 @@ VARIANTS = (
             "refinement pass costs one decoder layer",
             ("network.get_config.num_encoder_layers = 4",
              "network.get_config.num_decoder_layers = 1")),
+    Variant("shallow_decoder", "1 decoder layer instead of 2 (the teacher's first; the encoder "
+            "as it is): a refinement pass costs one decoder layer",
+            ("network.get_config.num_decoder_layers = 1",)),
     Variant("adam_parametrisation", "T5's parametrisation corrected for Adam, as the Multi30k "
             "recipes: embedding steps x8 (sqrt(d_model)), query kernel steps x1/4 "
             "(sqrt(head_dim))", (_ADAM_PARAMETRISATION,)),
