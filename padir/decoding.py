@@ -200,7 +200,7 @@ def temperature_sample(prompt: Array,
     logits = logits.astype(jnp.float32)
     rng = state.rng
     if temperature == 0:
-      tokens = jnp.argmax(logits, axis=-1)
+      tokens, _ = argmax_and_max(logits)
     else:
       rng, step_rng = jax.random.split(rng)
       # The nucleus of the tempered distribution (T5X's, HF's and fairseq's order).
@@ -703,6 +703,17 @@ def _allowed_ids(vocab: int, special_tokens: SpecialTokens) -> Array:
           & (ids != special_tokens.bos_id))
 
 
+def argmax_and_max(x: Array) -> Tuple[Array, Array]:
+  """`jnp.argmax(x, -1)` (int32; the first maximum, as argmax) and `x.max(-1)`: [..., V] ->
+  ([...], [...]). Two plain reductions (a max, then the smallest index holding it) instead of
+  argmax's (value, index) reduction, which XLA:CPU runs ~1.5x slower at V = 32k (BENCHMARKS.md,
+  decoding levers)."""
+  best = jnp.max(x, axis=-1, keepdims=True)
+  index = lax.broadcasted_iota(jnp.int32, x.shape, x.ndim - 1)
+  first = jnp.min(jnp.where(x == best, index, x.shape[-1] - 1), axis=-1)
+  return first, best[..., 0]
+
+
 def _output_log_probs(logits: Array, special_tokens: SpecialTokens) -> Array:
   """log_softmax over the ids a translation may contain: real pieces but PAD and BOS. [.., V]."""
   allowed = _allowed_ids(logits.shape[-1], special_tokens)
@@ -734,8 +745,8 @@ def _argmax_tokens(logits: Array, special_tokens: SpecialTokens,
   allowed = _allowed_ids(vocab, special_tokens)
   logits = logits.astype(jnp.float32)
   choose_bias = _id_bias(allowed & (jnp.arange(vocab) != eos_id))
-  best = jnp.argmax(logits + choose_bias, axis=-1).astype(jnp.int32)
-  best_logit = jnp.take_along_axis(logits, best[..., None], axis=-1)
+  best, best_logit = argmax_and_max(logits + choose_bias)
+  best_logit = best_logit[..., None]
   eos_logit = logits[..., eos_id:eos_id + 1]
   shift = lax.stop_gradient(jnp.maximum(best_logit, eos_logit))
   shift = jnp.where(jnp.isfinite(shift), shift, 0.0)

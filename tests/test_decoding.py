@@ -285,6 +285,16 @@ def test_stutter_mask_no_wrap_around_and_clean_up():
   assert jax.jit(decoding.cut_at_eos)(dirty)[0].tolist() == [5, 5, 6, EOS_ID, 0, 0]
 
 
+def test_argmax_and_max_equal_argmax_and_max():
+  x = jax.random.normal(KEY, (3, 5, 1000))
+  x = x.at[0, 0, 10].set(9.0).at[0, 0, 20].set(9.0)  # A tie: the first index, as argmax.
+  x = x.at[1].set(jnp.where(jnp.arange(1000) % 2 == 0, -jnp.inf, x[1]))
+  index, best = jax.jit(decoding.argmax_and_max)(x)
+  assert index.dtype == jnp.int32 and int(index[0, 0]) == 10
+  np.testing.assert_array_equal(index, jnp.argmax(x, axis=-1))
+  np.testing.assert_array_equal(best, jnp.max(x, axis=-1))
+
+
 def test_choose_tokens_only_real_pieces_and_keeps_eos_pad():
   logits = np.zeros((1, 4, ST.vocab_size), np.float32)
   logits[..., [MASK, PAD_ID, EOS_ID, 7]] = [9.0, 9.0, 8.0, 1.0]

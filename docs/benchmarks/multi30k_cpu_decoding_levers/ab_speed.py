@@ -14,7 +14,8 @@ for k in (1, 4):
   params = {"num_decode_iterations": k}
   t.translate(sources[:64], params)
   start = time.perf_counter(); t.predict(sources, params); bs64 = len(sources) / (time.perf_counter() - start)
-  single = type(t)(t.model, t.params, dataclasses.replace(t.options, batch_size=1))
+  kwargs = {"decode_config": t.decode_config} if hasattr(t, "decode_config") else {}
+  single = type(t)(t.model, t.params, dataclasses.replace(t.options, batch_size=1), **kwargs)
   single.translate(sources[:1], params)
   lat = []
   for s in sources[:60]:
