@@ -490,11 +490,12 @@ class PadirDecodeConfig:
     masked_logits_only: with mask-predict's update (`keep_visible`, a [MASK] initial input and a
       rejecter that re-masks a bounded count: 'linear', 'constant_k', 'constant_fraction'),
       project to the vocabulary only the positions whose token can change (the masked ones and
-      EOS, whose log-prob is scored): a static count per iteration (`projected_counts`), the
-      same tokens and log-probs as projecting every position. Needs a `logits_fn` that takes
-      `positions`. Off by default: on the 2-core CPU it made the trained Multi30k student
-      slower (batch 1, K = 4: 42.5 against 37.1 ms; BENCHMARKS.md), the `lax.switch` over the
-      per-iteration counts costing more than the projection it saves.
+      EOS, whose log-prob is scored): the first pass projects every position, the later ones
+      the largest of their static counts (`projected_counts`); the same tokens and log-probs
+      as projecting every position. Needs a `logits_fn` that takes `positions`. Off by
+      default: on the 2-core CPU the trained Multi30k student gained nothing at batch 1 (K = 4:
+      31.6 / 35.6 against 33.4 / 36.1 ms) and lost 17 % at batch 64, the gathers and scatters
+      costing what the smaller projections save (BENCHMARKS.md).
     max_decode_length: T, the canvas length (None: the batch's decoder length, else the
       vocabulary's max_target_length); read by the model, not by the refinement loop.
   """
@@ -1031,57 +1032,42 @@ def score_candidates(tokens: Array, token_log_probs: Array, config: RefinementCo
 # PaDIR: the refinement loop.
 
 
-def _choose_at_masked(logits_fn: LogitsFn, inputs: Array, iteration: Array,
-                      counts: Tuple[int, ...], rng: Array, config: RefinementConfig,
-                      special_tokens: SpecialTokens,
+def _choose_at_masked(logits_fn: LogitsFn, inputs: Array, count: int, rng: Array,
+                      config: RefinementConfig, special_tokens: SpecialTokens,
                       initial_tokens: Array) -> Tuple[Array, Array]:
-  """`choose_tokens` on the logits of the masked positions and EOS only (`projected_counts`).
+  """`choose_tokens` on the logits of the masked positions and EOS only.
 
-  The positions still holding their initial token (PAD aside) are gathered first, the pass
-  projects `counts[iteration]` of them (`lax.switch` over the distinct counts: one static shape
-  each), and the choices are scattered back; elsewhere the initial token stays, log-prob 0 (what
-  `keep_visible_tokens` then replaces by the visible input). [N, T] -> ([N, T], [N, T]).
+  The positions still holding their initial token (PAD aside) are gathered first and the pass
+  projects `count` of them (a static shape, at least as many as any row has; `refine` gives the
+  largest of `projected_counts`' later iterations), and the choices are scattered back;
+  elsewhere the initial token stays, log-prob 0 (what `keep_visible_tokens` then replaces by the
+  visible input). [N, T] -> ([N, T], [N, T]).
   """
   rows, length = inputs.shape
   projected = (inputs == initial_tokens) & (inputs != special_tokens.pad_id)
-  order = _front_order(projected)
-  distinct = sorted(set(counts), reverse=True)
-
-  def with_count(count: int):
-    def run(operands):
-      inputs, order, rng = operands
-      if count == length:
-        logits, _ = logits_fn(inputs)
-        return choose_tokens(logits, rng, config, special_tokens, initial_tokens)
-      positions = order[:, :count]
-      logits, _ = logits_fn(inputs, positions)
-      tokens, token_log_probs = choose_tokens(
-          logits, rng, config, special_tokens,
-          jnp.take_along_axis(initial_tokens, positions, axis=-1))
-      at = (jnp.arange(rows)[:, None], positions)
-      return (jnp.zeros((rows, length), jnp.int32).at[at].set(tokens),
-              jnp.zeros((rows, length), jnp.float32).at[at].set(token_log_probs))
-    return run
-
-  branch = jnp.asarray([distinct.index(count) for count in counts])[iteration]
-  tokens, token_log_probs = lax.switch(branch, [with_count(count) for count in distinct],
-                                       (inputs, order, rng))
+  positions = _front_order(projected)[:, :count]
+  logits, _ = logits_fn(inputs, positions)
+  tokens, token_log_probs = choose_tokens(
+      logits, rng, config, special_tokens, jnp.take_along_axis(initial_tokens, positions, axis=-1))
+  at = (jnp.arange(rows)[:, None], positions)
+  tokens = jnp.zeros((rows, length), jnp.int32).at[at].set(tokens)
+  token_log_probs = jnp.zeros((rows, length), jnp.float32).at[at].set(token_log_probs)
   return (jnp.where(projected, tokens, initial_tokens),
           jnp.where(projected, token_log_probs, 0.0))
 
 
-def _predict(logits_fn: LogitsFn, state: "RefinementState", counts: Optional[Tuple[int, ...]],
+def _predict(logits_fn: LogitsFn, state: "RefinementState", count: Optional[int],
              rng: Array, config: RefinementConfig, special_tokens: SpecialTokens,
              initial_tokens: Array) -> Tuple[Array, Array, Optional[Array], Optional[Array]]:
   """One pass of `refine`: (tokens [N, T], token_log_probs [N, T], logits [N, T, V] or None
-  when only the masked positions were projected, accept_logits [N, T] or None)."""
-  if counts is None:
+  when only `count` masked positions were projected, accept_logits [N, T] or None)."""
+  if count is None:
     logits, accept_logits = logits_fn(state.inputs)
     tokens, token_log_probs = choose_tokens(logits, rng, config, special_tokens, initial_tokens)
   else:
     logits = accept_logits = None
-    tokens, token_log_probs = _choose_at_masked(logits_fn, state.inputs, state.iteration, counts,
-                                                rng, config, special_tokens, initial_tokens)
+    tokens, token_log_probs = _choose_at_masked(logits_fn, state.inputs, count, rng, config,
+                                                special_tokens, initial_tokens)
   if config.keep_visible:
     tokens, token_log_probs = keep_visible_tokens(tokens, token_log_probs, state.inputs,
                                                   state.token_log_probs, initial_tokens)
@@ -1142,12 +1128,15 @@ def refine(logits_fn: LogitsFn,
     logits_sum = None
 
   counts = projected_counts(config, length)
+  # Mask-predict projecting its masked positions only: the first pass (every position masked)
+  # runs before the loop, the later ones project one static count, their largest.
+  count = None if counts is None or len(counts) == 1 else max(counts[1:])
 
-  def body(state: RefinementState) -> RefinementState:
+  def body(state: RefinementState, count: Optional[int] = count) -> RefinementState:
     t = state.iteration
     rng, choice_rng = jax.random.split(state.rng)
     tokens, token_log_probs, logits, accept_logits = _predict(
-        logits_fn, state, counts, choice_rng, config, special_tokens, initial_tokens)
+        logits_fn, state, count, choice_rng, config, special_tokens, initial_tokens)
     summed = None if state.logits_sum is None else state.logits_sum + logits.astype(jnp.float32)
     rejected = reject(tokens, token_log_probs, t, config, special_tokens, accept_logits)
     rejected &= t < num_iterations - 1
@@ -1195,6 +1184,8 @@ def refine(logits_fn: LogitsFn,
       logits_sum=logits_sum,
       history=(jnp.zeros((num_iterations, rows, length), jnp.int32)
                if config.return_history else None))
+  if count is not None:
+    state = body(state, None)  # The first pass: iteration 0 always runs.
   state = lax.while_loop(cond, body, state)
   tokens, token_log_probs = state.tokens, state.token_log_probs
   if config.stutter_remasking:
