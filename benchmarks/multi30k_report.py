@@ -44,8 +44,8 @@ def main(argv: Sequence[str]) -> int:
               for name in args.students.split(",")}
   for model_dir in [os.path.join(args.root, "teacher"), *students.values()]:
     if not os.path.isdir(model_dir):
-      print(f"multi30k_report: error: {model_dir} does not exist: run `python -m benchmarks.multi30k "
-            f"--root {args.root}` first", file=sys.stderr)
+      print(f"multi30k_report: error: {model_dir} does not exist: run "
+            f"`python -m benchmarks.multi30k --root {args.root}` first", file=sys.stderr)
       return 1
   output = args.output or os.path.join(args.root, "results")
   os.makedirs(output, exist_ok=True)

@@ -1,7 +1,7 @@
 """`padir eval`: a task split through the translate path, scored with sacreBLEU and friends.
 
   padir eval --checkpoint_dir runs/padir_tiny --task builtin_padir --split test --output eval/ \
-    [--checkpoint_step N|latest|all] [--watch] [--gin.decoding.PadirDecodeConfig.num_decode_iterations=8]
+    [--checkpoint_step N|latest|all] [--watch] [--gin.PadirDecodeConfig.num_decode_iterations=8]
 
 Metrics, on detokenized text against the task's one reference per source:
   bleu                sacreBLEU corpus BLEU, 13a tokenizer, cased (`bleu_signature` is sacreBLEU's

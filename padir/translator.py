@@ -23,7 +23,8 @@ decoding defaults), then `gin/runs/infer.gin` (`checkpoint_model.model = %MODEL`
 given gin files and bindings. Decode-time options are not the model's: they are the fields of
 `decoding.PadirDecodeConfig` / `decoding.ARDecodeConfig`, built at predict time, so a plain
 binding in a flag or a file overrides the run's default
-(`--gin.PadirDecodeConfig.num_decode_iterations=8`, `--gin.ARDecodeConfig.decode_method="'greedy'"`).
+(`--gin.PadirDecodeConfig.num_decode_iterations=8`,
+`--gin.ARDecodeConfig.decode_method="'greedy'"`).
 A config.gin of an earlier version, which bound them as model arguments, is converted in memory
 when it is read (`upgrade_config`; the file is left as it is).
 """

@@ -77,7 +77,7 @@ def test_eval_all_steps_with_per_iteration_bleu_resumes_identically(tiny_padir_d
   assert eval_command.main(argv) == 0
   assert outputs() == before
   # Other settings into the same output dir are refused.
-  assert eval_command.main(argv[:-3] + ["--gin.decoding.PadirDecodeConfig.num_decode_iterations=2"]) == 1
+  assert eval_command.main(argv[:-3] + ["--gin.PadirDecodeConfig.num_decode_iterations=2"]) == 1
 
 
 def test_per_iteration_bleu_over_sources_in_two_length_buckets(tiny_padir_dir, tiny_corpus):

@@ -104,7 +104,8 @@ def test_a_config_of_an_earlier_version_still_loads(tiny_padir_dir, tmp_path, ca
 
 def test_padir_gin_overrides_history_and_teacher_reranking(tiny_padir_dir, tiny_ar_dir):
   translator = padir.Translator.from_checkpoint(tiny_padir_dir, gin_bindings=SMALL + [
-      "decoding.PadirDecodeConfig.num_decode_iterations = 2", "decoding.PadirDecodeConfig.length_beam = 3",
+      "decoding.PadirDecodeConfig.num_decode_iterations = 2",
+      "decoding.PadirDecodeConfig.length_beam = 3",
       f"TeacherReranking.checkpoint_dir = '{tiny_ar_dir}'"])
   assert translator.decode_config.num_decode_iterations == 2
   assert translator.teacher is not None and translator.step == 20
