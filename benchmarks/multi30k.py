@@ -34,7 +34,6 @@ import subprocess
 import sys
 from typing import Dict, List, Optional, Sequence
 
-from padir import files
 from padir import metrics as metrics_lib
 from padir import pipeline
 
@@ -141,9 +140,7 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
   except StageError as e:
     print(f"multi30k: error: {e}; run the same command again to resume", file=sys.stderr)
     return 1
-  results = files.read_json(os.path.join(args.root, "results", "results.json"))
-  print(f"multi30k: done; results in {os.path.join(args.root, 'results')}"
-        f" ({len((results or {}).get('systems', []))} systems)")
+  print(f"multi30k: done; results in {os.path.join(args.root, 'results')}")
   return 0
 
 

@@ -1,6 +1,7 @@
 """Runs one training run of a sweep and its trials, in this process, through the `padir` entry
 points: `padir train` (`padir.commands.train.main`, which resumes), then for each trial
-`padir eval` (`padir.commands.eval.main`) and a decode-speed timing. Each step's output goes to a log file.
+`padir eval` (`padir.commands.eval.main`) and a decode-speed timing. Each step's output goes to
+a log file.
 
 `launch.local` calls `run_group` in worker processes (one process imports JAX/TensorFlow once
 and runs several steps; the gin config, global to a process, is cleared before each step).

@@ -562,9 +562,14 @@ class RefinementConfig(PadirDecodeConfig, RefinementScheme):
     return self.top_k_lengths * self.length_beam * self.num_parallel_samples
 
 
+def field_names(cls: type) -> Tuple[str, ...]:
+  """The field names of a config dataclass, in order."""
+  return tuple(f.name for f in dataclasses.fields(cls))
+
+
 def _fields(config: Any, cls: type) -> Dict[str, Any]:
   """`config`'s values of `cls`'s fields (`config` may be of a subclass with more)."""
-  return {f.name: getattr(config, f.name) for f in dataclasses.fields(cls)}
+  return {name: getattr(config, name) for name in field_names(cls)}
 
 
 # ------------------------------------------------------------------------------------------------

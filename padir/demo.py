@@ -28,9 +28,9 @@ Every source is padded to one length (`LENGTH_BUCKETS`), so each system compiles
 Workdir: `demo.json` (the size), `teacher/`, `teacher_init/`, `distill_sources.txt`, `distilled/`,
 `student_raw/`, `student_distilled/` (model dirs and the distillation), `stages.json` (finished
 stages: wall time, this process's CPU time, budget; `padir.pipeline`), `hypotheses/SYSTEM.txt`,
-`results.json`, `results.md`, `tradeoff.png` (BLEU vs batch-1 latency). Re-running with the same workdir reuses
-finished stages; an interrupted training resumes from its newest checkpoint and an interrupted
-distillation from its finished shards. A workdir of another size is refused.
+`results.json`, `results.md`, `tradeoff.png` (BLEU vs batch-1 latency). Re-running with the same
+workdir reuses finished stages; an interrupted training resumes from its newest checkpoint and
+an interrupted distillation from its finished shards. A workdir of another size is refused.
 """
 import dataclasses
 import json

@@ -22,6 +22,7 @@ them on the `module` it is given, so gin only picks the network's size.
 import abc
 import dataclasses
 import functools
+import inspect
 from typing import Any, Callable, Dict, Iterable, List, Mapping, Optional, Tuple, Union
 
 import flax
@@ -49,6 +50,9 @@ SourceRescoreFn = Callable[[Array, Array], Array]
 DecoderParams = Union[None, Mapping[str, Any], decoding.ARDecodeConfig, decoding.PadirDecodeConfig]
 
 LENGTH_PREDICTORS = ("classifier", "offset", "affine", "fertility", "oracle")
+# The arguments `ARModel` itself gives a `decode_fn` (never options of a predict call).
+AR_DECODE_FN_CONTRACT = frozenset({"prompt", "cache", "tokens_to_logits", "num_decodes",
+                                   "max_decode_len", "rng", "eos_id", "bos_id", "pad_id"})
 NEG_INF = layers.NEG_INF  # Logit of ids the AR decoder may not emit.
 
 
@@ -144,12 +148,17 @@ class BaseModel(abc.ABC):
       return decoder_params
     extra = self._call_options(decoder_params)
     params = {k: v for k, v in (decoder_params or {}).items() if k not in extra}
-    names = {f.name for f in dataclasses.fields(self.decode_config_class)}
-    unknown = sorted(set(params) - names)
+    names = decoding.field_names(self.decode_config_class)
+    unknown = sorted(set(params) - set(names))
     if unknown:
       raise ValueError(f"decoder_params {unknown} unknown to {type(self).__name__}; it accepts "
                        f"{sorted(names)} (`{self.decode_config_class.__name__}`'s fields)")
     return self.decode_config_class(**params)
+
+  def check_decoder_params(self, decoder_params: DecoderParams) -> None:
+    """Raises ValueError naming an unknown or bad decoding option: what a predict call with
+    `decoder_params` would raise while tracing, checked before."""
+    self.decode_config(decoder_params)
 
   def _decode_length(self, batch: Batch, max_decode_length: Optional[int]) -> int:
     """T at inference: `max_decode_length`, else the batch's decoder length, else the
@@ -275,11 +284,18 @@ class ARModel(BaseModel):
 
   def _call_options(self, decoder_params: DecoderParams) -> Dict[str, Any]:
     """A `decoder_params` mapping's entries that are no `ARDecodeConfig` field: the options of a
-    method bound as `decode_fn` (none without one)."""
+    method bound as `decode_fn` (none without one). Raises ValueError on a name its signature
+    does not take (or one of the contract's own arguments)."""
     if self.decode_fn is None or not isinstance(decoder_params, Mapping):
       return {}
-    names = {f.name for f in dataclasses.fields(decoding.ARDecodeConfig)}
-    return {k: v for k, v in decoder_params.items() if k not in names}
+    names = decoding.field_names(decoding.ARDecodeConfig)
+    options = {k: v for k, v in decoder_params.items() if k not in names}
+    accepted = set(inspect.signature(self.decode_fn).parameters) - AR_DECODE_FN_CONTRACT
+    unknown = sorted(set(options) - accepted)
+    if unknown:
+      raise ValueError(f"decoder_params {unknown} unknown to ARModel and its decode_fn; it "
+                       f"accepts {sorted(set(names) | accepted)}")
+    return options
 
   def _decode_method(self, config: decoding.ARDecodeConfig, decoder_params: DecoderParams
                      ) -> Tuple[Callable[..., Tuple[Array, Array]], int, Dict[str, Any]]:
@@ -557,8 +573,18 @@ class PadirModel(BaseModel):
     for one call (an ablation, e.g. {'keep_visible': False})."""
     if not isinstance(decoder_params, Mapping):
       return {}
-    names = {f.name for f in dataclasses.fields(decoding.RefinementScheme)}
+    names = decoding.field_names(decoding.RefinementScheme)
     return {k: v for k, v in decoder_params.items() if k in names}
+
+  def refinement_config(self, decoder_params: DecoderParams = None) -> decoding.RefinementConfig:
+    """What the refinement loop of a predict call reads: the model's scheme (with a mapping's
+    scheme fields, `_call_options`) and the call's `decode_config`."""
+    return decoding.RefinementConfig.of(
+        dataclasses.replace(self.scheme, **self._call_options(decoder_params)),
+        self.decode_config(decoder_params))
+
+  def check_decoder_params(self, decoder_params: DecoderParams) -> None:
+    self.refinement_config(decoder_params)
 
   def _network_overrides(self) -> Dict[str, Any]:
     return dict(decoder_causal=False,
@@ -842,12 +868,10 @@ class PadirModel(BaseModel):
       (decoder passes used), 'candidate_lengths', 'candidate_valid', 'best', and on request
       'candidates' [B, C, T] and 'history' [B, I, T] (see `padir_decode`).
     """
-    decode = self.decode_config(decoder_params)
-    config = decoding.RefinementConfig.of(
-        dataclasses.replace(self.scheme, **self._call_options(decoder_params)), decode)
+    config = self.refinement_config(decoder_params)
     raw_encoder_tokens = jnp.asarray(batch["encoder_input_tokens"], jnp.int32)
     encoder_tokens = self._encoder_inputs(raw_encoder_tokens)
-    length = self._decode_length(batch, decode.max_decode_length)
+    length = self._decode_length(batch, config.max_decode_length)
     num_candidates = config.num_candidates
     encoded = self._encode(params, encoder_tokens)
     length_predictions = self._length_scores(

@@ -29,7 +29,6 @@ A config.gin of an earlier version, which bound them as model arguments, is conv
 when it is read (`upgrade_config`; the file is left as it is).
 """
 import dataclasses
-import inspect
 import logging
 import math
 import os
@@ -195,7 +194,7 @@ def upgrade_config(config_text: str) -> Tuple[str, List[str]]:
     if match:
       model_class = match.group(1)
       config_class = _DECODE_CONFIGS[model_class]
-      if match.group(2) in {f.name for f in dataclasses.fields(config_class)}:
+      if match.group(2) in decoding.field_names(config_class):
         moved.append(f"decoding.{config_class.__name__}.{match.group(2)} = {match.group(3)}")
         continue
     kept.append(line)
@@ -285,27 +284,6 @@ def load_model_params(model: models.BaseModel, model_dir: str,
 
 def _next_power_of_two(n: int) -> int:
   return 1 << max(n - 1, 0).bit_length()
-
-
-def _check_decoder_params(model: models.BaseModel, decoder_params: Mapping[str, Any]) -> None:
-  """Raises ValueError naming unknown or invalid decoding options (before tracing)."""
-  names = [f.name for f in dataclasses.fields(model.decode_config_class)]
-  extra = []  # PaDIR: its scheme's fields; AR: the options of a method bound in gin.
-  if isinstance(model, models.PadirModel):
-    extra = [f.name for f in dataclasses.fields(decoding.RefinementScheme)]
-  elif model.decode_fn is not None:
-    contract = {"prompt", "cache", "tokens_to_logits", "max_decode_len", "rng", "eos_id",
-                "bos_id", "pad_id", "num_decodes"}
-    extra = [name for name in inspect.signature(model.decode_fn).parameters
-             if name not in contract]
-  unknown = sorted(set(decoder_params) - set(names) - set(extra))
-  if unknown:
-    raise ValueError(f"decoder_params {unknown} unknown to {type(model).__name__}; it accepts "
-                     f"{names + extra}")
-  config = model.decode_config(decoder_params)  # Checks the values.
-  if isinstance(model, models.PadirModel):
-    scheme = {k: v for k, v in decoder_params.items() if k in extra}
-    decoding.RefinementConfig.of(dataclasses.replace(model.scheme, **scheme), config)
 
 
 class Translator:
@@ -492,7 +470,7 @@ class Translator:
     once per set of decoding options (and, by jit, once per input shape)."""
     key = tuple(sorted(decoder_params.items()))
     if key not in self._jitted:
-      _check_decoder_params(self.model, decoder_params)
+      self.model.check_decoder_params(decoder_params)
       model, teacher, ratio = self.model, self.teacher, self.options.target_length_ratio
 
       def predict(params, teacher_params, encoder_input_tokens, rng):

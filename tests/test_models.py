@@ -512,6 +512,8 @@ def test_a_decoding_method_bound_in_gin_is_what_predict_runs(trained_ar, trained
   np.testing.assert_array_equal(tokens[:, 0], TGT[:, 0])  # The memorised first pieces.
   assert np.all(np.asarray(tokens[:, 1]) == EOS_ID) and np.all(np.asarray(tokens[:, 2:]) == 0)
   assert aux["scores"].shape == (B,)
+  with pytest.raises(ValueError, match="bogus"):  # Not an option of the bound method.
+    ar.check_decoder_params({"bogus": 1})
 
   padir_model, padir_params, _, _ = trained_padir
   padir = _built_with(["PadirModel.decode_fn = @test_models_one_pass"],
