@@ -431,6 +431,9 @@ class RefinementScheme:
       token (masked) are predicted anew; the others keep their token and the log-prob it had
       when predicted, as the model was trained (a CMLM loss is taken on masked positions only).
       Needs remasking_scheme 'initial'. False: every position takes the new prediction.
+    aligned: the canvas is a CTC alignment (`padir.ctc`): the blank id may be chosen at any
+      position, and the output is collapsed (`ctc_collapse`: repeats merged, blanks removed).
+      Set by `ctc.CTCModel`, not by hand.
   """
   decoder_input_scheme: str = "random"
   rejecter: str = "passthrough"
@@ -440,6 +443,7 @@ class RefinementScheme:
   remasking_scheme: str = "previous"
   stutter_remasking: bool = False
   keep_visible: bool = False
+  aligned: bool = False
 
   def __post_init__(self):
     for name, value, allowed in (("decoder_input_scheme", self.decoder_input_scheme,
@@ -702,11 +706,13 @@ def initial_decoder_inputs(lengths: Array,
   return jnp.where(positions >= lengths, special_tokens.pad_id, tokens)
 
 
-def _allowed_ids(vocab: int, special_tokens: SpecialTokens) -> Array:
-  """[V] bool: the ids a translation may contain, real pieces but PAD and BOS."""
+def _allowed_ids(vocab: int, special_tokens: SpecialTokens, blank: bool = False) -> Array:
+  """[V] bool: the ids a translation may contain, real pieces but PAD and BOS (and, on an aligned
+  canvas, the CTC blank)."""
   ids = jnp.arange(vocab)  # V from the logits, never from a config.
-  return (special_tokens.is_real_piece(ids) & (ids != special_tokens.pad_id)
-          & (ids != special_tokens.bos_id))
+  allowed = (special_tokens.is_real_piece(ids) & (ids != special_tokens.pad_id)
+             & (ids != special_tokens.bos_id))
+  return (allowed | (ids == special_tokens.blank_id)) if blank else allowed
 
 
 def argmax_and_max(x: Array) -> Tuple[Array, Array]:
@@ -720,9 +726,10 @@ def argmax_and_max(x: Array) -> Tuple[Array, Array]:
   return first, best[..., 0]
 
 
-def _output_log_probs(logits: Array, special_tokens: SpecialTokens) -> Array:
-  """log_softmax over the ids a translation may contain: real pieces but PAD and BOS. [.., V]."""
-  allowed = _allowed_ids(logits.shape[-1], special_tokens)
+def _output_log_probs(logits: Array, special_tokens: SpecialTokens,
+                      blank: bool = False) -> Array:
+  """log_softmax over the ids a translation may contain (`_allowed_ids`). [.., V]."""
+  allowed = _allowed_ids(logits.shape[-1], special_tokens, blank)
   return jax.nn.log_softmax(jnp.where(allowed, logits.astype(jnp.float32), NEG_INF), axis=-1)
 
 
@@ -739,7 +746,7 @@ def _id_bias(ids_allowed: Array) -> Array:
 
 
 def _argmax_tokens(logits: Array, special_tokens: SpecialTokens,
-                   initial_tokens: Optional[Array]) -> Tuple[Array, Array]:
+                   initial_tokens: Optional[Array], blank: bool = False) -> Tuple[Array, Array]:
   """`choose_tokens` at temperature 0: two passes over the vocabulary and no [..., V] buffer.
 
   The argmax over the allowed ids but EOS, then log p(token) = logit(token) - logsumexp(allowed
@@ -748,7 +755,7 @@ def _argmax_tokens(logits: Array, special_tokens: SpecialTokens,
   """
   vocab = logits.shape[-1]
   eos_id, pad_id = special_tokens.eos_id, special_tokens.pad_id
-  allowed = _allowed_ids(vocab, special_tokens)
+  allowed = _allowed_ids(vocab, special_tokens, blank)
   logits = logits.astype(jnp.float32)
   choose_bias = _id_bias(allowed & (jnp.arange(vocab) != eos_id))
   best, best_logit = argmax_and_max(logits + choose_bias)
@@ -774,7 +781,8 @@ def choose_tokens(logits: Array,
   """Chooses a token per position: argmax, or temperature / top-k / top-p sampling.
 
   Only real pieces other than PAD, EOS and BOS are chosen (never a [MASK], a [LENGTH] or a
-  padding id of the vocabulary); EOS appears only where `initial_tokens` puts it.
+  padding id of the vocabulary; the CTC blank too with `config.aligned`); EOS appears only where
+  `initial_tokens` puts it.
 
   Args:
     logits: [N, T, V].
@@ -789,10 +797,10 @@ def choose_tokens(logits: Array,
     under the model's distribution over real pieces but PAD and BOS (0 at PAD).
   """
   if config.temperature == 0:
-    return _argmax_tokens(logits, special_tokens, initial_tokens)
+    return _argmax_tokens(logits, special_tokens, initial_tokens, config.aligned)
   if rng is None:
     raise ValueError("temperature > 0 samples tokens: pass an rng")
-  log_probs = _output_log_probs(logits, special_tokens)
+  log_probs = _output_log_probs(logits, special_tokens, config.aligned)
   eos = jnp.arange(log_probs.shape[-1]) == special_tokens.eos_id
   filtered = filter_logits(jnp.where(eos, NEG_INF, log_probs) / config.temperature, config.top_k,
                            config.top_p)  # The nucleus of the tempered distribution.
@@ -995,6 +1003,14 @@ def cut_at_eos(tokens: Array, eos_id: int = EOS_ID, pad_id: int = PAD_ID) -> Arr
 def remove_stutter(tokens: Array, pad_id: int = PAD_ID, eos_id: int = EOS_ID) -> Array:
   """Removes every token equal to its left neighbour and closes the gap. [N, T] -> [N, T]."""
   keep = (tokens != pad_id) & ~stutter_mask(tokens, pad_id, eos_id)
+  return _compact(keep, tokens, jnp.zeros(tokens.shape, jnp.float32), pad_id)[0]
+
+
+def ctc_collapse(tokens: Array, blank_id: int, pad_id: int = PAD_ID) -> Array:
+  """CTC's collapse of an alignment: repeats merged, then blanks removed, the rest moved to the
+  front (PAD after). [N, T] -> [N, T]; e.g. `a a _ a b b _` -> `a a b`."""
+  previous = jnp.pad(tokens[:, :-1], ((0, 0), (1, 0)), constant_values=-1)
+  keep = (tokens != pad_id) & (tokens != blank_id) & (tokens != previous)
   return _compact(keep, tokens, jnp.zeros(tokens.shape, jnp.float32), pad_id)[0]
 
 
@@ -1298,3 +1314,45 @@ def padir_decode(logits_fn: LogitsFn,
     history = refine_aux["history"].reshape(-1, batch, num_candidates, max_decode_len)
     aux["history"] = jnp.moveaxis(history, 0, 2)[jnp.arange(batch), best]
   return pick(candidates), aux
+
+
+def aligned_decode(logits_fn: LogitsFn,
+                   initial_tokens: Array,
+                   rng: Array,
+                   config: RefinementConfig,
+                   special_tokens: SpecialTokens,
+                   rescore_fn: Optional[RescoreFn] = None) -> Tuple[Array, Dict[str, Array]]:
+  """Decoding on an aligned (CTC) canvas: one candidate per example, refined by `refine` on the
+  Imputer's schedule (the config's rejecter re-masks the least confident canvas positions, blanks
+  included, and the next pass predicts them again, the alignment kept), then collapsed.
+
+  Args:
+    logits_fn: `(decoder_input_tokens [B, W]) -> (logits [B, W, V], None)`.
+    initial_tokens: [B, W] the initial canvas (`ctc.initial_canvas`: EOS at its last real
+      position, PAD after).
+    rng: PRNG key (token sampling).
+    config: the refinement options, with `aligned`.
+    special_tokens: the id layout (`blank_id`).
+    rescore_fn: unused (one candidate per example); accepted for `decode_fn`'s signature.
+
+  Returns:
+    tokens [B, W] (the collapsed output, EOS-terminated, PAD after) and aux: 'scores' [B, 1] the
+    alignment's mean token log-prob, 'best' [B] (0), 'lengths' [B] output lengths (EOS included),
+    'iterations' [B], 'alignments' [B, W] the refined canvas before collapsing, and with
+    `return_history` 'history' [B, I, W].
+  """
+  del rescore_fn
+  if not config.aligned:
+    raise ValueError("aligned_decode needs a config with aligned=True (a ctc.CTCModel's)")
+  canvas_lengths = jnp.sum(initial_tokens != special_tokens.pad_id, axis=-1)
+  path, token_log_probs, refine_aux = _refine_on_fitted_canvas(
+      logits_fn, initial_tokens, jnp.max(canvas_lengths), rng, config, special_tokens)
+  tokens = ctc_collapse(path, special_tokens.blank_id, special_tokens.pad_id)
+  aux = {"scores": score_candidates(path, token_log_probs, config, special_tokens.pad_id)[:, None],
+         "best": jnp.zeros(tokens.shape[:1], jnp.int32),
+         "lengths": jnp.sum(tokens != special_tokens.pad_id, axis=-1),
+         "iterations": refine_aux["iterations"],
+         "alignments": path}
+  if config.return_history:
+    aux["history"] = jnp.moveaxis(refine_aux["history"], 0, 1)
+  return tokens, aux

@@ -8,6 +8,7 @@ Layout of the model's vocabulary, for a SentencePiece model with `num_pieces` pi
   num_pieces                            [MASK]
   num_pieces + 1                        [LENGTH]
   [num_pieces + 2, + max_target_length) [MASK_1] .. [MASK_N], N = max_target_length
+  num_pieces + 2 + max_target_length    the CTC blank (`blank_id`), if below vocab_size
   rest up to vocab_size                 unused padding (vocab_size is a multiple of 128)
 
 The T5 layout (`SpecialTokens.t5`), for T5's and mT5's SentencePiece models and checkpoints:
@@ -19,6 +20,7 @@ The T5 layout (`SpecialTokens.t5`), for T5's and mT5's SentencePiece models and 
                                           code, so max_target_length <= extra_ids
   num_pieces + extra_ids                  [MASK]    } two of the rows that pad the checkpoint's
   num_pieces + extra_ids + 1              [LENGTH]  } vocabulary to a multiple of 128
+  num_pieces + extra_ids + 2              the CTC blank (`blank_id`)
   vocab_size = the checkpoint's (32128 for T5, 250112 for mT5)
 
 The ranges never overlap each other or a real piece, and the `[MASK_i]` range is sized by the
@@ -92,6 +94,18 @@ class SpecialTokens:
   @property
   def length_id(self) -> int:
     return self.mask_id + 1
+
+  @property
+  def blank_id(self) -> int:
+    """CTC's blank (`padir.ctc`): the first spare row after the other ids (padir layout: after
+    the [MASK_i] range; T5 layout: after [LENGTH]). Raises ValueError when the vocabulary's
+    padding to a multiple of 128 leaves no spare row."""
+    blank = self.length_id + 1 if self.layout == "t5" else self.mask_range_end
+    if blank >= self.vocab_size:
+      raise ValueError(f"no spare vocabulary row for the CTC blank: id {blank} >= vocab_size "
+                       f"{self.vocab_size} ({self.num_pieces} pieces, max_target_length "
+                       f"{self.max_target_length}); change max_target_length by one")
+    return blank
 
   @property
   def mask_range_start(self) -> int:

@@ -402,7 +402,7 @@ _built = gin.external_configurable(_model, name="test_models_built")
 
 
 @pytest.mark.parametrize("name", ["ar_tiny", "ar_small", "ar_base", "padir_tiny", "padir_small",
-                                  "padir_base"])
+                                  "padir_base", "ctc_tiny"])
 def test_gin_model_files_build_their_model(name):
   gin.clear_config()
   try:
