@@ -11,6 +11,9 @@ Stages (`padir.pipeline`: ROOT/stages.json records the finished ones, with each 
   student_distilled  padir train  models/padir_SIZE.gin runs/train.gin
                      experiments/multi30k_padir.gin + the distillation's task.gin
   student_raw        the same on the original training data
+  student_ctc_distilled  the aligned-canvas (CTC) student: models/ctc_SIZE.gin
+                     experiments/multi30k_ctc.gin, on the distilled data (ctc_raw: original)
+  (--students picks which; default distilled, raw, ctc_distilled)
   evaluate           python -m benchmarks.multi30k_report (ROOT/results/: results.json,
                      results.md, tradeoff.png)
 Each stage is its own process. Re-running resumes: a finished stage is skipped, an interrupted
@@ -42,6 +45,7 @@ PADIR = [sys.executable, "-m", "padir.cli"]
 # Expected wall seconds of the stages besides the trainings' budgets (2 quiet CPU cores).
 DISTILL_SECONDS = {"greedy": 300, "beam": 1200}
 EVALUATE_SECONDS = 660
+STUDENTS = ("distilled", "raw", "ctc_distilled", "ctc_raw")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -59,9 +63,25 @@ def plan(args: argparse.Namespace) -> List[Stage]:
   def train(seconds: float, *flags: str) -> List[str]:
     return [*PADIR, "train", *flags, *extra, f"--gin.trainer.train.max_train_seconds={seconds}"]
 
-  student = [f"--gin_file=models/padir_{args.model_size}.gin", "--gin_file=runs/train.gin",
-             "--gin_file=experiments/multi30k_padir.gin",
-             f"--gin.trainer.train.init_checkpoint='{os.path.join(root, 'teacher')}'"]
+  init = f"--gin.trainer.train.init_checkpoint='{os.path.join(root, 'teacher')}'"
+  distilled_task = f"--gin_file={os.path.join(root, 'distilled', 'task.gin')}"
+  raw_task = "--gin.MIXTURE_OR_TASK_NAME='multi30k_en_de_padir'"
+  recipes = {  # name: the student's gin files and task.
+      "distilled": (f"--gin_file=models/padir_{args.model_size}.gin",
+                    "--gin_file=experiments/multi30k_padir.gin", distilled_task),
+      "raw": (f"--gin_file=models/padir_{args.model_size}.gin",
+              "--gin_file=experiments/multi30k_padir.gin", raw_task),
+      "ctc_distilled": (f"--gin_file=models/ctc_{args.model_size}.gin",
+                        "--gin_file=experiments/multi30k_ctc.gin", distilled_task),
+      "ctc_raw": (f"--gin_file=models/ctc_{args.model_size}.gin",
+                  "--gin_file=experiments/multi30k_ctc.gin", raw_task),
+  }
+  students = []
+  for name in args.students:
+    model_gin, experiment, task = recipes[name]
+    students.append(Stage(f"student_{name}", train(
+        args.student_seconds, model_gin, "--gin_file=runs/train.gin", experiment, init, task,
+        f"--model_dir={os.path.join(root, f'student_{name}')}"), args.student_seconds))
   return [
       Stage("teacher", train(
           args.teacher_seconds, f"--gin_file=models/ar_{args.model_size}.gin",
@@ -74,15 +94,9 @@ def plan(args: argparse.Namespace) -> List[Stage]:
           "--beam_size", "4", "--name", "multi30k_distilled"],
             DISTILL_SECONDS[args.distill_method]),
       # The distilled task's validation split is Multi30k's, with the real references.
-      Stage("student_distilled", train(
-          args.student_seconds, *student,
-          f"--gin_file={os.path.join(root, 'distilled', 'task.gin')}",
-          f"--model_dir={os.path.join(root, 'student_distilled')}"), args.student_seconds),
-      Stage("student_raw", train(
-          args.student_seconds, *student, "--gin.MIXTURE_OR_TASK_NAME='multi30k_en_de_padir'",
-          f"--model_dir={os.path.join(root, 'student_raw')}"), args.student_seconds),
-      Stage("evaluate", [sys.executable, "-m", "benchmarks.multi30k_report", "--root", root],
-            EVALUATE_SECONDS),
+      *students,
+      Stage("evaluate", [sys.executable, "-m", "benchmarks.multi30k_report", "--root", root,
+                         "--students", ",".join(args.students)], EVALUATE_SECONDS),
   ]
 
 
@@ -119,8 +133,16 @@ def parse_args(argv: Optional[Sequence[str]] = None) -> argparse.Namespace:
                       help="each student's training wall-time budget")
   parser.add_argument("--model_size", default="tiny", help="models/{ar,padir}_SIZE.gin")
   parser.add_argument("--distill_method", choices=sorted(DISTILL_SECONDS), default="greedy")
+  parser.add_argument("--students", type=lambda text: text.split(","),
+                      default=["distilled", "raw", "ctc_distilled"],
+                      help="students to train, comma-separated, of distilled, raw (mask-predict "
+                      "on the distilled / original data), ctc_distilled, ctc_raw (the "
+                      "aligned-canvas student)")
   parser.add_argument("--extra_gin", default=None, help="a gin file added to every training")
   args = parser.parse_args(argv)
+  unknown = sorted(set(args.students) - set(STUDENTS))
+  if unknown:
+    parser.error(f"--students: unknown {unknown}; expected some of {list(STUDENTS)}")
   args.root = os.path.abspath(args.root)
   return args
 

@@ -10,7 +10,8 @@ the translate path (`padir.translator`: text -> ids -> jitted decode -> text) an
   mean_iterations           PaDIR: decoder passes per sentence (rows stop when they converge)
   sentences_per_s_batch64   the test split at batch 64, sentences / wall second, after a warm-up
                             batch (compilation excluded)
-  latency_ms_batch1         median wall ms of one sentence a call, over the first
+  latency_ms_batch1         wall ms of one sentence a call: the fastest of LATENCY_REPEATS
+                            calls per sentence, the median over the first
                             `num_latency_sentences` test sentences, after a warm-up call
   speedup_batch1            AR greedy's latency / the system's
 """
@@ -35,6 +36,9 @@ logger = logging.getLogger(__name__)
 
 ITERATIONS = (1, 2, 4, 8)
 EVAL_BATCH_SIZE = 64
+# Batch-1 latency: each timed sentence is translated this many times and its fastest time kept
+# (the rest is the machine's noise); the median over the sentences is reported.
+LATENCY_REPEATS = 5
 RESULTS_JSON = "results.json"
 RESULTS_MD = "results.md"
 TRADEOFF_PNG = "tradeoff.png"
@@ -72,9 +76,12 @@ def measure(translator: "translator_lib.Translator", sources: Sequence[str],
   single.translate(sources[:1], decoder_params)  # Compiles.
   latencies = []
   for source in sources[:num_latency_sentences]:
-    start = time.perf_counter()
-    single.translate([source], decoder_params)
-    latencies.append(1e3 * (time.perf_counter() - start))
+    times = []
+    for _ in range(LATENCY_REPEATS):
+      start = time.perf_counter()
+      single.translate([source], decoder_params)
+      times.append(1e3 * (time.perf_counter() - start))
+    latencies.append(min(times))
 
   hypotheses = [p.text for p in predictions]
   scores = evaluation.score_hypotheses(hypotheses, references)
@@ -138,37 +145,37 @@ def task_texts(task: str, split: str) -> Tuple[List[str], List[str]]:
   return [e["inputs_text"] for e in examples], [e["targets_text"] for e in examples]
 
 
-# The paper's "minimal quality loss", as the demo's targets (BLEU points).
-MAX_GAP_TO_AR_BEAM_AT_4 = 0.5
-MAX_GAP_TO_AR_GREEDY_AT_1 = 6.0
+# The demo's target (issue 28): a PaDIR point at least this much faster than AR greedy at batch
+# 1 within MAX_GAP_TO_AR_GREEDY BLEU of it.
+MIN_SPEEDUP = 1.3
+MAX_GAP_TO_AR_GREEDY = 1.0
 
 
 def checks(rows: Sequence[Mapping[str, Any]]) -> Dict[str, Any]:
-  """The demo's claims, measured: every field present; the distilled student at 4 iterations
-  within MAX_GAP_TO_AR_BEAM_AT_4 of AR beam 4 and above AR greedy, at 1 iteration within
-  MAX_GAP_TO_AR_GREEDY_AT_1 of AR greedy; the distilled student at least as good as the raw one
-  at every K; BLEU of each student rising from 1 to 4 iterations, and the students' mean not
-  lower with more iterations (K = 1, 2, 4, 8 in turn)."""
+  """The demo's claims, measured: every field present; the best student BLEU among the points
+  at least MIN_SPEEDUP x AR greedy's batch-1 speed, and whether it is within
+  MAX_GAP_TO_AR_GREEDY of AR greedy; the distilled student's gap to AR greedy at one pass; the
+  distilled student at least as good as the raw one at every K; the students' mean BLEU at each
+  K (ITERATIONS)."""
   bleu = {row["name"]: row["bleu"] for row in rows}
+  greedy_ms = next(row["latency_ms_batch1"] for row in rows if row["name"] == "ar_greedy")
   students = [d for d in ("raw", "distilled") if f"padir_{d}@1" in bleu]  # Raw is optional.
   mean_by_k = [statistics.fmean([bleu[f"padir_{d}@{k}"] for d in students]) for k in ITERATIONS]
   distilled = {k: bleu[f"padir_distilled@{k}"] for k in ITERATIONS}
+  fast = [row for row in rows if row["model"] != "ar"
+          and greedy_ms / row["latency_ms_batch1"] >= MIN_SPEEDUP]
+  best = max(fast, key=lambda row: row["bleu"], default=None)
+  gap = None if best is None else best["bleu"] - bleu["ar_greedy"]
   return {
       "every_field": all(row.get(f) is not None or (f == "iterations" and row["model"] == "ar")
                          for row in rows for f in RESULT_FIELDS),
-      "distilled_at_4_minus_ar_beam4": distilled[4] - bleu["ar_beam4"],
-      "distilled_at_4_near_ar_beam4":
-          distilled[4] >= bleu["ar_beam4"] - MAX_GAP_TO_AR_BEAM_AT_4,
-      "distilled_at_4_above_ar_greedy": distilled[4] > bleu["ar_greedy"],
+      "best_fast_point": None if best is None else best["name"],
+      "best_fast_point_minus_ar_greedy": gap,
+      "best_fast_point_near_ar_greedy": None if gap is None else gap >= -MAX_GAP_TO_AR_GREEDY,
       "distilled_at_1_minus_ar_greedy": distilled[1] - bleu["ar_greedy"],
-      "distilled_at_1_near_ar_greedy":
-          distilled[1] >= bleu["ar_greedy"] - MAX_GAP_TO_AR_GREEDY_AT_1,
       "distilled_at_least_raw": (all(distilled[k] >= bleu[f"padir_raw@{k}"] for k in ITERATIONS)
                                  if "raw" in students else None),
-      "bleu_rises_from_1_to_4": all(bleu[f"padir_{d}@4"] > bleu[f"padir_{d}@1"]
-                                    for d in students),
       "students_mean_bleu_by_iterations": mean_by_k,
-      "more_iterations_do_not_lower_bleu": all(b >= a for a, b in zip(mean_by_k, mean_by_k[1:])),
   }
 
 
@@ -266,19 +273,18 @@ def results_markdown(results: Mapping[str, Any]) -> str:
                    f"{clock(record['budget_s'])} |")
   c = results["checks"]
   mean = " -> ".join(f"{b:.2f}" for b in c["students_mean_bleu_by_iterations"])
+  gap = c["best_fast_point_minus_ar_greedy"]
   lines += [
       "",
       f"- every system has every field: {_yes(c['every_field'])}",
-      f"- distilled@4 within {MAX_GAP_TO_AR_BEAM_AT_4} BLEU of AR beam 4 "
-      f"({c['distilled_at_4_minus_ar_beam4']:+.2f}): {_yes(c['distilled_at_4_near_ar_beam4'])}",
-      f"- distilled@4 above AR greedy: {_yes(c['distilled_at_4_above_ar_greedy'])}",
-      f"- distilled@1 within {MAX_GAP_TO_AR_GREEDY_AT_1} BLEU of AR greedy "
-      f"({c['distilled_at_1_minus_ar_greedy']:+.2f}): {_yes(c['distilled_at_1_near_ar_greedy'])}",
+      f"- best student point at >= {MIN_SPEEDUP}x AR greedy's batch-1 speed: "
+      f"{c['best_fast_point'] or 'none'}"
+      + ("" if gap is None else f" ({gap:+.2f} BLEU to AR greedy)")
+      + f"; within {MAX_GAP_TO_AR_GREEDY} BLEU: {_yes(c['best_fast_point_near_ar_greedy'])}",
+      f"- distilled@1 against AR greedy: {c['distilled_at_1_minus_ar_greedy']:+.2f} BLEU",
       f"- distilled student at least as good as the raw-data one at every K: "
       f"{_yes(c['distilled_at_least_raw'])}",
-      f"- each student's BLEU rises from 1 to 4 iterations: {_yes(c['bleu_rises_from_1_to_4'])}",
-      f"- more iterations do not lower BLEU (students' mean at K = "
-      f"{', '.join(map(str, ITERATIONS))}: {mean}): {_yes(c['more_iterations_do_not_lower_bleu'])}",
+      f"- students' mean BLEU at K = {', '.join(map(str, ITERATIONS))}: {mean}",
   ]
   return "\n".join(lines) + "\n"
 

@@ -52,9 +52,15 @@ def test_multi30k_runs_its_stages_once_and_resumes(tmp_path, monkeypatch):
 
   commands.clear()
   fail["stage"] = None
-  assert multi30k.main(argv) == 0  # Resumes: the failed stage, then the report.
-  assert [c[3] for c in commands[:1]] + commands[1][2:3] == ["train", "benchmarks.multi30k_report"]
+  assert multi30k.main(argv) == 0  # Resumes: the failed stage, the CTC student, the report.
+  assert [c[3] for c in commands[:2]] + commands[2][2:3] == [
+      "train", "train", "benchmarks.multi30k_report"]
+  assert "--gin_file=models/ctc_tiny.gin" in commands[1]
+  assert commands[2][-2:] == ["--students", "distilled,raw,ctc_distilled"]
   assert set(files.read_json(str(root / pipeline.STAGES_FILE))) == {
-      "teacher", "distill", "student_distilled", "student_raw", "evaluate"}
+      "teacher", "distill", "student_distilled", "student_raw", "student_ctc_distilled",
+      "evaluate"}
   commands.clear()
   assert multi30k.main(argv) == 0 and commands == []
+  with pytest.raises(SystemExit):
+    multi30k.parse_args(["--students", "distilled,nonsense"])
