@@ -1148,6 +1148,18 @@ def refine(logits_fn: LogitsFn,
   else:
     logits_sum = None
 
+  if num_iterations == 1 and not config.stutter_remasking and logits_sum is None:
+    # One pass: nothing to reject, re-mask or converge; no loop.
+    tokens, token_log_probs, _, _ = _predict(logits_fn, RefinementState(
+        iteration=jnp.array(0, jnp.int32), inputs=initial_tokens, tokens=initial_tokens,
+        token_log_probs=jnp.zeros((rows, length), jnp.float32), done=jnp.zeros((rows,), bool),
+        iterations=jnp.zeros((rows,), jnp.int32), rng=rng), None, jax.random.split(rng)[1],
+        config, special_tokens, initial_tokens)
+    aux = {"iterations": jnp.ones((rows,), jnp.int32)}
+    if config.return_history:
+      aux["history"] = tokens[None]
+    return tokens, token_log_probs, aux
+
   counts = projected_counts(config, length)
   # Mask-predict projecting its masked positions only: the first pass (every position masked)
   # runs before the loop, the later ones project one static count, their largest.

@@ -37,7 +37,7 @@ DECODER_RELPOS = "decoder/relpos_bias/rel_embedding"
 TOKEN_EMBEDDING = "token_embedder/embedding"
 SPECIAL_NOISE_FRACTION = 0.1  # [MASK] / [LENGTH] noise, as a fraction of the real rows' std.
 # `trainer.train.model`'s class in a run's gin config -> whether its decoder is causal.
-DECODER_CAUSAL_BY_MODEL = {"ARModel": True, "PadirModel": False}
+DECODER_CAUSAL_BY_MODEL = {"ARModel": True, "PadirModel": False, "CTCModel": False}
 TRAIN_SELECTORS = ("train", "trainer.train", "padir.trainer.train")
 
 _Reference = collections.namedtuple("_Reference", "name")
