@@ -1,0 +1,87 @@
+"""What a product over R rows costs against one row, on this machine: the roofline of a decoder
+pass at the row counts actually used (1 for an AR step, T for a mask-predict pass, ~2T for an
+aligned CTC canvas, 3T for three length candidates).
+
+  python -m benchmarks.row_cost --rows 1,14,28,42 --shapes 256x1024,1024x256,256x8064 \
+      --output runs/row_cost
+
+For each shape [d_in -> d_out] and row count R, a jitted `x @ W` ([R, d_in] x [d_in, d_out],
+float32) is timed (the fastest of `--repeats` calls, `padir.reporting.wall_seconds`); the report
+gives the time, the FLOP rate and the cost in one-row products, with the machine and its load,
+into OUTPUT/row_cost.json and OUTPUT/row_cost.md.
+"""
+import argparse
+import os
+import sys
+from typing import Any, Dict, List, Optional, Sequence, Tuple
+
+import jax
+import jax.numpy as jnp
+
+from padir import files
+from padir import reporting
+
+
+def _shape(text: str) -> Tuple[int, int]:
+  d_in, d_out = text.lower().split("x")
+  return int(d_in), int(d_out)
+
+
+def measure(rows: Sequence[int], shapes: Sequence[Tuple[int, int]],
+            repeats: int) -> List[Dict[str, Any]]:
+  """One result per (shape, rows): seconds (fastest call), flop_rate, one_row_products."""
+  results = []
+  for d_in, d_out in shapes:
+    weights = jax.random.normal(jax.random.PRNGKey(0), (d_in, d_out), jnp.float32)
+    product = jax.jit(lambda x, w: x @ w)
+    one_row = None
+    for r in rows:
+      x = jnp.ones((r, d_in), jnp.float32)
+      seconds = min(reporting.wall_seconds(lambda x=x: product(x, weights), repeats))
+      one_row = seconds if r == 1 else one_row
+      results.append({"d_in": d_in, "d_out": d_out, "rows": r, "seconds": seconds,
+                      "flop_rate": 2 * r * d_in * d_out / seconds,
+                      "one_row_products": None if one_row is None else seconds / one_row})
+  return results
+
+
+def markdown(report: Dict[str, Any]) -> str:
+  lines = [f"# Row cost of `x @ W` — {report['machine']['processor']}, {report['date']}", "",
+           f"Command: `{report['command']}`; load average {report['load_average']}; the "
+           f"fastest of {report['repeats']} calls.", "",
+           "| d_in → d_out | rows | µs | GFLOP/s | one-row products |", "|---|---:|---:|---:|---:|"]
+  for r in report["results"]:
+    cost = "" if r["one_row_products"] is None else f"{r['one_row_products']:.2f}"
+    lines.append(f"| {r['d_in']} → {r['d_out']} | {r['rows']} | {1e6 * r['seconds']:.1f} | "
+                 f"{r['flop_rate'] / 1e9:.1f} | {cost} |")
+  return "\n".join(lines) + "\n"
+
+
+def main(argv: Optional[Sequence[str]] = None) -> int:
+  parser = argparse.ArgumentParser(prog="python -m benchmarks.row_cost",
+                                   description=__doc__.split("\n\n")[0])
+  parser.add_argument("--rows", default="1,14,28,42",
+                      type=lambda text: [int(x) for x in text.split(",")])
+  parser.add_argument("--shapes", default="256x1024,1024x256,256x8064",
+                      type=lambda text: [_shape(x) for x in text.split(",")])
+  parser.add_argument("--repeats", type=int, default=200)
+  parser.add_argument("--output", default="runs/row_cost")
+  args = parser.parse_args(argv)
+  if 1 not in args.rows:
+    parser.error("--rows must include 1 (the one-row product is the unit)")
+  load = reporting.load_average()
+  results = measure(sorted(args.rows), args.shapes, args.repeats)
+  report = {"command": " ".join(["python -m benchmarks.row_cost", *(argv or sys.argv[1:])]),
+            "date": reporting.now(), "machine": reporting.machine(),
+            "load_average": [load, reporting.load_average()], "repeats": args.repeats,
+            "results": results}
+  os.makedirs(args.output, exist_ok=True)
+  files.write_json(os.path.join(args.output, "row_cost.json"), report)
+  text = markdown(report)
+  files.write_text(os.path.join(args.output, "row_cost.md"), text)
+  print(text)
+  return 0
+
+
+if __name__ == "__main__":
+  sys.exit(main())
