@@ -1,5 +1,6 @@
 """`padir demo` at the reduced size: every stage runs, every system gets every field, the report
 files exist, and a second run reuses the finished stages (fast, the same results)."""
+import dataclasses
 import math
 import os
 import time
@@ -149,3 +150,19 @@ def test_checks_with_and_without_the_raw_student():
   assert both["best_fast_point"] == "padir_raw@1" and both["best_fast_point_near_ar_greedy"]
   assert reporting.checks(rows(bleu, {}))["best_fast_point"] is None
   assert "n/a" in reporting._yes(None)  # pylint: disable=protected-access
+
+
+def test_the_students_are_aligned_canvas_models(demo_run):
+  workdir, results, _ = demo_run
+  for data in ("raw", "distilled"):
+    with open(os.path.join(workdir, f"student_{data}", "config.gin")) as f:
+      assert "ctc.CTCModel" in f.read()
+  assert results["checks"]["best_fast_point_near_ar_greedy"] in (True, False, None)
+
+
+def test_demo_size_checks_the_students_start():
+  size = demo.SIZES["reduced"]
+  with pytest.raises(ValueError, match="student_init_step"):
+    dataclasses.replace(size, student_init_step=size.teacher_steps + 1)
+  with pytest.raises(ValueError, match="student_steps"):
+    dataclasses.replace(size, student_steps=0)
