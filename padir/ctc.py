@@ -236,22 +236,18 @@ class CTCModel(models.PadirModel):
     """Nothing to check: the model builds its canvas from the source (the data pipeline's
     decoder inputs are not read)."""
 
-  def initialize_from_data(self, params: PyTree, batches) -> PyTree:
-    del batches
-    return params
-
   def canvas(self, encoder_input_tokens: Array) -> Array:
     """The initial canvas of a batch's sources: [B, S] -> [B, upsample x (S - 1) + 1]."""
     return initial_canvas(encoder_input_tokens, self.upsample, self.canvas_input,
                           self.special_tokens)
 
   def _canvas_loss(self, logits: Array, canvas: Array, labels: Array,
-                   label_paddings: Array) -> Tuple[Array, Array]:
-    """(CTC loss [B], canvas_paddings [B, W]) of logits over the canvas's real positions."""
+                   label_paddings: Array) -> Array:
+    """CTC loss [B] of logits over the canvas's real positions (neither PAD nor EOS)."""
     special = self.special_tokens
     real = (canvas != special.pad_id) & (canvas != special.eos_id)
-    paddings = (~real).astype(jnp.float32)
-    return ctc_loss(logits, paddings, labels, label_paddings, special.blank_id), paddings
+    return ctc_loss(logits, (~real).astype(jnp.float32), labels, label_paddings,
+                    special.blank_id)
 
   def loss_fn(self, params: PyTree, batch: Mapping[str, Array],
               dropout_rng: Optional[Array]) -> Tuple[Array, Dict[str, Array]]:
@@ -293,7 +289,7 @@ class CTCModel(models.PadirModel):
     inputs, revealed = decoding.glance(alignment, jnp.where(glanced[:, None], first, canvas),
                                        canvas, ratio, glance_rng, special)
     logits, _ = self._decode_pass(params, encoder_tokens, cross_kv, inputs, pass_rng)
-    per_row, _ = self._canvas_loss(logits, canvas, labels, label_paddings)
+    per_row = self._canvas_loss(logits, canvas, labels, label_paddings)
     weight = ok.astype(jnp.float32)
     tokens = jnp.sum(label_paddings == 0, axis=-1).astype(jnp.float32)
     if self.loss_normalizing_factor == "AVERAGE_PER_SEQUENCE":
@@ -348,4 +344,4 @@ class CTCModel(models.PadirModel):
     canvas = self.canvas(encoder_tokens)
     logits, _ = self._decode_pass(params, encoder_tokens, self._cross_kv(params, encoded), canvas)
     labels, label_paddings = ctc_labels(batch["decoder_target_tokens"], special)
-    return -self._canvas_loss(logits, canvas, labels, label_paddings)[0]
+    return -self._canvas_loss(logits, canvas, labels, label_paddings)
