@@ -64,6 +64,10 @@ LogitsFn = Callable[..., Tuple[Array, Optional[Array]]]
 RescoreFn = Callable[[Array], Array]
 
 NEG_INF = -jnp.inf
+# T5X's NEG_INF, `beam_search`'s "not a hypothesis": the log-prob of its empty beams, and the
+# score a finished (EOS) hypothesis must beat to count (T5X ranks unfinished entries of its
+# finished set at this value).
+BEAM_NEG_INF = -1.0e7
 
 DECODER_INPUT_SCHEMES = ("random", "mask", "mask_range")
 REJECTERS = ("passthrough", "stutter", "linear", "constant_k", "constant_fraction", "learned")
@@ -246,7 +250,7 @@ class BeamState:
   """Loop state of `beam_search` (B examples, K beams)."""
   step: Array  # [] int32, tokens generated so far.
   alive_sequences: Array  # [B, K, T + 1] int32, column 0 holds BOS.
-  alive_log_probs: Array  # [B, K] float32, sorted best first (-inf: empty beam).
+  alive_log_probs: Array  # [B, K] float32, sorted best first (<= BEAM_NEG_INF: empty beam).
   finished_sequences: Array  # [B, K, T] int32, PAD after EOS.
   finished_scores: Array  # [B, K] float32, brevity-penalised, sorted best first (-inf: empty).
   cache: Any  # leaves [B * K, ...], row b * K + k is beam k of example b.
@@ -270,14 +274,17 @@ def beam_search(prompt: Array,
                 pad_id: int = PAD_ID) -> Tuple[Array, Array]:
   """Beam search with a KV cache and T5X's brevity penalty.
 
-  Each step expands every alive beam and keeps the 2K best continuations (T5X's rules). Every
-  one of them that ends in a generated EOS is offered to the finished set (the K best finished
-  so far), so the hypothesis returned is the best finished one seen; the K best continuations
-  without EOS stay alive. The loop ends, per example, when K hypotheses are finished and no
-  alive beam can beat the worst of them, or at `max_decode_len`. Finished hypotheses are
-  returned before unfinished ones whatever the scores (a hypothesis still running at T is
-  usually a loop); an example with no finished hypothesis returns its alive beams (no EOS,
-  scored with the penalty of T tokens).
+  T5X's rule. Each step expands every alive beam and keeps the 2K best continuations; only
+  those of them that end in a generated EOS are offered to the finished set (the K best
+  finished so far), the others outside the 2K never are; the K best continuations without EOS
+  stay alive. As in T5X, a log-prob at or below `BEAM_NEG_INF` (-1e7, T5X's NEG_INF) means "not
+  a hypothesis": the K - 1 empty beams of the first step hold it (so they compete for the 2K
+  as T5X's do), and an EOS continuation scoring no better is not finished (an EOS of log-prob
+  -1e10 never is). The loop ends, per example, when K hypotheses are finished and no alive beam
+  can beat the worst of them, or at `max_decode_len`. The result is T5X's: an example with a
+  finished hypothesis returns its finished set, before any unfinished hypothesis whatever the
+  scores (a hypothesis still running at T is usually a loop); one with none returns its alive
+  beams at T (no EOS; scored with the penalty of T tokens, which keeps T5X's order among them).
   Beam size 1 is greedy decoding, except that an EOS ranked second is kept as a finished
   hypothesis and returned when its score is higher.
 
@@ -321,9 +328,10 @@ def beam_search(prompt: Array,
     tokens = (top_indices % vocab).astype(jnp.int32)
     sequences = lax.dynamic_update_slice_in_dim(
         _gather_beams(state.alive_sequences, origins), tokens[:, :, None], state.step + 1, axis=2)
-    # Finished: every generated-EOS continuation of the 2K (at most K: one per beam).
+    # Finished: the generated-EOS continuations among the 2K (at most K: one per beam) that
+    # are hypotheses (above T5X's sentinel).
     is_eos = (tokens == eos_id) & (forced[:, :, 0] == 0)
-    newly_finished = is_eos & (top_log_probs > NEG_INF)
+    newly_finished = is_eos & (top_log_probs > BEAM_NEG_INF)
     new_scores = jnp.where(
         newly_finished, top_log_probs / brevity_penalty(state.step + 1, alpha), NEG_INF)
     finished_scores, finished_indices = lax.top_k(
@@ -354,7 +362,8 @@ def beam_search(prompt: Array,
       step=jnp.array(0, jnp.int32),
       # Only beam 0 is alive at first: the K beams would otherwise expand identically.
       alive_sequences=sequences,
-      alive_log_probs=jnp.tile(jnp.array([0.0] + [NEG_INF] * (k - 1), jnp.float32), (batch, 1)),
+      alive_log_probs=jnp.tile(jnp.array([0.0] + [BEAM_NEG_INF] * (k - 1), jnp.float32),
+                               (batch, 1)),
       finished_sequences=jnp.full((batch, k, length), pad_id, jnp.int32),
       finished_scores=jnp.full((batch, k), NEG_INF, jnp.float32),
       cache=_repeat_batch(cache, k))

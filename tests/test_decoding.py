@@ -114,6 +114,78 @@ def test_beam_returns_the_best_finished_hypothesis_it_saw():
       3 * float(log_probs[3]) / float(decoding.brevity_penalty(3, 0.6)), abs=1e-5)
 
 
+# T5X's `test_beam_search_force_decode_no_prefix` logits: ids 2 then 3 for example 0, 3 then 2
+# for example 1; EOS (id 1) has logit -1e10, so its log-prob is below T5X's NEG_INF (-1e7).
+_T5X_LOGITS = jnp.array([[-1e7, -1e10, -0.1, -0.9], [-1e7, -1e10, -0.9, -0.1]], jnp.float32)
+
+
+def _t5x_step(calls=None):
+  def step(ids, cache):
+    if calls is not None:
+      jax.debug.callback(lambda: calls.append(1))
+    return jnp.repeat(_T5X_LOGITS, ids.shape[0] // 2, axis=0), cache
+  return step
+
+
+def _check_t5x_alive_beams(tokens, scores, length, alpha):
+  """T5X's expectation: no hypothesis finishes (EOS's -1e10 is 'not finished', not a -1e10
+  hypothesis); the alive beams at T come back, best first: all of the preferred id, then one
+  of the other id (a tie among its T orders; T5X's flipped beam order breaks it at position 0,
+  ours at T - 1)."""
+  assert tokens.shape == (2, 2, length)
+  log_probs = np.asarray(jax.nn.log_softmax(_T5X_LOGITS))
+  for b, (first, other) in enumerate(((2, 3), (3, 2))):
+    assert list(np.asarray(tokens[b, 0])) == [first] * length
+    assert sorted(np.asarray(tokens[b, 1]).tolist()) == sorted([first] * (length - 1) + [other])
+    raw = np.asarray(scores[b]) * float(decoding.brevity_penalty(length, alpha))
+    np.testing.assert_allclose(raw, [length * log_probs[b, first],
+                                     (length - 1) * log_probs[b, first] + log_probs[b, other]],
+                               rtol=1e-5)
+  if length == 5:  # The issue's figures: -1.86 and -2.66, not the -1e10 "EOS at step 1".
+    np.testing.assert_allclose(np.asarray(scores[0]) * float(
+        decoding.brevity_penalty(5, alpha)), [-1.8555, -2.6555], atol=1e-3)
+
+
+def test_beam_t5x_force_decode_no_prefix():
+  tokens, scores = jax.jit(functools.partial(
+      decoding.beam_search, tokens_to_logits=_t5x_step(), num_decodes=2, alpha=0.6))(
+          jnp.zeros((2, 5), jnp.int32), {"index": jnp.array(0, jnp.int32)})
+  _check_t5x_alive_beams(tokens, scores, 5, 0.6)
+
+
+@pytest.mark.parametrize("length", [1, 3])
+def test_beam_t5x_max_decode_step(length):
+  # The same logits, decoding stopped by max_decode_len: exactly T steps run (nothing finishes
+  # early), and the alive beams at T are the result.
+  calls = []
+  tokens, scores = jax.jit(functools.partial(
+      decoding.beam_search, tokens_to_logits=_t5x_step(calls), num_decodes=2,
+      max_decode_len=length, alpha=0.0))(jnp.zeros((2, 0), jnp.int32),
+                                         {"index": jnp.array(0, jnp.int32)})
+  jax.effects_barrier()
+  assert len(calls) == length
+  if length == 1:  # Two one-token beams: the two real ids, best first.
+    assert np.asarray(tokens)[:, :, 0].tolist() == [[2, 3], [3, 2]]
+  else:
+    _check_t5x_alive_beams(tokens, scores, length, 0.0)
+
+
+def test_beam_finishes_an_eos_above_t5x_sentinel_only():
+  # An EOS among the 2K with log-prob above -1e7 finishes (and, finished, outranks the alive
+  # beams whatever their scores, T5X's rule); at -1e10 it does not.
+  for eos_logit, finished in ((-50.0, True), (-1e10, False)):
+    step = _constant_step([-1e10, eos_logit, 0.0])  # 2K = 2 = every real id of beam 0.
+    tokens, scores = jax.jit(functools.partial(
+        decoding.beam_search, tokens_to_logits=step, num_decodes=1, max_decode_len=3,
+        alpha=0.0))(jnp.zeros((1, 0), jnp.int32), {"index": jnp.array(0, jnp.int32)})
+    best = list(np.asarray(tokens[0, 0]))
+    if finished:
+      assert best == [EOS_ID, PAD_ID, PAD_ID]
+      assert float(scores[0, 0]) == pytest.approx(-50.0, abs=1e-3)
+    else:
+      assert best == [2, 2, 2] and float(scores[0, 0]) == pytest.approx(0.0, abs=1e-3)
+
+
 def test_beam_scores_sorted_and_match_teacher_forced_rescoring():
   table = _ar_table(1)
   tokens, scores = _beam(table, 4)
