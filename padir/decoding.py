@@ -20,6 +20,9 @@ PaDIR decoding (`PadirModel`):
   rejecter's head). Given `positions [N, M]` int32, the logits are those at these positions only,
   [N, M, V] (the decoder still runs on all T; only the output projection is gathered): mask-predict
   refinement asks for the masked positions alone (`RefinementConfig.masked_logits_only`).
+  Given `rows [N']` int32 (keyword), the decoder inputs are those of these of its N rows only,
+  [N', T] (their encoder states): length candidates pruned after the first pass
+  (`keep_candidates_after_first_pass`) are refined as a smaller batch.
   - `RefinementConfig`: every decoding option, validated.
   - Pieces, public so that the model's unrolled multi-stage training uses what inference uses:
     `length_candidates`, `initial_decoder_inputs`, `choose_tokens`, `stutter_mask`, `reject`,
@@ -509,6 +512,12 @@ class PadirDecodeConfig:
       default: on the 2-core CPU the trained Multi30k student gained nothing at batch 1 (K = 4:
       31.6 / 35.6 against 33.4 / 36.1 ms) and lost 17 % at batch 64, the gathers and scatters
       costing what the smaller projections save (BENCHMARKS.md).
+    keep_candidates_after_first_pass: m: every length candidate gets the first pass, then only
+      the m best of each example by their first-pass score (`score_candidates`, the model's own
+      scores, duplicates never kept over valid ones) are refined further, on a batch of B * m
+      rows (static shapes: their loop state and encoder rows gathered once; `logits_fn` gets
+      `rows`). The others keep their first-pass output and rank last (-inf). None (the
+      default), or m >= C: every candidate is refined.
     max_decode_length: T, the canvas length (None: the batch's decoder length, else the
       vocabulary's max_target_length); read by the model, not by the refinement loop.
   """
@@ -527,6 +536,7 @@ class PadirDecodeConfig:
   num_canvas_sizes: int = 4
   exit_confidence: float = 0.0
   masked_logits_only: bool = False
+  keep_candidates_after_first_pass: Optional[int] = None
   max_decode_length: Optional[int] = None
 
   def __post_init__(self):
@@ -547,6 +557,10 @@ class PadirDecodeConfig:
       raise ValueError(f"exit_confidence={self.exit_confidence} must be in [0, 1)")
     if self.num_canvas_sizes < 1:
       raise ValueError(f"num_canvas_sizes={self.num_canvas_sizes} must be >= 1")
+    if (self.keep_candidates_after_first_pass is not None
+        and self.keep_candidates_after_first_pass < 1):
+      raise ValueError(f"keep_candidates_after_first_pass="
+                       f"{self.keep_candidates_after_first_pass} must be >= 1 (None: keep all)")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -1118,11 +1132,34 @@ class RefinementState:
   history: Optional[Array] = None  # [I, N, T] int32, return_history only.
 
 
+def _take_rows(state: "RefinementState", rows: Array) -> "RefinementState":
+  """The loop state of `rows` [N'] of its N rows."""
+  return state.replace(
+      inputs=state.inputs[rows], tokens=state.tokens[rows],
+      token_log_probs=state.token_log_probs[rows], done=state.done[rows],
+      iterations=state.iterations[rows],
+      logits_sum=None if state.logits_sum is None else state.logits_sum[rows],
+      history=None if state.history is None else state.history[:, rows])
+
+
+def _final_tokens(tokens: Array, token_log_probs: Array, config: RefinementConfig,
+                  special_tokens: SpecialTokens) -> Tuple[Array, Array]:
+  """What `refine` returns of its last predictions [N, T]: stutter removed with
+  `stutter_remasking`."""
+  if not config.stutter_remasking:
+    return tokens, token_log_probs
+  pad_id, eos_id = special_tokens.pad_id, special_tokens.eos_id
+  keep = (tokens != pad_id) & ~stutter_mask(tokens, pad_id, eos_id)
+  return _compact(keep, tokens, token_log_probs, pad_id)
+
+
 def refine(logits_fn: LogitsFn,
            initial_tokens: Array,
            rng: Array,
            config: RefinementConfig,
-           special_tokens: SpecialTokens) -> Tuple[Array, Array, Dict[str, Array]]:
+           special_tokens: SpecialTokens,
+           prune_fn: Optional[Callable[[Array, Array], Array]] = None
+           ) -> Tuple[Array, Array, Dict[str, Array]]:
   """Parallel iterative refinement of N rows of fixed lengths.
 
   Each iteration makes one `logits_fn` call on all rows, chooses tokens (EOS and PAD kept where
@@ -1140,14 +1177,21 @@ def refine(logits_fn: LogitsFn,
     rng: PRNG key (token sampling).
     config: the refinement options.
     special_tokens: the id layout.
+    prune_fn: optional `(tokens [N, T], token_log_probs [N, T]) -> rows [N'] int32`, given the
+      first pass's output (as `refine` would return it): only these rows are refined further,
+      as a batch of N' rows (their state gathered once; `logits_fn` is then called with
+      `rows=rows`, the rows of its N whose decoder inputs it gets). Ignored with one iteration.
 
   Returns:
     tokens [N, T] int32 (EOS-terminated, PAD after), token_log_probs [N, T] float32 (0 at PAD),
     and aux: 'iterations' [N] int32 (decoder passes each row used) and, with
     `config.return_history`, 'history' [I, N, T] (each iteration's predictions; a row's final
-    predictions repeat after it is done).
+    predictions repeat after it is done). With `prune_fn`, the rows it dropped return their
+    first pass (1 iteration) and aux has 'kept' [N] bool.
   """
   num_iterations = config.num_decode_iterations
+  if num_iterations == 1:
+    prune_fn = None  # Nothing after the first pass to spare.
   pad_id, eos_id = special_tokens.pad_id, special_tokens.eos_id
   rows, length = initial_tokens.shape
   initial_tokens = initial_tokens.astype(jnp.int32)
@@ -1174,46 +1218,57 @@ def refine(logits_fn: LogitsFn,
   # runs before the loop, the later ones project one static count, their largest.
   count = None if counts is None or len(counts) == 1 else max(counts[1:])
 
-  def body(state: RefinementState, count: Optional[int] = count) -> RefinementState:
-    t = state.iteration
-    rng, choice_rng = jax.random.split(state.rng)
-    tokens, token_log_probs, logits, accept_logits = _predict(
-        logits_fn, state, count, choice_rng, config, special_tokens, initial_tokens)
-    summed = None if state.logits_sum is None else state.logits_sum + logits.astype(jnp.float32)
-    rejected = reject(tokens, token_log_probs, t, config, special_tokens, accept_logits)
-    rejected &= t < num_iterations - 1
-    if config.stutter_remasking:
-      rejected |= stutter_mask(tokens, pad_id, eos_id)
-    next_inputs = remask(tokens, rejected, config, special_tokens, initial_tokens=initial_tokens,
-                         previous_tokens=state.inputs, logits_sum=summed)
-    converged = jnp.all(next_inputs == state.inputs, axis=-1)
-    if config.rejecter == "linear":
-      num_real = jnp.sum(_real_positions(tokens, pad_id, eos_id), axis=-1)
-      converged &= _linear_schedule_count(num_real, t, num_iterations) == 0
-    if summed is not None:
-      converged &= ~jnp.any(rejected, axis=-1)
-    if config.exit_confidence > 0:
-      real = _real_positions(tokens, pad_id, eos_id)
-      sure = token_log_probs >= math.log(config.exit_confidence)
-      converged |= jnp.all(sure | ~real, axis=-1)
-    active = ~state.done
-    update = active[:, None]
-    tokens = jnp.where(update, tokens, state.tokens)
-    return RefinementState(
-        iteration=t + 1,
-        inputs=jnp.where(update, next_inputs, state.inputs),
-        tokens=tokens,
-        token_log_probs=jnp.where(update, token_log_probs, state.token_log_probs),
-        done=state.done | converged,
-        iterations=jnp.where(active, t + 1, state.iterations),
-        rng=rng,
-        logits_sum=summed,
-        history=None if state.history is None else state.history.at[t].set(tokens))
+  def make_body(logits_fn: LogitsFn, initial_tokens: Array):
+    """One iteration on the rows `logits_fn` and `initial_tokens` [N', T] are for."""
+
+    def body(state: RefinementState, count: Optional[int] = count) -> RefinementState:
+      t = state.iteration
+      rng, choice_rng = jax.random.split(state.rng)
+      tokens, token_log_probs, logits, accept_logits = _predict(
+          logits_fn, state, count, choice_rng, config, special_tokens, initial_tokens)
+      summed = (None if state.logits_sum is None
+                else state.logits_sum + logits.astype(jnp.float32))
+      rejected = reject(tokens, token_log_probs, t, config, special_tokens, accept_logits)
+      rejected &= t < num_iterations - 1
+      if config.stutter_remasking:
+        rejected |= stutter_mask(tokens, pad_id, eos_id)
+      next_inputs = remask(tokens, rejected, config, special_tokens,
+                           initial_tokens=initial_tokens, previous_tokens=state.inputs,
+                           logits_sum=summed)
+      converged = jnp.all(next_inputs == state.inputs, axis=-1)
+      if config.rejecter == "linear":
+        num_real = jnp.sum(_real_positions(tokens, pad_id, eos_id), axis=-1)
+        converged &= _linear_schedule_count(num_real, t, num_iterations) == 0
+      if summed is not None:
+        converged &= ~jnp.any(rejected, axis=-1)
+      if config.exit_confidence > 0:
+        real = _real_positions(tokens, pad_id, eos_id)
+        sure = token_log_probs >= math.log(config.exit_confidence)
+        converged |= jnp.all(sure | ~real, axis=-1)
+      active = ~state.done
+      update = active[:, None]
+      tokens = jnp.where(update, tokens, state.tokens)
+      return RefinementState(
+          iteration=t + 1,
+          inputs=jnp.where(update, next_inputs, state.inputs),
+          tokens=tokens,
+          token_log_probs=jnp.where(update, token_log_probs, state.token_log_probs),
+          done=state.done | converged,
+          iterations=jnp.where(active, t + 1, state.iterations),
+          rng=rng,
+          logits_sum=summed,
+          history=None if state.history is None else state.history.at[t].set(tokens))
+
+    return body
 
   def cond(state: RefinementState) -> Array:
     if not config.early_exit:
       return state.iteration < num_iterations
     return (state.iteration < num_iterations) & ~jnp.all(state.done)
+
+  def history(state: RefinementState) -> Array:  # [I, N', T]
+    ran = jnp.arange(num_iterations)[:, None, None] < state.iteration
+    return jnp.where(ran, state.history, state.tokens[None])
 
   state = RefinementState(
       iteration=jnp.array(0, jnp.int32),
@@ -1226,22 +1281,40 @@ def refine(logits_fn: LogitsFn,
       logits_sum=logits_sum,
       history=(jnp.zeros((num_iterations, rows, length), jnp.int32)
                if config.return_history else None))
-  if count is not None:
+  body = make_body(logits_fn, initial_tokens)
+  if count is not None or prune_fn is not None:
     state = body(state, None)  # The first pass: iteration 0 always runs.
+  first = None
+  if prune_fn is not None:
+    # Only the rows `prune_fn` keeps go on, as a smaller batch: their state and encoder rows are
+    # gathered once, so every later pass costs N' rows, not N.
+    first = state
+    kept = prune_fn(*_final_tokens(state.tokens, state.token_log_probs, config,
+                                   special_tokens))
+    state = _take_rows(state, kept)
+    body = make_body(lambda tokens, positions=None: logits_fn(tokens, positions, rows=kept),
+                     initial_tokens[kept])
   state = lax.while_loop(cond, body, state)
-  tokens, token_log_probs = state.tokens, state.token_log_probs
-  if config.stutter_remasking:
-    keep = (tokens != pad_id) & ~stutter_mask(tokens, pad_id, eos_id)
-    tokens, token_log_probs = _compact(keep, tokens, token_log_probs, pad_id)
+  tokens, token_log_probs = _final_tokens(state.tokens, state.token_log_probs, config,
+                                          special_tokens)
   aux = {"iterations": state.iterations}
   if config.return_history:
-    ran = jnp.arange(num_iterations)[:, None, None] < state.iteration
-    aux["history"] = jnp.where(ran, state.history, state.tokens[None])
+    aux["history"] = history(state)
+  if first is not None:  # The dropped rows return their first pass.
+    first_tokens, first_log_probs = _final_tokens(first.tokens, first.token_log_probs, config,
+                                                  special_tokens)
+    tokens = first_tokens.at[kept].set(tokens)
+    token_log_probs = first_log_probs.at[kept].set(token_log_probs)
+    aux["iterations"] = first.iterations.at[kept].set(state.iterations)
+    aux["kept"] = jnp.zeros((rows,), bool).at[kept].set(True)
+    if config.return_history:
+      aux["history"] = history(first).at[:, kept].set(aux["history"])
   return tokens, token_log_probs, aux
 
 
 def _refine_on_fitted_canvas(logits_fn: LogitsFn, initial_tokens: Array, longest: Array,
-                             rng: Array, config: RefinementConfig, special_tokens: SpecialTokens
+                             rng: Array, config: RefinementConfig, special_tokens: SpecialTokens,
+                             prune_fn: Optional[Callable[[Array, Array], Array]] = None
                              ) -> Tuple[Array, Array, Dict[str, Array]]:
   """`refine` on the first `canvas` positions of `initial_tokens` [N, T], `canvas` the smallest
   of `canvas_sizes` >= `longest` (a traced [] int: `lax.switch` picks the branch at run time),
@@ -1252,7 +1325,7 @@ def _refine_on_fitted_canvas(logits_fn: LogitsFn, initial_tokens: Array, longest
   def on_canvas(canvas: int):
     def run(tokens: Array):
       tokens, token_log_probs, aux = refine(logits_fn, tokens[:, :canvas], rng, config,
-                                            special_tokens)
+                                            special_tokens, prune_fn)
       pad = [(0, 0)] * (tokens.ndim - 1) + [(0, length - canvas)]
       aux = dict(aux)
       if "history" in aux:
@@ -1279,7 +1352,9 @@ def padir_decode(logits_fn: LogitsFn,
 
   Args:
     logits_fn: `(decoder_input_tokens [B * C, T]) -> (logits [B * C, T, V], accept_logits
-      [B * C, T] | None)`, rows example-major (row b * C + c), C = `config.num_candidates`.
+      [B * C, T] | None)`, rows example-major (row b * C + c), C = `config.num_candidates`;
+      with `keep_candidates_after_first_pass` < C also `(decoder_input_tokens [N', T],
+      positions, rows=rows [N'])` for the inputs of its rows `rows` only.
     length_predictions: length scores [B, num_classes] or predicted lengths [B]
       (see `length_candidates`).
     rng: PRNG key (random initial inputs, token sampling).
@@ -1292,9 +1367,12 @@ def padir_decode(logits_fn: LogitsFn,
   Returns:
     tokens [B, T] int32, the best candidate of each example (EOS-terminated, PAD after, no
     stutter when `stutter_remasking`), and aux:
-      'scores' [B, C] ranking scores (-inf for duplicate candidates);
+      'scores' [B, C] ranking scores (-inf for duplicate candidates, and for those dropped
+        after the first pass with `keep_candidates_after_first_pass`);
       'model_scores' [B, C] the candidates' own scores (when rescoring);
-      'candidate_lengths' [B, C], 'candidate_valid' [B, C];
+      'candidate_lengths' [B, C], 'candidate_valid' [B, C] (False for duplicates);
+      'candidate_kept' [B, C] the candidates refined past the first pass (with
+        `keep_candidates_after_first_pass` < C);
       'best' [B] index of the chosen candidate, 'lengths' [B] its length;
       'iterations' [B] decoder passes the chosen candidate used;
       'candidates' [B, C, T] (with `return_all_candidates`);
@@ -1306,13 +1384,26 @@ def padir_decode(logits_fn: LogitsFn,
   init_rng, refine_rng = jax.random.split(rng)
   initial = initial_decoder_inputs(lengths.reshape(-1), max_decode_len,
                                    config.decoder_input_scheme, special_tokens, init_rng)
+  keep = config.keep_candidates_after_first_pass
+  prune_fn = None
+  if keep is not None and keep < num_candidates:
+
+    def prune_fn(tokens: Array, token_log_probs: Array) -> Array:
+      """The `keep` best valid candidates of each example after the first pass, by their own
+      scores: [B * C, W] -> rows [B * keep]."""
+      first_scores = score_candidates(tokens, token_log_probs, config, special_tokens.pad_id)
+      first_scores = jnp.where(valid, first_scores.reshape(batch, num_candidates), NEG_INF)
+      best_first = lax.top_k(first_scores, keep)[1]
+      return (jnp.arange(batch)[:, None] * num_candidates + best_first).reshape(-1)
+
   tokens, token_log_probs, refine_aux = _refine_on_fitted_canvas(
-      logits_fn, initial, jnp.max(lengths), refine_rng, config, special_tokens)
+      logits_fn, initial, jnp.max(lengths), refine_rng, config, special_tokens, prune_fn)
   model_scores = score_candidates(tokens, token_log_probs, config,
                                   special_tokens.pad_id).reshape(batch, num_candidates)
   scores = model_scores if rescore_fn is None else (
       rescore_fn(tokens).astype(jnp.float32).reshape(batch, num_candidates))
-  scores = jnp.where(valid, scores, NEG_INF)
+  kept = refine_aux["kept"].reshape(batch, num_candidates) if "kept" in refine_aux else None
+  scores = jnp.where(valid if kept is None else valid & kept, scores, NEG_INF)
   best = jnp.argmax(scores, axis=-1)
   candidates = tokens.reshape(batch, num_candidates, max_decode_len)
 
@@ -1329,6 +1420,8 @@ def padir_decode(logits_fn: LogitsFn,
   }
   if rescore_fn is not None:
     aux["model_scores"] = model_scores
+  if kept is not None:
+    aux["candidate_kept"] = kept
   if config.return_all_candidates:
     aux["candidates"] = candidates
   if config.return_history:

@@ -880,10 +880,15 @@ class PadirModel(BaseModel):
                                       self._cross_kv(params, encoded))
     encoder_rows = jnp.repeat(encoder_tokens, num_candidates, axis=0)
 
-    def logits_fn(decoder_input_tokens: Array,
-                  positions: Optional[Array] = None) -> Tuple[Array, Optional[Array]]:
-      return self._decode_pass(params, encoder_rows, cross_kv, decoder_input_tokens,
-                               positions=positions)
+    def logits_fn(decoder_input_tokens: Array, positions: Optional[Array] = None,
+                  rows: Optional[Array] = None) -> Tuple[Array, Optional[Array]]:
+      if rows is None:
+        return self._decode_pass(params, encoder_rows, cross_kv, decoder_input_tokens,
+                                 positions=positions)
+      # The candidates kept after the first pass (loop-invariant: XLA hoists these gathers).
+      return self._decode_pass(params, encoder_rows[rows],
+                               jax.tree_util.tree_map(lambda x: x[rows], cross_kv),
+                               decoder_input_tokens, positions=positions)
 
     candidate_rescore = None
     if rescore_fn is not None:

@@ -307,7 +307,8 @@ def test_config_validation_and_candidate_count():
                                    num_parallel_samples=2).num_candidates == 12
   for bad in (dict(length_beam=2), dict(rejecter="nope"), dict(num_decode_iterations=0),
               dict(num_parallel_samples=2, decoder_input_scheme="mask"), dict(top_p=0.0),
-              dict(rejecter_fraction=1.5), dict(scoring="max")):
+              dict(rejecter_fraction=1.5), dict(scoring="max"),
+              dict(keep_candidates_after_first_pass=0)):
     with pytest.raises(ValueError):
       decoding.RefinementConfig(**bad)
 
@@ -637,6 +638,91 @@ def test_fitted_canvas_decodes_as_the_full_one(scheme):
   for name in ("candidates", "history", "iterations", "lengths", "best"):
     np.testing.assert_array_equal(fitted_aux[name], full_aux[name], err_msg=name)
   np.testing.assert_allclose(fitted_aux["scores"], full_aux["scores"], rtol=1e-6)
+
+
+def _sourced_fn(table, sources, calls=None):
+  """A toy decoder pass with per-row "encoder states" `sources` [N]: `rows` (the candidates
+  kept after the first pass) selects theirs, as a model's `logits_fn` does. Records the rows
+  of each call in `calls`."""
+
+  def logits_fn(x, positions=None, rows=None):
+    if calls is not None:
+      jax.debug.callback(lambda inputs: calls.append(inputs.shape[0]), x)
+    src = sources if rows is None else sources[rows]
+    return _context_logits(table, x + src[:, None], positions), None
+
+  return logits_fn
+
+
+_MASK_PREDICT = dict(decoder_input_scheme="mask", rejecter="linear", remasking_scheme="initial",
+                     keep_visible=True, num_decode_iterations=4, return_all_candidates=True,
+                     return_history=True)
+
+
+@pytest.mark.parametrize("masked_logits_only", [False, True])
+def test_pruning_with_one_candidate_is_keeping_all(masked_logits_only):
+  """One valid candidate per example (a long length clipped thrice to T): keeping the best one
+  after the first pass (the pruned path: C = 3 > 1) decodes as keeping all."""
+  table = jnp.asarray(np.random.RandomState(5).randn(8, ST.vocab_size).astype(np.float32))
+  sources = jnp.repeat(jnp.array([3, 7]), 3)
+  calls = []
+
+  def decode(keep):
+    config = decoding.RefinementConfig(length_beam=3, keep_candidates_after_first_pass=keep,
+                                       masked_logits_only=masked_logits_only, **_MASK_PREDICT)
+    return _decode(_sourced_fn(table, sources, calls), jnp.array([50, 50]), config, 8)
+
+  full, full_aux = decode(None)
+  calls.clear()
+  pruned, pruned_aux = decode(1)
+  jax.effects_barrier()
+  assert calls[0] == 6 and set(calls[1:]) == {2}  # Pass 1 on 2 x 3 rows, then 2 x 1.
+  assert pruned_aux["candidate_kept"].tolist() == [[True, False, False]] * 2
+  np.testing.assert_array_equal(pruned, full)
+  for name in ("lengths", "best", "iterations", "history"):
+    np.testing.assert_array_equal(pruned_aux[name], full_aux[name], err_msg=name)
+  np.testing.assert_allclose(pruned_aux["scores"], full_aux["scores"], rtol=1e-6)
+  # A single candidate leaves nothing to prune: the plain path, no `rows` asked for.
+  config = decoding.RefinementConfig(keep_candidates_after_first_pass=1, **_MASK_PREDICT)
+  single, single_aux = _decode(_context_logits_fn(table), jnp.array([5, 5]), config, 8)
+  assert "candidate_kept" not in single_aux and single.shape == (2, 8)
+
+
+def _context_logits_fn(table):
+  return lambda x, positions=None: (_context_logits(table, x, positions), None)
+
+
+def test_pruning_refines_only_the_best_candidate_after_the_first_pass():
+  table = jnp.asarray(np.random.RandomState(6).randn(16, ST.vocab_size).astype(np.float32))
+  batch, lengths = 4, jnp.array([5, 7, 9, 6])
+  sources = jnp.repeat(jnp.arange(batch) * 5, 3)
+
+  def decode(keep, iterations=4, calls=None):
+    config = decoding.RefinementConfig(
+        length_beam=3, keep_candidates_after_first_pass=keep,
+        **dict(_MASK_PREDICT, num_decode_iterations=iterations))
+    return _decode(_sourced_fn(table, sources, calls), lengths, config, 16)
+
+  _, first = decode(None, iterations=1)  # Every candidate after one pass, and its score.
+  _, full = decode(None)
+  calls = []
+  tokens, pruned = decode(1, calls=calls)
+  jax.effects_barrier()
+  assert calls[0] == batch * 3 and set(calls[1:]) == {batch}
+  best_first = np.argmax(np.asarray(first["scores"]), axis=-1)
+  assert pruned["best"].tolist() == best_first.tolist()
+  kept = np.asarray(pruned["candidate_kept"])
+  assert kept.tolist() == (np.arange(3) == best_first[:, None]).tolist()
+  assert np.all(np.isneginf(np.asarray(pruned["scores"])[~kept]))
+  candidates = np.asarray(pruned["candidates"])
+  # The kept candidate is refined as keeping all refines it (its own encoder row: `rows`) ...
+  np.testing.assert_array_equal(candidates[kept], np.asarray(full["candidates"])[kept])
+  np.testing.assert_array_equal(tokens, candidates[kept])
+  # ... the others stop at their first pass.
+  np.testing.assert_array_equal(candidates[~kept], np.asarray(first["candidates"])[~kept])
+  assert np.asarray(pruned["iterations"]).max() > 1  # The chosen one went on past pass 1.
+  # Which the toy's keep-all decode would not always pick: pruning changes the choice here.
+  assert full["best"].tolist() != best_first.tolist()
 
 
 def test_ranks_and_partitions_without_a_sort_match_argsort():

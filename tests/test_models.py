@@ -198,6 +198,24 @@ def test_padir_masked_only_projection_decodes_as_the_full_one(trained_padir):
                              rtol=1e-4, atol=1e-6)
 
 
+def test_padir_pruned_candidates_are_refined_on_their_own_encoder_rows(trained_padir):
+  """Three length candidates per example, the best after the first pass refined alone: the
+  network gets the kept candidates' encoder rows (`rows`), so the kept candidate comes out as
+  when every candidate is refined."""
+  model, params, _, _ = trained_padir
+  batch = {"encoder_input_tokens": SRC, "decoder_input_tokens": TGT}
+  options = {"top_k_lengths": 3, "num_decode_iterations": 3, "early_exit": False,
+             "return_all_candidates": True}
+  (full, full_aux), (pruned, pruned_aux) = [jax.jit(lambda p, keep=keep: (
+      model.predict_batch_with_aux(p, batch, decoder_params={
+          **options, "keep_candidates_after_first_pass": keep})))(params) for keep in (None, 1)]
+  kept = np.asarray(pruned_aux["candidate_kept"])
+  assert kept.shape == (B, 3) and np.all(kept.sum(-1) == 1)
+  np.testing.assert_array_equal(np.asarray(pruned_aux["candidates"])[kept],
+                                np.asarray(full_aux["candidates"])[kept])
+  np.testing.assert_array_equal(pruned, TGT)
+
+
 def test_padir_rescoring_with_the_ar_teacher(trained_padir, trained_ar):
   """Three length candidates per example; the AR teacher (which memorised the same targets)
   ranks them and gets the raw source (no [LENGTH]) of each candidate's example."""
