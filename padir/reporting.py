@@ -66,7 +66,7 @@ def measure(translator: "translator_lib.Translator", sources: Sequence[str],
   latency.
   """
   from padir import evaluation  # pylint: disable=g-import-not-at-top
-  translator.translate(sources[:EVAL_BATCH_SIZE], decoder_params)  # Compiles.
+  translator.predict(sources[:EVAL_BATCH_SIZE], decoder_params)  # Compiles.
   start = time.perf_counter()
   predictions = translator.predict(sources, decoder_params)
   throughput = len(sources) / (time.perf_counter() - start)

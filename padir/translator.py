@@ -325,7 +325,8 @@ class Translator:
     self.model_dir = model_dir
     self.step = step
     self.gin_config = gin_config
-    self._jitted = {}  # sorted decoding options -> the jitted predict function.
+    self._jitted = {}  # (sorted decoding options, with_aux) -> the jitted predict function.
+    self._rng = jax.random.PRNGKey(self.options.seed)  # Made once: an eager op costs ~0.2 ms.
 
   @classmethod
   def from_checkpoint(cls, checkpoint_dir: str, step: Optional[int] = None,
@@ -380,10 +381,10 @@ class Translator:
   def translate(self, lines: Iterable[str], decoder_params: Optional[Mapping[str, Any]] = None,
                 progress: bool = False) -> List[str]:
     """One translation per line, in order (see `predict`)."""
-    return [p.text for p in self.predict(lines, decoder_params, progress)]
+    return [p.text for p in self.predict(lines, decoder_params, progress, with_aux=False)]
 
   def predict(self, lines: Iterable[str], decoder_params: Optional[Mapping[str, Any]] = None,
-              progress: bool = False) -> List[Prediction]:
+              progress: bool = False, with_aux: bool = True) -> List[Prediction]:
     """Translates `lines`, returning texts, ids and the model's aux per line, in order.
 
     Args:
@@ -391,16 +392,20 @@ class Translator:
       decoder_params: overrides of `decode_config`'s fields for this call (and, with a
         decoding method bound as `ARModel.decode_fn`, that method's own options).
       progress: show a tqdm bar on stderr.
+      with_aux: also compute and fetch the model's aux (scores, iterations, ...); without it
+        the compiled function returns the tokens alone (what `translate` needs) and every
+        Prediction's aux is empty.
     """
     lines = list(lines)
-    params = {**dataclasses.asdict(self.decode_config), **(decoder_params or {})}
-    predict_fn = self._predict_fn(params)
+    params = {field.name: getattr(self.decode_config, field.name)
+              for field in dataclasses.fields(self.decode_config)}
+    params.update(decoder_params or {})
+    predict_fn = self._predict_fn(params, with_aux)
     encoded = self._encode(lines)
     order = sorted((i for i, ids in enumerate(encoded) if ids is not None),
                    key=lambda i: len(encoded[i]))
     empty = Prediction("", np.zeros((0,), np.int32), {})
     results = [empty] * len(lines)
-    rng = jax.random.PRNGKey(self.options.seed)
     teacher_params = None if self.teacher is None else self.teacher.params
     with tqdm.tqdm(total=len(lines), disable=not progress, unit="line", file=sys.stderr,
                    dynamic_ncols=True) as bar:
@@ -408,7 +413,7 @@ class Translator:
       for start in range(0, len(order), self.options.batch_size):
         indices = order[start:start + self.options.batch_size]
         batch = self._pad([encoded[i] for i in indices])
-        tokens, aux = jax.device_get(predict_fn(self.params, teacher_params, batch, rng))
+        tokens, aux = jax.device_get(predict_fn(self.params, teacher_params, batch, self._rng))
         for row, i in enumerate(indices):
           results[i] = self._prediction(tokens[row], {k: v[row] for k, v in aux.items()})
         bar.update(len(indices))
@@ -465,10 +470,11 @@ class Translator:
     text = " ".join(self.vocabulary.decode(ids.tolist()).split())  # One line, single spaces.
     return Prediction(text, ids, aux)
 
-  def _predict_fn(self, decoder_params: Mapping[str, Any]):
+  def _predict_fn(self, decoder_params: Mapping[str, Any], with_aux: bool = True):
     """`(params, teacher_params, encoder_input_tokens [B, S], rng) -> (tokens, aux)`, jitted
-    once per set of decoding options (and, by jit, once per input shape)."""
-    key = tuple(sorted(decoder_params.items()))
+    once per set of decoding options (and, by jit, once per input shape); aux is {} unless
+    `with_aux`."""
+    key = (tuple(sorted(decoder_params.items())), with_aux)
     if key not in self._jitted:
       self.model.check_decoder_params(decoder_params)
       model, teacher, ratio = self.model, self.teacher, self.options.target_length_ratio
@@ -484,8 +490,9 @@ class Translator:
         batch = {"encoder_input_tokens": encoder_input_tokens,
                  # Only its shape is read: the decode length T (T5X's infer batches).
                  "decoder_input_tokens": jnp.zeros((rows, decode_length), jnp.int32)}
-        return model.predict_batch_with_aux(params, batch, rng,
-                                            decoder_params=dict(decoder_params), **kwargs)
+        tokens, aux = model.predict_batch_with_aux(params, batch, rng,
+                                                   decoder_params=dict(decoder_params), **kwargs)
+        return tokens, (aux if with_aux else {})
 
       self._jitted[key] = jax.jit(predict)
     return self._jitted[key]

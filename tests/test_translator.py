@@ -46,6 +46,10 @@ def test_translate_keeps_line_alignment(ar_translator, caplog):
   assert texts[0] == texts[-1]
   # Another input order gives the same translation of every line (results are unsorted).
   assert ar_translator.translate(LINES[::-1])[::-1] == texts
+  # Without aux (translate's path: the compiled function returns the tokens alone) the same.
+  bare = ar_translator.predict(LINES, with_aux=False)
+  assert [p.text for p in bare] == texts and all(p.aux == {} for p in bare)
+  assert [p.tokens.tolist() for p in bare] == [p.tokens.tolist() for p in predictions]
 
 
 def test_bad_decoder_params_are_named(ar_translator):
