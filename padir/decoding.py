@@ -1195,23 +1195,32 @@ def refine(logits_fn: LogitsFn,
   pad_id, eos_id = special_tokens.pad_id, special_tokens.eos_id
   rows, length = initial_tokens.shape
   initial_tokens = initial_tokens.astype(jnp.int32)
-  if config.remasking_scheme == "logits_sum":
+  # What the configuration does not need is left out when tracing, not masked at run time:
+  # argmax choice splits no key; a configuration that re-masks nothing (passthrough, or a
+  # rejecter of count 0, without stutter re-masking) runs no rejecter, no re-masking and keeps
+  # no logits sum; one pass runs no loop.
+  sampling = config.temperature > 0
+  remasks = config.stutter_remasking or not (
+      config.rejecter == "passthrough"
+      or (config.rejecter == "constant_k" and config.rejecter_k == 0)
+      or (config.rejecter == "constant_fraction" and config.rejecter_fraction == 0.0))
+  if config.remasking_scheme == "logits_sum" and remasks and num_iterations > 1:
     vocab = jax.eval_shape(logits_fn, initial_tokens)[0].shape[-1]
     logits_sum = jnp.zeros((rows, length, vocab), jnp.float32)
   else:
     logits_sum = None
 
-  if num_iterations == 1 and not config.stutter_remasking and logits_sum is None:
-    # One pass: nothing to reject, re-mask or converge; no loop.
+  if num_iterations == 1:
+    # One pass: what it re-masks no later pass reads; no loop.
     tokens, token_log_probs, _, _ = _predict(logits_fn, RefinementState(
         iteration=jnp.array(0, jnp.int32), inputs=initial_tokens, tokens=initial_tokens,
         token_log_probs=jnp.zeros((rows, length), jnp.float32), done=jnp.zeros((rows,), bool),
-        iterations=jnp.zeros((rows,), jnp.int32), rng=rng), None, jax.random.split(rng)[1],
-        config, special_tokens, initial_tokens)
+        iterations=jnp.zeros((rows,), jnp.int32), rng=rng), None,
+        jax.random.split(rng)[1] if sampling else None, config, special_tokens, initial_tokens)
     aux = {"iterations": jnp.ones((rows,), jnp.int32)}
     if config.return_history:
       aux["history"] = tokens[None]
-    return tokens, token_log_probs, aux
+    return (*_final_tokens(tokens, token_log_probs, config, special_tokens), aux)
 
   counts = projected_counts(config, length)
   # Mask-predict projecting its masked positions only: the first pass (every position masked)
@@ -1223,18 +1232,19 @@ def refine(logits_fn: LogitsFn,
 
     def body(state: RefinementState, count: Optional[int] = count) -> RefinementState:
       t = state.iteration
-      rng, choice_rng = jax.random.split(state.rng)
+      rng, choice_rng = jax.random.split(state.rng) if sampling else (state.rng, None)
       tokens, token_log_probs, logits, accept_logits = _predict(
           logits_fn, state, count, choice_rng, config, special_tokens, initial_tokens)
       summed = (None if state.logits_sum is None
                 else state.logits_sum + logits.astype(jnp.float32))
-      rejected = reject(tokens, token_log_probs, t, config, special_tokens, accept_logits)
-      rejected &= t < num_iterations - 1
-      if config.stutter_remasking:
-        rejected |= stutter_mask(tokens, pad_id, eos_id)
-      next_inputs = remask(tokens, rejected, config, special_tokens,
-                           initial_tokens=initial_tokens, previous_tokens=state.inputs,
-                           logits_sum=summed)
+      next_inputs = tokens
+      if remasks:  # (After the last pass the next input is read by nothing: no mask for it.)
+        rejected = reject(tokens, token_log_probs, t, config, special_tokens, accept_logits)
+        if config.stutter_remasking:
+          rejected |= stutter_mask(tokens, pad_id, eos_id)
+        next_inputs = remask(tokens, rejected, config, special_tokens,
+                             initial_tokens=initial_tokens, previous_tokens=state.inputs,
+                             logits_sum=summed)
       converged = jnp.all(next_inputs == state.inputs, axis=-1)
       if config.rejecter == "linear":
         num_real = jnp.sum(_real_positions(tokens, pad_id, eos_id), axis=-1)

@@ -520,6 +520,31 @@ def test_remasking_schemes_do_what_their_names_say(scheme, expected):
   assert tokens[0, 3:].tolist() == [EOS_ID, PAD_ID]
 
 
+def test_work_the_config_does_not_need_is_not_traced():
+  """Dropped when tracing, not masked at run time: argmax choice splits no key; a configuration
+  that re-masks nothing traces one program whatever its re-masking scheme (no logits sum, no
+  rejecter), the same as passthrough's."""
+  initial = decoding.initial_decoder_inputs(jnp.array([4, 6]), 6, "mask", ST)
+
+  def program(**options):
+    config = decoding.RefinementConfig(num_decode_iterations=3, decoder_input_scheme="mask",
+                                       **options)
+    return str(jax.make_jaxpr(lambda i, r: decoding.refine(_cycling_fn, i, r, config, ST))(
+        initial, KEY))
+
+  def draws(text):
+    return "threefry" in text or "random_split" in text or "random_bits" in text
+
+  assert not draws(program()) and draws(program(temperature=1.0))
+  passthrough = program(rejecter="passthrough")
+  for options in (dict(remasking_scheme="logits_sum"), dict(remasking_scheme="initial"),
+                  dict(rejecter="constant_k", rejecter_k=0),
+                  dict(rejecter="constant_fraction", rejecter_fraction=0.0,
+                       remasking_scheme="logits_sum")):
+    assert program(**options) == passthrough, options
+  assert program(rejecter="constant_k", rejecter_k=1) != passthrough
+
+
 def test_stutter_remasking_leaves_no_adjacent_repeats():
   target = [5, 5, 6, 6, 6, 7, 8, 8]
   initial = decoding.initial_decoder_inputs(jnp.array([8, 5]), 8, "random", ST, KEY)
