@@ -1,0 +1,129 @@
+"""Length candidates pruned after the first pass (issue 29), timed by the issue's protocol: a
+PaDIR student at K passes with one length candidate, with three refined to the end, and with
+three of which only the best after pass 1 is refined (`keep_candidates_after_first_pass`), AR
+greedy beside them.
+
+  python -m benchmarks.prune_speed --student runs/m30k/student_distilled \
+      --teacher runs/m30k/teacher --task multi30k_en_de_ar --module tasks.multi30k \
+      --split test_2016_flickr --output runs/prune_speed
+
+Protocol: batch 1, the translate path (text -> text); one untimed call of every setting first
+(compilation); then for each of the first --sentences sources, each setting translated
+--repeats times, the settings interleaved (one call of each, in turn), the fastest call kept;
+the median over sentences. PaDIR runs with `early_exit=False`, so K is the exact pass count.
+Writes OUTPUT/prune_speed.json and OUTPUT/prune_speed.md (machine, date, load, command). Time
+on an idle machine: the numbers mean nothing under CPU contention.
+"""
+import argparse
+import dataclasses
+import importlib
+import os
+import statistics
+import sys
+import time
+from typing import Any, Callable, Dict, Mapping, Optional, Sequence
+
+from padir import files
+from padir import reporting
+from padir import translator as translator_lib
+
+
+def settings(iterations: int, candidates: int) -> Dict[str, Dict[str, Any]]:
+  """Name -> PaDIR decoder_params of each timed setting."""
+  fixed = {"num_decode_iterations": iterations, "early_exit": False}
+  return {
+      f"padir@{iterations}, 1 candidate": {**fixed, "top_k_lengths": 1},
+      f"padir@{iterations}, {candidates} candidates": {**fixed, "top_k_lengths": candidates},
+      f"padir@{iterations}, {candidates} candidates, best 1 after pass 1": {
+          **fixed, "top_k_lengths": candidates, "keep_candidates_after_first_pass": 1},
+  }
+
+
+def time_interleaved(calls: Mapping[str, Callable[[str], Any]], sources: Sequence[str],
+                     repeats: int, clock: Callable[[], float] = time.perf_counter
+                     ) -> Dict[str, Dict[str, Any]]:
+  """Per setting: 'ms' the median over `sources` of the fastest of `repeats` calls on each,
+  the settings called in turn (interleaved, so a load change hits them alike), and
+  'per_sentence_ms' [len(sources)]. Every setting is called once on sources[0] first, untimed."""
+  for call in calls.values():
+    call(sources[0])
+  fastest = {name: [] for name in calls}
+  for source in sources:
+    times = {name: [] for name in calls}
+    for _ in range(repeats):
+      for name, call in calls.items():
+        start = clock()
+        call(source)
+        times[name].append(1e3 * (clock() - start))
+    for name in calls:
+      fastest[name].append(min(times[name]))
+  return {name: {"ms": statistics.median(ms), "per_sentence_ms": ms}
+          for name, ms in fastest.items()}
+
+
+def markdown(report: Mapping[str, Any]) -> str:
+  machine = report["machine"]
+  lines = ["# Pruning length candidates after the first pass: batch-1 latency", "",
+           f"- command: `{report['command']}`",
+           f"- date: {report['date']}; machine: {machine['processor']}, "
+           f"{machine['cpu_count']} CPU cores; load average at the start "
+           f"{report['load_average'][0]}, at the end {report['load_average'][1]}",
+           f"- {report['sentences']} test sentences, the fastest of {report['repeats']} "
+           "interleaved calls each, then the median", "",
+           "| setting | ms (batch 1) | / 1 candidate | speed against AR greedy |",
+           "|---|---:|---:|---:|"]
+  one = next(r["ms"] for name, r in report["results"].items() if name.endswith("1 candidate"))
+  ar = report["results"].get("ar_greedy", {}).get("ms")
+  for name, r in report["results"].items():
+    against_ar = "" if ar is None else f"{ar / r['ms']:.2f}x"
+    lines.append(f"| {name} | {r['ms']:.2f} | {r['ms'] / one:.2f} | {against_ar} |")
+  return "\n".join(lines) + "\n"
+
+
+def main(argv: Optional[Sequence[str]] = None) -> int:
+  parser = argparse.ArgumentParser(prog="python -m benchmarks.prune_speed",
+                                   description=__doc__.split("\n\n")[0])
+  parser.add_argument("--student", required=True, help="a PaDIR `padir train` model dir")
+  parser.add_argument("--teacher", default=None, help="an AR model dir (AR greedy beside)")
+  parser.add_argument("--task", default="multi30k_en_de_ar")
+  parser.add_argument("--module", default="tasks.multi30k", help="module registering --task")
+  parser.add_argument("--split", default="test_2016_flickr")
+  parser.add_argument("--sentences", type=int, default=48)
+  parser.add_argument("--repeats", type=int, default=5)
+  parser.add_argument("--iterations", type=int, default=4)
+  parser.add_argument("--candidates", type=int, default=3)
+  parser.add_argument("--output", default="runs/prune_speed")
+  args = parser.parse_args(argv)
+  importlib.import_module(args.module)
+  sources = [s for s in reporting.task_texts(args.task, args.split)[0] if s.strip()]
+  sources = sources[:args.sentences]
+
+  def one_a_call(model_dir: str) -> translator_lib.Translator:
+    t = translator_lib.Translator.from_checkpoint(model_dir)
+    return type(t)(t.model, t.params, dataclasses.replace(t.options, batch_size=1),
+                   decode_config=t.decode_config)
+
+  calls: Dict[str, Callable[[str], Any]] = {}
+  if args.teacher:
+    teacher = one_a_call(args.teacher)
+    calls["ar_greedy"] = lambda s: teacher.translate([s], {"decode_method": "greedy"})
+  student = one_a_call(args.student)
+  for name, params in settings(args.iterations, args.candidates).items():
+    calls[name] = lambda s, params=params: student.translate([s], params)
+  load = reporting.load_average()
+  results = time_interleaved(calls, sources, args.repeats)
+  report = {"command": " ".join(["python -m benchmarks.prune_speed",
+                                 *(sys.argv[1:] if argv is None else argv)]),
+            "date": reporting.now(), "machine": reporting.machine(),
+            "load_average": [load, reporting.load_average()], "sentences": len(sources),
+            "repeats": args.repeats, "results": results}
+  os.makedirs(args.output, exist_ok=True)
+  files.write_json(os.path.join(args.output, "prune_speed.json"), report)
+  text = markdown(report)
+  files.write_text(os.path.join(args.output, "prune_speed.md"), text)
+  print(text)
+  return 0
+
+
+if __name__ == "__main__":
+  sys.exit(main())
