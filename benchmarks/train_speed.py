@@ -117,41 +117,59 @@ def measure_setup(setup: Setup, steps: int, extra_bindings: Sequence[str] = ()) 
   batches = [next(dataset) for _ in range(steps)]
   data_s = (time.perf_counter() - start) / steps
 
+  timed = time_train_step(model, batch_size, first, batches, bound.get("dropout_rng_impl"))
+  tokens = sum(map(_target_tokens, batches))
+  return {
+      "name": setup.name, "what": setup.what, "devices": timed["devices"],
+      "gin_files": list(setup.gin_files),
+      "bindings": list(setup.bindings) + list(extra_bindings), "batch_size": batch_size,
+      "batch_shapes": timed["batch_shapes"], "steps": steps,
+      "target_tokens_per_step": tokens / steps,
+      "data_s_per_batch": data_s, "s_per_step": timed["s_per_step"],
+      "tokens_per_s": tokens / timed["seconds"],
+      "flop_per_step": timed["flop_per_step"], "achieved_flop_s": timed["achieved_flop_s"],
+  }
+
+
+def time_train_step(model, batch_size: int, first: Mapping[str, np.ndarray],
+                    batches: Sequence[Mapping[str, np.ndarray]],
+                    dropout_rng_impl: Optional[str] = None) -> Dict[str, Any]:
+  """The trainer's own jitted step (`trainer.make_train_step`, state donated) on this process's
+  devices: every batch shape of `first` and `batches` compiled and run once off the clock, then
+  `batches` timed. Returns devices, batch_shapes, seconds (all of `batches`), s_per_step,
+  flop_per_step (XLA's cost analysis x the mesh's devices, averaged over `batches`) and
+  achieved_flop_s. Also `benchmarks/device_check.py`'s training part."""
   mesh = trainer.make_train_mesh(None)
   shapes, types = trainer.input_specs(first, batch_size)
-  init_key, key = trainer.run_keys(0, bound.get("dropout_rng_impl"))
+  init_key, key = trainer.run_keys(0, dropout_rng_impl)
   with jax.set_mesh(mesh), nn.logical_axis_rules(partitioning.LOGICAL_AXIS_RULES):
     boxed = trainer.abstract_train_state(model, shapes, types)
     shardings = trainer.train_state_shardings(mesh, boxed)
     state = trainer.init_train_state(model, init_key, shapes, types, shardings)
     step = trainer.make_train_step(model, mesh, shardings)
     flops: Dict[Tuple, float] = {}
+    compiled: Dict[Tuple, Any] = {}  # One compilation per shape, run as it is.
     for batch in [first, *batches]:  # Compile and run every shape once, off the clock.
       if _shape(batch) not in flops:
         sharded = trainer.shard_batch(batch, mesh, batch_size)
-        cost = step.lower(state, sharded, key).compile().cost_analysis()
+        compiled[_shape(batch)] = step.lower(state, sharded, key).compile()
+        cost = compiled[_shape(batch)].cost_analysis()
         # XLA's cost analysis is of one device's program: the mesh runs one on every device.
         flops[_shape(batch)] = mesh.devices.size * float(
             (cost[0] if isinstance(cost, list) else cost)["flops"])
-        state, metrics = step(state, sharded, key)
+        state, metrics = compiled[_shape(batch)](state, sharded, key)
     jax.block_until_ready(metrics)
     start = time.perf_counter()
     for batch in batches:
-      state, metrics = step(state, trainer.shard_batch(batch, mesh, batch_size), key)
+      state, metrics = compiled[_shape(batch)](state, trainer.shard_batch(batch, mesh, batch_size),
+                                               key)
     jax.block_until_ready((state, metrics))
     seconds = time.perf_counter() - start
+  steps = len(batches)
   flop_per_step = sum(flops[_shape(b)] for b in batches) / steps
-  tokens = sum(map(_target_tokens, batches))
-  return {
-      "name": setup.name, "what": setup.what, "devices": mesh.devices.size,
-      "gin_files": list(setup.gin_files),
-      "bindings": list(setup.bindings) + list(extra_bindings), "batch_size": batch_size,
-      "batch_shapes": len(flops), "steps": steps,
-      "target_tokens_per_step": tokens / steps,
-      "data_s_per_batch": data_s, "s_per_step": seconds / steps,
-      "tokens_per_s": tokens / seconds,
-      "flop_per_step": flop_per_step, "achieved_flop_s": flop_per_step * steps / seconds,
-  }
+  return {"devices": mesh.devices.size, "batch_shapes": len(flops), "seconds": seconds,
+          "s_per_step": seconds / steps, "flop_per_step": flop_per_step,
+          "achieved_flop_s": flop_per_step * steps / seconds}
 
 
 _WINDOW = re.compile(r"step (\d+) .*window_tok/s (\d+) t ([0-9.]+)")

@@ -12,6 +12,8 @@ import signal
 import sys
 from typing import Callable, Optional, Sequence
 
+from padir import quiet
+
 SUBCOMMANDS = {
     "train": ("padir.commands.train", "Train a model (T5X-style --gin_file / --gin.NAME=VALUE flags)."),
     "eval": ("padir.commands.eval", "Evaluate checkpoints on a task split (sacreBLEU, chrF, speed)."),
@@ -74,6 +76,7 @@ def main(argv=None) -> int:
   if name not in SUBCOMMANDS:
     print(f"padir: unknown command {name!r}\n\n{usage()}", file=sys.stderr)
     return 2
+  quiet.install()  # TensorFlow's start-up notices off the command's output (padir/quiet.py).
   module = importlib.import_module(SUBCOMMANDS[name][0])
   try:
     return int(module.main(rest) or 0)

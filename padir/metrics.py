@@ -21,7 +21,6 @@ from typing import Callable, Mapping, Optional
 import jax
 import numpy as np
 import tqdm
-from tensorboardX import SummaryWriter
 
 logger = logging.getLogger(__name__)
 
@@ -66,8 +65,11 @@ class MetricsWriter:
       _truncate_jsonl(os.path.join(model_dir, METRICS_FILE), start_step)
       self._jsonl = open(os.path.join(model_dir, METRICS_FILE), "a")
 
-  def _writer(self, split: str) -> SummaryWriter:
+  def _writer(self, split: str):
     if split not in self._writers:
+      # Imported when a run first writes: the trainer's modules import without tensorboardX
+      # (benchmarks/device_check.py's machine has none).
+      from tensorboardX import SummaryWriter  # pylint: disable=g-import-not-at-top
       self._writers[split] = SummaryWriter(
           logdir=os.path.join(self._model_dir, split),
           purge_step=self._start_step + 1 if self._start_step else None,
