@@ -32,6 +32,9 @@ Protocol (also written into the JSON and the markdown):
   `--min_repeats`, stopping after `--max_seconds`); per batch, per sentence (batch latency / B)
   and sentences/s (B / median).
 - Length scaling: batch 1, source = target length 16 -> 128 tokens, AR greedy vs PaDIR@4.
+- Roofline: each AR step's and PaDIR pass's FLOP bound from the machine's rate of the decoder's
+  own products at the call's own row count (B for a step, B x C x T for a pass: 1, T, 3T, 64T
+  at batch 1 and 64; `benchmarks/row_cost.py`), not from one large square product.
 
 Writes `decode_speed.json`, `decode_speed.md` (each system's speed ratio to AR greedy at the same
 batch size, the decode-speed targets, the length sweep) and `decode_speed.png` (speedup vs batch
@@ -61,6 +64,7 @@ from padir import decoding  # pylint: disable=g-import-not-at-top
 from padir import models  # pylint: disable=g-import-not-at-top
 from padir import network  # pylint: disable=g-import-not-at-top
 from padir import reporting  # pylint: disable=g-import-not-at-top
+from benchmarks import row_cost  # pylint: disable=g-import-not-at-top
 from padir.special_tokens import SpecialTokens  # pylint: disable=g-import-not-at-top
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -338,17 +342,67 @@ def decoder_bytes(config: network.T5Config, rows: int, self_keys: int, cross_key
   return float(weights + keys_values)
 
 
+def decoder_products(config: network.T5Config) -> Dict[Tuple[int, int], int]:
+  """The decoder's dense products of one position, {(d_in, d_out): how many}: every layer's
+  self-attention q/k/v/o and cross-attention q/o projections and MLP, the output projection
+  (the FLOPs `decoder_flops` counts, but for the attention over keys)."""
+  d, inner, mlp = config.emb_dim, config.num_heads * config.head_dim, config.mlp_dim
+  layers, products = config.num_decoder_layers, {}
+  for shape, count in (((d, inner), 4 * layers), ((inner, d), 2 * layers),
+                       ((d, mlp), len(config.mlp_activations) * layers), ((mlp, d), layers),
+                       ((d, config.vocab_size), 1)):
+    products[shape] = products.get(shape, 0) + count
+  return products
+
+
+def roofline_row_counts(results: Sequence[Mapping[str, Any]]) -> List[int]:
+  """The row counts of the decoder calls `roofline` bounds: B (an AR step, one position a row)
+  and B x C x T (a PaDIR pass over C candidates of T positions), ascending."""
+  counts = set()
+  for r in results:
+    if r["variant"] == "standard" and r["system"] == "ar_greedy":
+      counts.add(r["batch_size"])
+    elif r["variant"] == "standard" and r["system"] == "padir":
+      counts.add(r["batch_size"] * r["length_beam"] * r["target_length"])
+  return sorted(counts)
+
+
+def measure_row_rates(config: network.T5Config, row_counts: Sequence[int],
+                      repeats: int) -> List[Dict[str, Any]]:
+  """This machine's rate of each of the decoder's products at each row count
+  (`row_cost.measure`: a jitted `x @ W` in the config's dtype, the fastest of `repeats`)."""
+  return row_cost.measure(row_counts, list(decoder_products(config)), repeats,
+                          jnp.dtype(config.dtype))
+
+
+def row_flop_bound_ms(config: network.T5Config, rows: int, self_keys: int, cross_keys: int,
+                      row_rates: Sequence[Mapping[str, Any]]) -> float:
+  """The FLOP bound of one decoder call over `rows` positions in all from the rates at that row
+  count: each product's FLOPs at its own measured rate, the attention over `self_keys` +
+  `cross_keys` keys (products without weights) at the q projection's."""
+  rate = {(r["d_in"], r["d_out"]): r["flop_rate"] for r in row_rates if r["rows"] == rows}
+  d, inner = config.emb_dim, config.num_heads * config.head_dim
+  seconds = sum(count * 2 * rows * d_in * d_out / rate[(d_in, d_out)]
+                for (d_in, d_out), count in decoder_products(config).items())
+  attention = rows * config.num_decoder_layers * 4 * inner * (self_keys + cross_keys)
+  return 1e3 * (seconds + attention / rate[(d, inner)])
+
+
 def roofline(results: Sequence[Mapping[str, Any]], config: network.T5Config, matmul_rate: float,
-             bandwidth: float, itemsize: int) -> List[Dict[str, Any]]:
+             bandwidth: float, itemsize: int,
+             row_rates: Optional[Sequence[Mapping[str, Any]]] = None) -> List[Dict[str, Any]]:
   """Per batch size and length beam: the AR greedy step and the PaDIR pass, measured and bound.
 
   A PaDIR pass is (latency at the most iterations - at 1) / (their difference): the fixed work
   (encoder, lengths, scoring) cancels. An AR step is the greedy latency / T, an upper bound (the
   encoder is in it). Each bound is max(FLOPs / the dense matmul rate, bytes / the memory
-  bandwidth), both measured in this run.
+  bandwidth), both measured in this run; with `row_rates` (`measure_row_rates` at
+  `roofline_row_counts`) the FLOP bound is `row_flop_bound_ms` at the call's own row count.
   """
-  def bound(flops, nbytes):
-    return {"flops": flops, "bytes": nbytes, "flop_bound_ms": 1e3 * flops / matmul_rate,
+  def bound(flops, nbytes, rows, self_keys, cross_keys):
+    flop_ms = (1e3 * flops / matmul_rate if row_rates is None else
+               row_flop_bound_ms(config, rows, self_keys, cross_keys, row_rates))
+    return {"flops": flops, "bytes": nbytes, "rows": rows, "flop_bound_ms": flop_ms,
             "byte_bound_ms": 1e3 * nbytes / bandwidth}
 
   rows = []
@@ -357,7 +411,8 @@ def roofline(results: Sequence[Mapping[str, Any]], config: network.T5Config, mat
     batch, length, source = ar["batch_size"], ar["target_length"], ar["source_length"]
     step = {"measured_ms": ar["latency_ms_p50"] / length,
             **bound(decoder_flops(config, batch, 1, length, source),
-                    decoder_bytes(config, batch, length, source, itemsize))}
+                    decoder_bytes(config, batch, length, source, itemsize), batch, length,
+                    source)}
     for beam in sorted({r["length_beam"] for r in standard if r["system"] == "padir"}):
       padir = {r["iterations"]: r["latency_ms_p50"] for r in standard
                if r["system"] == "padir" and r["batch_size"] == batch
@@ -368,7 +423,8 @@ def roofline(results: Sequence[Mapping[str, Any]], config: network.T5Config, mat
       candidates = batch * beam
       pass_ = {"measured_ms": (padir[most] - padir[1]) / (most - 1),
                **bound(decoder_flops(config, candidates, length, length, source),
-                       decoder_bytes(config, candidates, 0, source, itemsize))}
+                       decoder_bytes(config, candidates, 0, source, itemsize),
+                       candidates * length, length, source)}
       rows.append({"batch_size": batch, "length_beam": beam, "target_length": length,
                    "source_length": source, "ar_step": step, "padir_pass": pass_,
                    "pass_over_step": pass_["measured_ms"] / step["measured_ms"]})
@@ -481,6 +537,17 @@ def write_markdown(path: str, report: Dict[str, Any]):
           f"{step['measured_ms']:.2f} | {step['flop_bound_ms']:.3f} / {step['byte_bound_ms']:.3f} "
           f"| {pass_['measured_ms']:.2f} | {pass_['flop_bound_ms']:.3f} / "
           f"{pass_['byte_bound_ms']:.3f} | {r['pass_over_step']:.1f} |")
+    if roof.get("row_rates"):
+      lines += ["", "FLOP bounds above from the rates of the decoder's own products at each "
+                "call's row count (`benchmarks/row_cost.py`, the model's dtype, the fastest of "
+                f"{roof['row_rate_repeats']} calls), GFLOP/s:", "",
+                "| d_in → d_out | " + " | ".join(
+                    f"{n} rows" for n in sorted({r['rows'] for r in roof['row_rates']})) + " |",
+                "|---|" + "---:|" * len({r["rows"] for r in roof["row_rates"]})]
+      for d_in, d_out in dict.fromkeys((r["d_in"], r["d_out"]) for r in roof["row_rates"]):
+        lines.append(f"| {d_in} → {d_out} | " + " | ".join(
+            f"{r['flop_rate'] / 1e9:.1f}" for r in roof["row_rates"]
+            if (r["d_in"], r["d_out"]) == (d_in, d_out)) + " |")
   if report.get("notes"):
     lines += ["", "## Notes", ""] + [f"- {n}" for n in report["notes"]]
   with open(path, "w") as f:
@@ -598,6 +665,9 @@ def parse_args(argv: Optional[Sequence[str]] = None) -> argparse.Namespace:
   p.add_argument("--ar_checkpoint_dir", default=None)
   p.add_argument("--padir_checkpoint_dir", default=None)
   p.add_argument("--seed", type=int, default=0)
+  p.add_argument("--row_rate_repeats", type=int, default=10,
+                 help="calls per product and row count of the roofline's row rates (0: bound "
+                 "from one large square product's rate instead)")
   p.add_argument("--compilation_cache_dir", default=None,
                  help="JAX persistent compilation cache (compilation is never timed)")
   args = p.parse_args(argv)
@@ -824,9 +894,14 @@ def run(args: argparse.Namespace, rates: Optional[Mapping[str, float]] = None) -
   notes.append(f"total wall time {time.perf_counter() - wall_start:.0f} s (compilation "
                f"included, {workers} compile threads)")
   report = make_report(args, setup_, batch_sizes, largest, results, sweep, notes)
-  report["roofline"] = {**rates, "rows": roofline(
+  row_rates = None
+  if args.row_rate_repeats > 0:
+    row_rates = measure_row_rates(setup_.configs["standard"], roofline_row_counts(results),
+                                  args.row_rate_repeats)
+  report["roofline"] = {**rates, "row_rates": row_rates,
+                        "row_rate_repeats": args.row_rate_repeats, "rows": roofline(
       results, setup_.configs["standard"], rates["matmul_flop_s"], rates["memory_bytes_s"],
-      2 if args.dtype == "bfloat16" else 4)}
+      2 if args.dtype == "bfloat16" else 4, row_rates)}
   os.makedirs(args.out_dir, exist_ok=True)
   with open(os.path.join(args.out_dir, "decode_speed.json"), "w") as f:
     json.dump(report, f, indent=1)

@@ -28,15 +28,16 @@ def _shape(text: str) -> Tuple[int, int]:
 
 
 def measure(rows: Sequence[int], shapes: Sequence[Tuple[int, int]],
-            repeats: int) -> List[Dict[str, Any]]:
-  """One result per (shape, rows): seconds (fastest call), flop_rate, one_row_products."""
+            repeats: int, dtype: Any = jnp.float32) -> List[Dict[str, Any]]:
+  """One result per (shape, rows): seconds (fastest call), flop_rate, one_row_products; the
+  operands of `dtype`."""
   results = []
   for d_in, d_out in shapes:
-    weights = jax.random.normal(jax.random.PRNGKey(0), (d_in, d_out), jnp.float32)
+    weights = jax.random.normal(jax.random.PRNGKey(0), (d_in, d_out), dtype)
     product = jax.jit(lambda x, w: x @ w)
     one_row = None
     for r in rows:
-      x = jnp.ones((r, d_in), jnp.float32)
+      x = jnp.ones((r, d_in), dtype)
       seconds = min(reporting.wall_seconds(lambda x=x: product(x, weights), repeats))
       one_row = seconds if r == 1 else one_row
       results.append({"d_in": d_in, "d_out": d_out, "rows": r, "seconds": seconds,

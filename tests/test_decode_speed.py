@@ -5,6 +5,11 @@ import pathlib
 import subprocess
 import sys
 
+import pytest
+
+from benchmarks import decode_speed
+from padir import network
+
 REPO = pathlib.Path(__file__).resolve().parents[1]
 
 SYSTEMS = {  # name -> (iterations, length beams) the run below asks for.
@@ -61,10 +66,23 @@ def test_decode_speed_benchmark_writes_every_system_and_batch_size(tmp_path):
     # A pass over C x T positions does more arithmetic than a step over 1 position per row.
     assert pass_["flops"] > r["target_length"] * r["length_beam"] * step["flops"] / 2
     assert step["bytes"] > 0 and pass_["flop_bound_ms"] > 0 and step["byte_bound_ms"] > 0
+    # FLOP bounds from the rates at each call's own row count: B for a step, B x C x T a pass.
+    assert step["rows"] == r["batch_size"]
+    assert pass_["rows"] == r["batch_size"] * r["length_beam"] * r["target_length"]
+  config = network.get_config("test")
+  counts = {r["rows"] for r in roof["row_rates"]}
+  assert counts == {b for b in BATCH_SIZES} | {
+      r["padir_pass"]["rows"] for r in roof["rows"]}
+  assert {(r["d_in"], r["d_out"]) for r in roof["row_rates"]} == set(
+      decode_speed.decoder_products(config))
+  for r in roof["rows"]:
+    for call, keys in ((r["ar_step"], r["target_length"]), (r["padir_pass"], r["target_length"])):
+      assert call["flop_bound_ms"] == pytest.approx(decode_speed.row_flop_bound_ms(
+          config, call["rows"], keys, r["source_length"], roof["row_rates"]), rel=1e-6)
 
   markdown = (tmp_path / "decode_speed.md").read_text()
   assert "speedup vs AR greedy" in markdown and "Length scaling" in markdown
-  assert "Roofline" in markdown
+  assert "Roofline" in markdown and "row count" in markdown
   assert (tmp_path / "decode_speed.png").stat().st_size > 0
 
 
