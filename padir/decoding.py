@@ -517,7 +517,9 @@ class PadirDecodeConfig:
       scores, duplicates never kept over valid ones) are refined further, on a batch of B * m
       rows (static shapes: their loop state and encoder rows gathered once; `logits_fn` gets
       `rows`). The others keep their first-pass output and rank last (-inf). None (the
-      default), or m >= C: every candidate is refined.
+      default), or m >= C: every candidate is refined. Off by default: on the Multi30k
+      distilled student (test_2016_flickr, K = 4, 3 candidates) BLEU fell from 21.71 to 20.88
+      with m = 1 and to 21.37 with m = 2 (the first pass's scores favour short candidates).
     max_decode_length: T, the canvas length (None: the batch's decoder length, else the
       vocabulary's max_target_length); read by the model, not by the refinement loop.
   """
