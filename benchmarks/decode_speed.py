@@ -61,6 +61,7 @@ import jax.numpy as jnp  # pylint: disable=g-import-not-at-top
 import numpy as np  # pylint: disable=g-import-not-at-top
 
 from padir import decoding  # pylint: disable=g-import-not-at-top
+from padir import layers  # pylint: disable=g-import-not-at-top
 from padir import models  # pylint: disable=g-import-not-at-top
 from padir import network  # pylint: disable=g-import-not-at-top
 from padir import reporting  # pylint: disable=g-import-not-at-top
@@ -629,6 +630,9 @@ def parse_args(argv: Optional[Sequence[str]] = None) -> argparse.Namespace:
                  help="network preset (`test` is the unit-test toy size)")
   p.add_argument("--dtype", choices=network.DTYPES, default="float32",
                  help="activation dtype (bfloat16 on accelerators)")
+  p.add_argument("--attention", choices=layers.ATTENTION_IMPLEMENTATIONS, default="einsum",
+                 help="the network's attention: written out, or one jax.nn.dot_product_attention "
+                      "call (XLA's, or cuDNN's fused kernel on NVIDIA GPUs)")
   p.add_argument("--out_dir", default="runs/decode_speed")
   p.add_argument("--batch_sizes", type=_ints, default=[1, 8, 64])
   p.add_argument("--max_batch", default="auto",
@@ -713,7 +717,7 @@ def setup(args: argparse.Namespace) -> Setup:
   special_tokens = SpecialTokens.create(num_pieces, max_target_length)
   # AR decodes exactly T tokens: its EOS is an id it never emits ([MASK]: logit -1e10).
   ar_tokens = dataclasses.replace(special_tokens, eos_id=special_tokens.mask_id)
-  base_config = network.get_config(args.model, dtype=args.dtype)
+  base_config = network.get_config(args.model, dtype=args.dtype, attention=args.attention)
   ds_layers = _layers(args.deep_shallow, base_config)
   configs = {"standard": base_config}
   if ds_layers:
@@ -844,7 +848,7 @@ def make_report(args: argparse.Namespace, setup_: Setup, batch_sizes: Sequence[i
       "command": " ".join(shlex.quote(a) for a in ["python", "-m", "benchmarks.decode_speed"]
                           + list(args.argv)),
       "machine": machine_info(),
-      "model": {"preset": args.model, "dtype": args.dtype,
+      "model": {"preset": args.model, "dtype": args.dtype, "attention": args.attention,
                 "vocab_size": setup_.special_tokens.vocab_size,
                 "standard": _dims(configs["standard"]),
                 "deep_shallow": (_dims(configs["deep_shallow"]) if "deep_shallow" in configs

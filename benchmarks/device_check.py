@@ -15,6 +15,8 @@ fails — out of memory, a crash, its time cap — is recorded with its error an
                          (word counts stored in the reference file): AR greedy, AR beam 4,
                          PaDIR@1/2/4/8 with 1 and 3 length candidates, batch 1 and 64, and the
                          per-step / per-pass roofline against this run's measured rates
+  decode:base:bfloat16:cudnn   the same with the attention as one fused cuDNN call
+                         (`--attention_ab`; `padir.layers.fused_attention`), after base's parts
   train:SIZE:KIND        `padir train`'s own jitted step (`benchmarks/train_speed.py`'s
                          `time_train_step`: state donated, XLA's FLOP count) at `small` and
                          `base`, bfloat16 activations, Adafactor, on synthetic full rows: target
@@ -100,7 +102,7 @@ DRY_RUN = {  # --dry_run: the `test` size, a few points, a 1-minute budget (CPU,
     "decode_sizes": ["test"], "train_sizes": ["test"], "dtypes": ["bfloat16"],
     "batch_sizes": [1, 2], "iterations": [1, 2], "length_beams": [1], "train_batch": 4,
     "train_length": 16, "train_steps": 2, "budget_s": 60.0, "matmul_size": 256,
-    "bandwidth_mb": 16, "repeats": 2, "min_repeats": 1, "max_seconds": 0.5,
+    "bandwidth_mb": 16, "repeats": 2, "min_repeats": 1, "max_seconds": 0.5, "attention_ab": "",
 }
 
 
@@ -120,6 +122,9 @@ def parse_args(argv: Optional[Sequence[str]] = None) -> argparse.Namespace:
   p.add_argument("--dtypes", type=_names, default=["bfloat16", "float32"],
                  help="activation dtypes of the decoding parts")
   p.add_argument("--train_dtype", default="bfloat16")
+  p.add_argument("--attention_ab", default="cudnn",
+                 help="also decode the first size in bfloat16 with this attention "
+                      "(T5Config.attention: xla, cudnn); empty: not")
   p.add_argument("--batch_sizes", type=_ints, default=[1, 64])
   p.add_argument("--iterations", type=_ints, default=[1, 2, 4, 8])
   p.add_argument("--length_beams", type=_ints, default=[1, 3])
@@ -155,11 +160,15 @@ def parse_args(argv: Optional[Sequence[str]] = None) -> argparse.Namespace:
 def plan(args: argparse.Namespace) -> List[str]:
   """The parts in the order they run: what the targets need first."""
   parts = ["rates", "correctness"]
-  for size in args.decode_sizes + [s for s in args.train_sizes if s not in args.decode_sizes]:
+  sizes = args.decode_sizes + [s for s in args.train_sizes if s not in args.decode_sizes]
+  for i, size in enumerate(sizes):
     if size in args.decode_sizes:
       parts += [f"decode:{size}:{dtype}" for dtype in args.dtypes]
     if size in args.train_sizes:
       parts += [f"train:{size}:{kind}" for kind in ("ar", "padir")]
+    if i == 0 and args.attention_ab and size in args.decode_sizes:
+      dtype = "bfloat16" if "bfloat16" in args.dtypes else args.dtypes[0]
+      parts.append(f"decode:{size}:{dtype}:{args.attention_ab}")
   return parts
 
 
@@ -361,19 +370,22 @@ def _load_part(out_dir: str, name: str) -> Optional[Dict[str, Any]]:
   return record.get("result") if record.get("status") == "ok" else None
 
 
-def part_decode(args: argparse.Namespace, size: str, dtype: str) -> Dict[str, Any]:
+def part_decode(args: argparse.Namespace, size: str, dtype: str,
+                attention: str = "einsum") -> Dict[str, Any]:
   from benchmarks import decode_speed  # pylint: disable=g-import-not-at-top
   data_dir = MULTI30K if os.path.exists(MULTI30K) else _lengths_dir(args.reference)
-  out_dir = os.path.join(args.out_dir, f"decode_{size}_{dtype}")
+  out_dir = os.path.join(args.out_dir, f"decode_{size}_{dtype}"
+                         + ("" if attention == "einsum" else f"_{attention}"))
   workers = args.compile_workers or min(8, os.cpu_count() or 1)
   dargs = decode_speed.parse_args([
-      "--model", size, "--dtype", dtype, "--out_dir", out_dir,
+      "--model", size, "--dtype", dtype, "--attention", attention, "--out_dir", out_dir,
       "--batch_sizes", ",".join(map(str, args.batch_sizes)), "--max_batch", "0",
       "--iterations", ",".join(map(str, args.iterations)),
       "--length_beams", ",".join(map(str, args.length_beams)), "--deep_shallow", "none",
       "--sweep_lengths", "", "--repeats", str(args.repeats),
       "--min_repeats", str(args.min_repeats), "--max_seconds", str(args.max_seconds),
-      "--compile_workers", str(workers), "--data_dir", data_dir or ""]
+      "--compile_workers", str(workers), "--row_rate_repeats", str(args.repeats),
+      "--data_dir", data_dir or ""]
       + (["--compilation_cache_dir", args.compilation_cache_dir]
          if args.compilation_cache_dir else []))
   rates = _load_part(args.out_dir, "rates")
@@ -382,7 +394,8 @@ def part_decode(args: argparse.Namespace, size: str, dtype: str) -> Dict[str, An
     measured = {"matmul_flop_s": rates["matmul_flop_s"][dtype],
                 "memory_bytes_s": rates["memory_bytes_s"], "matmul_dtype": dtype}
   report = decode_speed.run(dargs, measured)
-  return {"size": size, "dtype": dtype, "out_dir": os.path.relpath(out_dir, args.out_dir),
+  return {"size": size, "dtype": dtype, "attention": attention,
+          "out_dir": os.path.relpath(out_dir, args.out_dir),
           "command": report["command"], "model": report["model"],
           "sentences": report["sentences"]["source"], "results": report["results"],
           "targets": report["targets"], "roofline": report["roofline"],
@@ -592,6 +605,11 @@ def _fmt(x: Optional[float], unit: str = "x") -> str:
   return f"{x:.2f}x"
 
 
+def _variant(decode: Mapping[str, Any]) -> str:
+  attention = decode.get("attention", "einsum")
+  return decode["dtype"] + ("" if attention == "einsum" else f", {attention} attention")
+
+
 def write_markdown(path: str, report: Mapping[str, Any]) -> None:
   m = report.get("machine") or {}
   lines = ["# Accelerator check (benchmarks/device_check.py)", "",
@@ -636,7 +654,7 @@ def write_markdown(path: str, report: Mapping[str, Any]) -> None:
       for batch in sorted({x["batch_size"] for x in d["results"]}):
         cells = [_fmt(_speedup(d, batch, k, b)) for b in beams for k in iterations]
         greedy, beam = _latency(d, "ar_greedy", batch), _latency(d, "ar_beam4", batch)
-        lines.append(f"| {d['size']} | {d['dtype']} | {batch} | "
+        lines.append(f"| {d['size']} | {_variant(d)} | {batch} | "
                      f"{'—' if greedy is None else f'{greedy:.2f}'} | "
                      f"{'—' if beam is None else f'{beam:.2f}'} | " + " | ".join(cells) + " |")
     lines += ["", "### Roofline: one AR greedy step and one PaDIR pass", "",
@@ -646,7 +664,7 @@ def write_markdown(path: str, report: Mapping[str, Any]) -> None:
       for r in d["roofline"].get("rows", []):
         step, pass_ = r["ar_step"], r["padir_pass"]
         bound = lambda x: max(x["flop_bound_ms"], x["byte_bound_ms"])  # pylint: disable=unnecessary-lambda-assignment
-        lines.append(f"| {d['size']} | {d['dtype']} | {r['batch_size']} | {r['length_beam']} | "
+        lines.append(f"| {d['size']} | {_variant(d)} | {r['batch_size']} | {r['length_beam']} | "
                      f"{step['measured_ms']:.3f} ({bound(step):.3f}) | "
                      f"{pass_['measured_ms']:.3f} ({bound(pass_):.3f}) | "
                      f"{r['pass_over_step']:.2f} |")
@@ -698,7 +716,7 @@ def write_plot(path: str, report: Mapping[str, Any]) -> bool:
       if points:
         ax.plot([p[0] for p in points], [p[1] for p in points], marker="o",
                 linestyle="-" if d["dtype"] == "bfloat16" else "--",
-                label=f"{d['size']} {d['dtype']}")
+                label=f"{d['size']} {_variant(d)}")
     ax.axhline(1.0, color="black", linewidth=0.8)
     ax.set_xscale("log", base=2)
     ax.set_yscale("log", base=2)
@@ -732,6 +750,7 @@ def run(args: argparse.Namespace) -> Dict[str, Any]:
       record = run_isolated(name, args, min(left, args.part_timeout_s))
     else:
       record = run_in_process(name, args)
+      files.write_json(os.path.join(args.out_dir, "parts", f"{_slug(name)}.json"), record)
     records.append(record)
     print(f"device_check: {name}: {record['status']} in {record['seconds']:.0f} s"
           + (f" ({record.get('error', '')[:200]})" if record["status"] != "ok" else ""),

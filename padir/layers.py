@@ -218,6 +218,27 @@ def _query_init(head_dim: int):
   return init
 
 
+ATTENTION_IMPLEMENTATIONS = ("einsum", "xla", "cudnn")
+
+
+def fused_attention(query: Array, key: Array, value: Array, mask: Optional[Array],
+                    bias: Optional[Array], implementation: str) -> Array:
+  """T5's attention as one `jax.nn.dot_product_attention` call: no scaling (T5 folds it into
+  the query kernel), the relative-position bias added to the logits, the boolean mask, the
+  softmax in float32. `query` `[batch, q, heads, head_dim]`, `key`/`value` `[batch, kv, heads,
+  head_dim]`, mask/bias broadcastable to `[batch, heads, q, kv]` (4-D) -> `[batch, q, heads,
+  head_dim]`. 'xla': XLA's implementation (the arithmetic of the einsum path); 'cudnn':
+  cuDNN's fused kernel (NVIDIA GPUs, bfloat16/float16; the bias in the activation dtype)."""
+  if implementation not in ("xla", "cudnn"):
+    raise ValueError(f"fused attention implementation {implementation!r}: 'xla' or 'cudnn'")
+  dtype = query.dtype
+  if bias is not None and implementation == "cudnn":
+    bias = bias.astype(dtype)
+  return jax.nn.dot_product_attention(
+      query, key.astype(dtype), value.astype(dtype), bias=bias, mask=mask, scale=1.0,
+      implementation=None if implementation == "xla" else implementation)
+
+
 class MultiHeadDotProductAttention(nn.Module):
   """Multi-head dot-product attention, T5 style (no biases, no explicit query scaling).
 
@@ -234,11 +255,15 @@ class MultiHeadDotProductAttention(nn.Module):
     head_dim: size of each head.
     dropout_rate: dropout on the attention weights.
     dtype: activation dtype.
+    implementation: 'einsum' (two einsums around a float32 softmax, written out here), or
+      `fused_attention`'s 'xla' / 'cudnn' (one `jax.nn.dot_product_attention` call, which XLA
+      or cuDNN can fuse; the same arithmetic) where no attention dropout applies.
   """
   num_heads: int
   head_dim: int
   dropout_rate: float = 0.0
   dtype: DType = jnp.float32
+  implementation: str = "einsum"
 
   def setup(self):
     joined = self.num_heads * self.head_dim
@@ -309,15 +334,18 @@ class MultiHeadDotProductAttention(nn.Module):
     key, value = kv if kv is not None else self.project_kv(inputs_kv)
     if decode:
       key, value, mask, bias = self._use_cache(key, value, mask, bias)
-    logits = jnp.einsum("bqhd,bkhd->bhqk", query, key.astype(query.dtype),
-                        preferred_element_type=jnp.float32)
-    if bias is not None:
-      logits = logits + bias
-    if mask is not None:
-      logits = jnp.where(mask, logits, NEG_INF)
-    weights = jax.nn.softmax(logits, axis=-1).astype(self.dtype)
-    weights = self.attention_dropout(weights, deterministic=not enable_dropout)
-    x = jnp.einsum("bhqk,bkhd->bqhd", weights, value.astype(self.dtype))
+    if self.implementation != "einsum" and not (enable_dropout and self.dropout_rate > 0):
+      x = fused_attention(query, key, value, mask, bias, self.implementation)
+    else:
+      logits = jnp.einsum("bqhd,bkhd->bhqk", query, key.astype(query.dtype),
+                          preferred_element_type=jnp.float32)
+      if bias is not None:
+        logits = logits + bias
+      if mask is not None:
+        logits = jnp.where(mask, logits, NEG_INF)
+      weights = jax.nn.softmax(logits, axis=-1).astype(self.dtype)
+      weights = self.attention_dropout(weights, deterministic=not enable_dropout)
+      x = jnp.einsum("bhqk,bkhd->bqhd", weights, value.astype(self.dtype))
     x = nn.with_logical_constraint(x, ("batch", "length", "heads", "kv"))
     x = x.reshape(x.shape[:2] + (self.num_heads * self.head_dim,))
     out = dense(inputs_q.shape[-1], ("joined_kv", "embed"), self.dtype, "out",

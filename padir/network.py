@@ -59,6 +59,9 @@ class T5Config:
     max_target_length: longest target; the classifier has max_target_length + 1 classes.
     max_length_offset: R of the 'offset' head (2R + 1 classes).
     rejecter_head: add the learned rejecter (logit that a predicted token is correct).
+    attention: 'einsum' (the attention written out), 'xla' or 'cudnn' (one
+      `jax.nn.dot_product_attention` call that XLA / cuDNN can fuse, where no attention dropout
+      applies: `layers.fused_attention`). Parameters are the same for each.
   """
   vocab_size: int
   emb_dim: int
@@ -78,10 +81,14 @@ class T5Config:
   max_target_length: int = 256
   max_length_offset: int = 16
   rejecter_head: bool = False
+  attention: str = "einsum"
 
   def __post_init__(self):
     if self.dtype not in DTYPES:
       raise ValueError(f"dtype={self.dtype!r}: expected one of {DTYPES}")
+    if self.attention not in layers.ATTENTION_IMPLEMENTATIONS:
+      raise ValueError(f"attention={self.attention!r}: expected one of "
+                       f"{layers.ATTENTION_IMPLEMENTATIONS}")
     unknown = sorted(set(self.mlp_activations) - set(layers.MLP_ACTIVATIONS))
     if not self.mlp_activations or unknown:
       raise ValueError(f"mlp_activations={tuple(self.mlp_activations)!r}: expected one or more "
@@ -121,7 +128,7 @@ def get_config(name: str, **overrides) -> T5Config:
 
 def _attention(cfg: T5Config, name: Optional[str] = None) -> layers.MultiHeadDotProductAttention:
   return layers.MultiHeadDotProductAttention(cfg.num_heads, cfg.head_dim, cfg.dropout_rate,
-                                             cfg.activation_dtype, name=name)
+                                             cfg.activation_dtype, cfg.attention, name=name)
 
 
 def _relpos_bias(cfg: T5Config) -> layers.RelativePositionBiases:

@@ -139,3 +139,12 @@ def test_the_stored_cpu_reference_is_small_and_far_from_ties():
   # Float32 on another device rounds differently; a greedy choice this far from a tie holds.
   assert min(reference["ar_greedy_min_margin"]) > 1e-3
   assert len(reference["multi30k_test_2016_flickr_words"]) == 1000
+
+
+def test_the_gpu_plan_measures_what_the_targets_need_first():
+  parts = device_check.plan(device_check.parse_args([]))
+  assert parts[:6] == ["rates", "correctness", "decode:base:bfloat16", "decode:base:float32",
+                       "train:base:ar", "train:base:padir"]
+  assert parts[6] == "decode:base:bfloat16:cudnn"  # The fused-attention A/B.
+  assert parts[7:] == ["decode:small:bfloat16", "decode:small:float32", "train:small:ar",
+                       "train:small:padir", "decode:tiny:bfloat16", "decode:tiny:float32"]
