@@ -605,6 +605,7 @@ def _fields(config: Any, cls: type) -> Dict[str, Any]:
 # PaDIR: pieces.
 
 
+@jax.named_scope("length_candidates")  # Names its ops in profiles (benchmarks/profile_pass.py).
 def length_candidates(length_predictions: Array, config: RefinementConfig,
                       max_decode_len: int) -> Tuple[Array, Array]:
   """Candidate lengths per example: top-k lengths x length beam x parallel samples.
@@ -688,6 +689,7 @@ def projected_counts(config: RefinementConfig, canvas: int) -> Optional[Tuple[in
   return (canvas,) + tuple(count + 1 for count in masked)
 
 
+@jax.named_scope("initial_decoder_inputs")
 def initial_decoder_inputs(lengths: Array,
                            max_len: int,
                            scheme: str,
@@ -798,6 +800,7 @@ def _argmax_tokens(logits: Array, special_tokens: SpecialTokens,
   return tokens, jnp.where(tokens == pad_id, 0.0, chosen - log_norm)
 
 
+@jax.named_scope("choose_tokens")
 def choose_tokens(logits: Array,
                   rng: Optional[Array],
                   config: RefinementConfig,
@@ -881,6 +884,7 @@ def _front_order(first: Array) -> Array:
       jnp.broadcast_to(jnp.arange(length, dtype=jnp.int32), (rows, length)))
 
 
+@jax.named_scope("reject")
 def reject(tokens: Array,
            token_log_probs: Array,
            iteration: Array,
@@ -923,6 +927,7 @@ def reject(tokens: Array,
   return _lowest_confidence(token_log_probs, real, count)
 
 
+@jax.named_scope("keep_visible_tokens")
 def keep_visible_tokens(tokens: Array, token_log_probs: Array, inputs: Array,
                         input_log_probs: Array, initial_tokens: Array) -> Tuple[Array, Array]:
   """Mask-Predict's update: new predictions only where the input is its initial (masked) token.
@@ -942,6 +947,7 @@ def keep_visible_tokens(tokens: Array, token_log_probs: Array, inputs: Array,
           jnp.where(visible, input_log_probs, token_log_probs))
 
 
+@jax.named_scope("remask")
 def remask(tokens: Array,
            rejected: Array,
            config: RefinementConfig,
@@ -1031,6 +1037,7 @@ def remove_stutter(tokens: Array, pad_id: int = PAD_ID, eos_id: int = EOS_ID) ->
   return _compact(keep, tokens, jnp.zeros(tokens.shape, jnp.float32), pad_id)[0]
 
 
+@jax.named_scope("ctc_collapse")
 def ctc_collapse(tokens: Array, blank_id: int, pad_id: int = PAD_ID) -> Array:
   """CTC's collapse of an alignment: repeats merged, then blanks removed, the rest moved to the
   front (PAD after). [N, T] -> [N, T]; e.g. `a a _ a b b _` -> `a a b`."""
@@ -1039,6 +1046,7 @@ def ctc_collapse(tokens: Array, blank_id: int, pad_id: int = PAD_ID) -> Array:
   return _compact(keep, tokens, jnp.zeros(tokens.shape, jnp.float32), pad_id)[0]
 
 
+@jax.named_scope("postprocess")
 def postprocess(tokens: Array,
                 collapse_stutter: bool = True,
                 eos_id: int = EOS_ID,
@@ -1052,6 +1060,7 @@ def postprocess(tokens: Array,
   return remove_stutter(tokens, pad_id, eos_id) if collapse_stutter else tokens
 
 
+@jax.named_scope("score_candidates")
 def score_candidates(tokens: Array, token_log_probs: Array, config: RefinementConfig,
                      pad_id: int = PAD_ID) -> Array:
   """Candidate scores: mean or summed token log-probs over non-PAD tokens, brevity-penalised.

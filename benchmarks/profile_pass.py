@@ -1,0 +1,229 @@
+"""Where a batch-1 decode's time goes: the compiled translate-path program's per-op times (the JAX
+profiler's trace of the XLA thunks), each op attributed to its source through the compiled HLO's
+metadata and grouped (encoder, decoder layers, output projection, token choice, rejecter, ...).
+
+  python -m benchmarks.profile_pass --checkpoint runs/demo/student_distilled \\
+      --sources sources.txt --iterations 1,2 --output runs/profile/student
+  python -m benchmarks.profile_pass --checkpoint runs/demo/teacher --sources sources.txt \\
+      --output runs/profile/teacher
+
+For each `--iterations` K (a PaDIR or CTC model; `early_exit` off, so K is the exact pass count;
+an AR model is profiled once, its whole decode), the sentences of `--sources` that share the
+first one's shape bucket are decoded one a call (`--repeats` times each), timed, then again under the
+profiler. Per call: the wall time (per sentence the fastest call, then the median), the ops' mean
+own times by group (an op's time minus the ops nested in it: a loop
+or a branch counts its own control only), and the rest (host: argument handling, dispatch, the
+copy back). With two K, one pass is the difference over K2 - K1 passes and the fixed part is
+K1's time minus K1 passes. Out: OUTPUT/profile.json, OUTPUT/profile.md (with the machine and its
+load; take it on an idle machine).
+"""
+import argparse
+import collections
+import dataclasses
+import glob
+import gzip
+import json
+import os
+import re
+import sys
+import statistics
+import tempfile
+from typing import Any, Dict, List, Optional, Sequence, Tuple
+
+import jax
+
+from padir import files
+from padir import reporting
+from padir import translator as translator_lib
+
+# (group, pattern searched in an op's source name): the first match names the group. The
+# decoding functions name their ops with `jax.named_scope`; the network's come from its modules.
+GROUPS = (
+    ("output projection", r"logits_dense|/logits/"),
+    ("length prediction", r"length_(head|logits|predictor)|length_candidates"),
+    ("encoder", r"/encoder/|\.encode/|Transformer\.encode"),
+    ("decoder layers", r"/decoder/|Transformer\.decode"),
+    ("token choice", r"choose_tokens|keep_visible_tokens"),
+    ("rejecter / re-masking", r"/reject/|/remask/|reject\b|remask\b"),
+    ("canvas / initial input", r"initial_decoder_inputs|initial_canvas"),
+    ("scoring / output", r"score_candidates|ctc_collapse|postprocess"),
+    ("loop / branch control", r"^(while|cond|conditional|call)[.\d]*(\.clone)?$"),
+)
+OTHER = "other"
+_INSTRUCTION = re.compile(r'^\s*(?:ROOT )?%([\w.\-]+) = .*?metadata=\{op_name="([^"]*)"', re.M)
+_CONTROL = re.compile(r"^\s*(?:ROOT )?%((?:while|cond|conditional|call)[\w.\-]*) = ", re.M)
+
+
+def op_sources(hlo_text: str) -> Dict[str, str]:
+  """Compiled HLO text -> {instruction name: its source (op_name metadata, or the control op's
+  own name for loops and branches)}."""
+  sources = {name: op_name for name, op_name in _INSTRUCTION.findall(hlo_text)}
+  for name in _CONTROL.findall(hlo_text):
+    sources[name] = name  # Its own time is control: its body's ops are counted by themselves.
+  return sources
+
+
+def group_of(source: str) -> str:
+  for group, pattern in GROUPS:
+    if re.search(pattern, source):
+      return group
+  return OTHER
+
+
+def self_times(events: Sequence[Dict[str, Any]]) -> Dict[str, float]:
+  """Complete trace events ('X': name, tid, ts, dur in µs) -> {name: summed own time}: each
+  event's duration less the events nested in it on the same thread."""
+  own = collections.Counter()
+  by_thread = collections.defaultdict(list)
+  for e in events:
+    by_thread[(e.get("pid"), e.get("tid"))].append(e)
+  for thread in by_thread.values():
+    thread.sort(key=lambda e: (e["ts"], -e.get("dur", 0)))
+    stack: List[Tuple[float, str]] = []  # (end, name) of the open events.
+    for e in thread:
+      start, duration = e["ts"], e.get("dur", 0)
+      while stack and stack[-1][0] <= start:
+        stack.pop()
+      if stack:
+        own[stack[-1][1]] -= duration
+      own[e["name"]] += duration
+      stack.append((start + duration, e["name"]))
+  return dict(own)
+
+
+def _trace_events(trace_dir: str) -> List[Dict[str, Any]]:
+  paths = glob.glob(os.path.join(trace_dir, "**", "*.trace.json.gz"), recursive=True)
+  if not paths:
+    raise FileNotFoundError(f"the profiler wrote no *.trace.json.gz under {trace_dir}")
+  with gzip.open(max(paths, key=os.path.getmtime)) as f:
+    trace = json.load(f)
+  events = trace["traceEvents"] if isinstance(trace, dict) else trace
+  return [e for e in events if e.get("ph") == "X" and "ts" in e]
+
+
+def profile(translator: translator_lib.Translator, sources: Sequence[str],
+            decoder_params: Dict[str, Any], repeats: int) -> Dict[str, Any]:
+  """Per-call wall time and grouped op times (µs) of `translator`'s batch-1 compiled predict."""
+  params = {f.name: getattr(translator.decode_config, f.name)
+            for f in dataclasses.fields(translator.decode_config)}
+  params.update(decoder_params)
+  predict = translator._predict_fn(params, with_aux=False)  # pylint: disable=protected-access
+  batches = [translator._pad([ids])  # pylint: disable=protected-access
+             for ids in translator._encode(sources) if ids is not None]  # pylint: disable=protected-access
+  batches = [b for b in batches if b.shape == batches[0].shape]
+
+  def call(batch):
+    return jax.block_until_ready(predict(translator.params, None, batch, translator._rng))  # pylint: disable=protected-access
+
+  for batch in batches:
+    call(batch)  # Compiles (one shape) and warms up.
+  sources_of = op_sources(predict.lower(translator.params, None, batches[0],
+                                        translator._rng).compile().as_text())  # pylint: disable=protected-access
+  # The wall time without the profiler: per sentence the fastest call, then the median.
+  wall = statistics.median(min(reporting.wall_seconds(lambda b=b: call(b), repeats))
+                           for b in batches)
+  calls = repeats * len(batches)
+  options = jax.profiler.ProfileOptions()
+  options.python_tracer_level = 0  # Python frames would cost more than the program.
+  with tempfile.TemporaryDirectory() as trace_dir:
+    with jax.profiler.trace(trace_dir, create_perfetto_trace=True, profiler_options=options):
+      for _ in range(repeats):
+        for batch in batches:
+          call(batch)
+    own = self_times(_trace_events(trace_dir))
+  groups, ops = collections.Counter(), []
+  for name, microseconds in own.items():
+    source = sources_of.get(name) or sources_of.get(name.removesuffix(".clone"))
+    if source is None:
+      continue  # Host-side events (Python, dispatch, argument handling): the rest of the wall.
+    group = group_of(source if source != name else name)
+    groups[group] += microseconds / calls
+    ops.append({"op": name, "source": source, "group": group, "us": microseconds / calls})
+  ops.sort(key=lambda op: -op["us"])
+  device = sum(groups.values())
+  return {"decoder_params": decoder_params, "calls": calls, "shape": list(batches[0].shape),
+          "wall_us": 1e6 * wall, "ops_us": device, "host_us": max(1e6 * wall - device, 0.0),
+          "groups_us": dict(groups.most_common()), "top_ops": ops[:12]}
+
+
+def markdown(report: Dict[str, Any]) -> str:
+  runs = report["runs"]
+  names = [json.dumps(r["decoder_params"]) if r["decoder_params"] else "the decode"
+           for r in runs]
+  groups = sorted({g for r in runs for g in r["groups_us"]},
+                  key=lambda g: -max(r["groups_us"].get(g, 0.0) for r in runs))
+  lines = [f"# Profile of `{report['checkpoint']}` (batch 1, the translate path's compiled "
+           f"program)", "",
+           f"Command: `{report['command']}`; {report['date']}; "
+           f"{report['machine']['processor']}, JAX {report['machine']['jax']} on "
+           f"{report['machine']['platform']}; load average {report['load_average']}; "
+           f"{runs[0]['calls']} calls of shape {runs[0]['shape']} each.", "",
+           "| µs per call | " + " | ".join(names) + " |",
+           "|---|" + "---:|" * len(runs)]
+  for label, key in (("wall", "wall_us"), ("ops (device)", "ops_us"), ("host", "host_us")):
+    lines.append(f"| {label} | " + " | ".join(f"{r[key]:.0f}" for r in runs) + " |")
+  for g in groups:
+    lines.append(f"| · {g} | " + " | ".join(f"{r['groups_us'].get(g, 0.0):.0f}"
+                                           for r in runs) + " |")
+  if "per_pass" in report:
+    lines += ["", "| one pass, µs | the fixed part, µs |", "|---:|---:|",
+              f"| {report['per_pass']['wall_us']:.0f} | {report['fixed']['wall_us']:.0f} |", "",
+              "| group | one pass, µs | fixed part, µs |", "|---|---:|---:|"]
+    for g in groups:
+      lines.append(f"| {g} | {report['per_pass']['groups_us'].get(g, 0.0):.0f} | "
+                   f"{report['fixed']['groups_us'].get(g, 0.0):.0f} |")
+  return "\n".join(lines) + "\n"
+
+
+def split_pass(runs: Sequence[Dict[str, Any]], iterations: Sequence[int]) -> Dict[str, Any]:
+  """One pass (the difference of two runs over their pass counts) and the fixed part (the first
+  run less its passes), in wall time and by group."""
+  (k1, r1), (k2, r2) = (iterations[0], runs[0]), (iterations[-1], runs[-1])
+  keys = set(r1["groups_us"]) | set(r2["groups_us"])
+  per_pass = {"wall_us": (r2["wall_us"] - r1["wall_us"]) / (k2 - k1),
+              "groups_us": {g: (r2["groups_us"].get(g, 0.0) - r1["groups_us"].get(g, 0.0))
+                            / (k2 - k1) for g in keys}}
+  fixed = {"wall_us": r1["wall_us"] - k1 * per_pass["wall_us"],
+           "groups_us": {g: r1["groups_us"].get(g, 0.0) - k1 * per_pass["groups_us"][g]
+                         for g in keys}}
+  return {"per_pass": per_pass, "fixed": fixed}
+
+
+def main(argv: Optional[Sequence[str]] = None) -> int:
+  parser = argparse.ArgumentParser(prog="python -m benchmarks.profile_pass",
+                                   description=__doc__.split("\n\n")[0])
+  parser.add_argument("--checkpoint", required=True, help="a `padir train` model dir")
+  parser.add_argument("--sources", required=True, help="source sentences, one a line")
+  parser.add_argument("--num_sentences", type=int, default=48)
+  parser.add_argument("--iterations", default="1,2",
+                      type=lambda text: [int(x) for x in text.split(",")],
+                      help="pass counts K of a PaDIR / CTC model (ignored for an AR model)")
+  parser.add_argument("--repeats", type=int, default=20)
+  parser.add_argument("--output", default="runs/profile")
+  args = parser.parse_args(argv)
+  if not os.path.exists(args.sources):
+    parser.error(f"--sources {args.sources}: no such file")
+  translator = translator_lib.Translator.from_checkpoint(
+      args.checkpoint, gin_bindings=["TranslatorOptions.batch_size = 1"])
+  sources = translator_lib.read_lines(args.sources)[:args.num_sentences]
+  refining = hasattr(translator.decode_config, "num_decode_iterations")
+  iterations = sorted(set(args.iterations)) if refining else [None]
+  load = reporting.load_average()
+  runs = [profile(translator, sources, {} if k is None else {
+      "num_decode_iterations": k, "early_exit": False}, args.repeats) for k in iterations]
+  report = {"command": " ".join(["python -m benchmarks.profile_pass", *(argv or sys.argv[1:])]),
+            "checkpoint": args.checkpoint, "date": reporting.now(),
+            "machine": reporting.machine(), "load_average": [load, reporting.load_average()],
+            "runs": runs}
+  if len(iterations) > 1:
+    report.update(split_pass(runs, iterations))
+  os.makedirs(args.output, exist_ok=True)
+  files.write_json(os.path.join(args.output, "profile.json"), report)
+  text = markdown(report)
+  files.write_text(os.path.join(args.output, "profile.md"), text)
+  print(text)
+  return 0
+
+
+if __name__ == "__main__":
+  sys.exit(main())

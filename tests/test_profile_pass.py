@@ -1,0 +1,60 @@
+"""benchmarks/profile_pass: own times of nested trace events, ops attributed to their source
+through the compiled HLO, and a profile of the session's tiny PaDIR checkpoint."""
+import json
+import os
+
+import jax
+import jax.numpy as jnp
+
+from benchmarks import profile_pass
+from padir import decoding
+from padir.special_tokens import SpecialTokens
+
+
+def test_self_times_subtract_nested_events_per_thread():
+  events = [
+      {"name": "while.1", "pid": 1, "tid": 1, "ts": 0, "dur": 100},
+      {"name": "fusion.2", "pid": 1, "tid": 1, "ts": 10, "dur": 30},
+      {"name": "fusion.3", "pid": 1, "tid": 1, "ts": 50, "dur": 20},
+      {"name": "fusion.2", "pid": 1, "tid": 1, "ts": 120, "dur": 5},
+      {"name": "fusion.4", "pid": 1, "tid": 2, "ts": 10, "dur": 7},  # Another thread.
+  ]
+  assert profile_pass.self_times(events) == {"while.1": 50, "fusion.2": 35, "fusion.3": 20,
+                                             "fusion.4": 7}
+
+
+def test_ops_are_attributed_to_their_source():
+  def fn(logits):
+    config = decoding.RefinementConfig()
+    special = SpecialTokens.create(num_pieces=12, max_target_length=8)
+    return decoding.choose_tokens(logits, None, config, special)[0]
+
+  text = jax.jit(fn).lower(jnp.ones((1, 3, 16))).compile().as_text()
+  sources = profile_pass.op_sources(text)
+  assert sources and any("choose_tokens" in s for s in sources.values())
+  groups = {profile_pass.group_of(s) for s in sources.values() if "choose_tokens" in s}
+  assert groups == {"token choice"}
+  assert profile_pass.group_of("jit(predict)/Transformer.decode/decoder/logits_dense/dot") == (
+      "output projection")
+  assert profile_pass.group_of("jit(predict)/Transformer.decode/decoder/layers_0/mlp") == (
+      "decoder layers")
+  assert profile_pass.group_of("while.3") == "loop / branch control"
+  assert profile_pass.group_of("jit(predict)/add") == profile_pass.OTHER
+
+
+def test_profile_of_a_checkpoint_splits_a_pass_from_the_fixed_part(tiny_padir_dir, tmp_path):
+  sources = tmp_path / "sources.txt"
+  sources.write_text("a dog sees the cat .\nthe cat sees a dog .\n")
+  out = tmp_path / "profile"
+  assert profile_pass.main(["--checkpoint", tiny_padir_dir, "--sources", str(sources),
+                            "--iterations", "1,3", "--repeats", "2", "--output", str(out)]) == 0
+  report = json.loads((out / "profile.json").read_text())
+  one, three = report["runs"]
+  assert one["decoder_params"]["num_decode_iterations"] == 1
+  for run in (one, three):
+    assert run["wall_us"] > 0 and run["ops_us"] > 0
+    assert run["groups_us"]["decoder layers"] > 0 and run["groups_us"]["encoder"] > 0
+  # Three passes run more decoder work than one; the split adds back up to the first run.
+  assert three["groups_us"]["decoder layers"] > one["groups_us"]["decoder layers"]
+  assert abs(report["fixed"]["wall_us"] + report["per_pass"]["wall_us"] - one["wall_us"]) < 1e-6
+  assert "| one pass, µs | the fixed part, µs |" in (out / "profile.md").read_text()
