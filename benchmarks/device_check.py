@@ -41,8 +41,9 @@ only pure-Python wheel it needs beyond those is gin-config (the models' modules 
 `benchmarks/device_check.sh DEST` runs `python -m benchmarks.device_check` with PYTHONPATH=. into
 /tmp/device_check and copies device_check.{json,md,png}, its log and a .tgz of every part's
 files into DEST (the device tool brings back at most 8 files). Expected wall time on one H100:
-about 7 minutes (budget 420 s of parts plus process starts; compilation included), under the
-8-minute target; what does not fit is recorded as skipped. Then commit DEST's report under
+about 7.5 minutes at most — the parts' budget (`--budget_s 420`, compilation included) plus the
+wheel's install and Python's start (an estimate: no GPU has run it yet); parts that do not fit
+are recorded as skipped, the least important (`tiny`) last. Then commit DEST's report under
 docs/benchmarks/gpu/ and summarise it in BENCHMARKS.md.
 
 CPU dry run (tests/test_device_check.py: the same code at the `test` size, 1-minute budget):
@@ -52,7 +53,6 @@ The reference (CPU only, float32; rewrite it only when the `test` network or dec
       docs/benchmarks/gpu/cpu_reference.json
 """
 import argparse
-import dataclasses
 import gzip
 import json
 import logging
@@ -265,8 +265,10 @@ def ar_greedy_margins(setup, batch: Mapping[str, np.ndarray], tokens) -> List[fl
   tokens = np.asarray(tokens, np.int32)
   forced = dict(batch, decoder_input_tokens=np.asarray(
       models.shift_right(tokens, setup.special_tokens.bos_id)))
-  logits = np.asarray(model._output_logits(  # pylint: disable=protected-access
-      model._logits(setup.params["ar", "standard"], forced, None)), np.float64)  # pylint: disable=protected-access
+  # pylint: disable=protected-access
+  logits = np.asarray(model._output_logits(
+      model._logits(setup.params["ar", "standard"], forced, None)), np.float64)
+  # pylint: enable=protected-access
   top2 = np.sort(logits, axis=-1)[..., -2:]
   return np.min(top2[..., 1] - top2[..., 0], axis=-1).tolist()
 
@@ -605,6 +607,14 @@ def _fmt(x: Optional[float], unit: str = "x") -> str:
   return f"{x:.2f}x"
 
 
+def _bound_ms(call: Mapping[str, Any]) -> float:
+  return max(call["flop_bound_ms"], call["byte_bound_ms"])
+
+
+def _same(comparison: Mapping[str, Any]) -> str:
+  return "same" if comparison["match"] else f"**differs** {comparison['first_difference']}"
+
+
 def _variant(decode: Mapping[str, Any]) -> str:
   attention = decode.get("attention", "einsum")
   return decode["dtype"] + ("" if attention == "einsum" else f", {attention} attention")
@@ -663,10 +673,9 @@ def write_markdown(path: str, report: Mapping[str, Any]) -> None:
     for d in decodes:
       for r in d["roofline"].get("rows", []):
         step, pass_ = r["ar_step"], r["padir_pass"]
-        bound = lambda x: max(x["flop_bound_ms"], x["byte_bound_ms"])  # pylint: disable=unnecessary-lambda-assignment
         lines.append(f"| {d['size']} | {_variant(d)} | {r['batch_size']} | {r['length_beam']} | "
-                     f"{step['measured_ms']:.3f} ({bound(step):.3f}) | "
-                     f"{pass_['measured_ms']:.3f} ({bound(pass_):.3f}) | "
+                     f"{step['measured_ms']:.3f} ({_bound_ms(step):.3f}) | "
+                     f"{pass_['measured_ms']:.3f} ({_bound_ms(pass_):.3f}) | "
                      f"{r['pass_over_step']:.2f} |")
   trains = [r["result"] for r in report["parts"]
             if r["status"] == "ok" and r["name"].startswith("train:")]
@@ -688,8 +697,7 @@ def write_markdown(path: str, report: Mapping[str, Any]) -> None:
               f"Same batch: {c['same_batch']}; same weights (checksums): {c['same_weights']}.", "",
               "| system | precision highest | JAX default precision |", "|---|---|---|"]
     for name in c["highest"]:
-      cell = lambda r: "same" if r["match"] else f"**differs** {r['first_difference']}"  # pylint: disable=unnecessary-lambda-assignment
-      lines.append(f"| {name} | {cell(c['highest'][name])} | {cell(c['default'][name])} |")
+      lines.append(f"| {name} | {_same(c['highest'][name])} | {_same(c['default'][name])} |")
   failures = [r for r in report["parts"] if r["status"] != "ok" and r.get("log_tail")]
   if failures:
     lines += ["", "## Failures (end of each log)", ""]

@@ -22,7 +22,8 @@ def _blocking_env(tmp_path) -> dict:
       "import sys\n" + "".join(f"sys.modules[{m!r}] = None\n" for m in BLOCKED))
   return dict(os.environ, JAX_PLATFORMS="cpu",
               PYTHONPATH=os.pathsep.join([str(site), str(REPO)]),
-              XLA_FLAGS="--xla_backend_optimization_level=0 --xla_llvm_disable_expensive_passes=true")
+              XLA_FLAGS="--xla_backend_optimization_level=0"
+                        " --xla_llvm_disable_expensive_passes=true")
 
 
 def test_dry_run_writes_every_part_without_tensorflow(tmp_path):

@@ -39,7 +39,8 @@ def _forward(model, params, dropout_rng=None):
   tokens = BATCH["decoder_target_tokens"]
   inputs = (models.shift_right(tokens, SPECIAL.bos_id) if isinstance(model, models.ARModel)
             else tokens)
-  encoder_tokens = model._encoder_inputs(BATCH["encoder_input_tokens"])  # pylint: disable=protected-access
+  # pylint: disable-next=protected-access
+  encoder_tokens = model._encoder_inputs(BATCH["encoder_input_tokens"])
   return model.module.apply({"params": params}, encoder_tokens, inputs,
                             enable_dropout=dropout_rng is not None,
                             rngs=None if dropout_rng is None else {"dropout": dropout_rng})
