@@ -142,6 +142,18 @@ def test_the_stored_cpu_reference_is_small_and_far_from_ties():
   assert len(reference["multi30k_test_2016_flickr_words"]) == 1000
 
 
+def test_the_stored_word_counts_give_multi30k_lengths_where_the_data_is_not():
+  """The GPU machine has no ../shared/data: the decoding parts read the reference's word counts
+  (`_lengths_dir`), which must give decode_speed the lengths the corpus gives."""
+  from benchmarks import decode_speed  # pylint: disable=g-import-not-at-top
+  stored, source = decode_speed.corpus_lengths(
+      device_check._lengths_dir(device_check.DEFAULT_REFERENCE), 1.3, 128, 0)
+  assert len(stored) == 1000 and "multi30k test_2016_flickr" in source
+  assert 8 < sum(t for _, t in stored) / len(stored) < 30  # Multi30k's pieces, EOS included.
+  if os.path.exists(os.path.join(device_check.MULTI30K, "test_2016_flickr.en.gz")):
+    assert stored == decode_speed.corpus_lengths(device_check.MULTI30K, 1.3, 128, 0)[0]
+
+
 def test_the_gpu_plan_measures_what_the_targets_need_first():
   parts = device_check.plan(device_check.parse_args([]))
   assert parts[:6] == ["rates", "correctness", "decode:base:bfloat16", "decode:base:float32",
