@@ -38,7 +38,7 @@ import json
 import logging
 import os
 import shutil
-from typing import Any, Dict, Mapping, Sequence, Tuple
+from typing import Any, Dict, Mapping, Optional, Sequence, Tuple
 
 import gin
 
@@ -227,14 +227,17 @@ def distill(teacher_dir: str, sources_file: str, output_dir: str,
 # The job.
 
 
-def run(workdir: str, size_name: str = "default", command: str = "") -> Dict[str, Any]:
-  """Runs (or resumes) the demo in `workdir`; returns the results (as results.json)."""
+def run(workdir: str, size_name: str = "default", command: str = "", reevaluate: bool = False,
+        padir_decoder_params: Optional[Mapping[str, Any]] = None) -> Dict[str, Any]:
+  """Runs (or resumes) the demo in `workdir`; returns the results (as results.json). A finished
+  run returns its results unless `reevaluate` (then its last stage runs again, with
+  `padir_decoder_params` added to every student's decoding options)."""
   size = SIZES[size_name]
   workdir = os.path.abspath(workdir)
   _check_settings(workdir, size_name, size)
   stages = pipeline.Stages(workdir, {stage: size.budgets_s[stage] for stage in STAGES})
   results_path = os.path.join(workdir, reporting.RESULTS_JSON)
-  if stages.all_done() and os.path.exists(results_path):
+  if stages.all_done() and os.path.exists(results_path) and not reevaluate:
     for stage in STAGES:
       stages.reuse(stage)
     return files.read_json(results_path)
@@ -278,6 +281,7 @@ def run(workdir: str, size_name: str = "default", command: str = "") -> Dict[str
       workdir, teacher_dir, student_dirs, ar_task, "test", command=command,
       title=f"padir demo ({size_name} size)", num_latency_sentences=size.num_latency_sentences,
       length_buckets=LENGTH_BUCKETS, before_writing=add_stages,
-      student_init_step=size.student_init_step, extra={"size": size_name, "training": (
+      student_init_step=size.student_init_step, padir_decoder_params=padir_decoder_params,
+      extra={"size": size_name, "training": (
           f"AR (teacher): {size.teacher_steps} steps; each student: the teacher's parameters at "
           f"step {size.student_init_step} + {size.student_steps} steps of its own")})

@@ -3,6 +3,7 @@ files exist, and a second run reuses the finished stages (fast, the same results
 import dataclasses
 import math
 import os
+import shutil
 import time
 
 import pytest
@@ -91,6 +92,21 @@ def test_second_run_reuses_finished_stages(demo_run):
   workdir, results, seconds = demo_run
   assert seconds < 30, f"the second run took {seconds:.0f} s: stages were not reused"
   assert files.read_json(os.path.join(workdir, reporting.RESULTS_JSON)) == results
+
+
+def test_reevaluate_keeps_the_models_and_records_the_decoding_options(demo_run, tmp_path):
+  workdir = str(tmp_path / "work")
+  shutil.copytree(demo_run[0], workdir)
+  checkpoints = os.path.join(workdir, "student_distilled", "checkpoints")
+  before = {name: os.path.getmtime(os.path.join(checkpoints, name))
+            for name in os.listdir(checkpoints)}
+  assert demo_command.main(["--workdir", workdir, "--size", "reduced", "--reevaluate",
+                            "--padir_decoder_params", '{"rejecter_fraction": 0.5}']) == 0
+  results = files.read_json(os.path.join(workdir, reporting.RESULTS_JSON))
+  assert results["padir_decoder_params"] == {"rejecter_fraction": 0.5}
+  assert "--reevaluate" in results["command"] and results["date"] != demo_run[1]["date"]
+  assert {name: os.path.getmtime(os.path.join(checkpoints, name))
+          for name in os.listdir(checkpoints)} == before
 
 
 def test_refuses_a_workdir_of_another_size(demo_run, capsys):

@@ -1,5 +1,6 @@
 """`padir demo`: the command line of `padir.demo`."""
 import argparse
+import json
 import os
 import shlex
 import sys
@@ -14,13 +15,16 @@ from padir import reporting
 
 
 USAGE = """\
-padir demo [--workdir DIR] [--size default|reduced]
+padir demo [--workdir DIR] [--size default|reduced] [--reevaluate]
+           [--padir_decoder_params JSON]
 
 The main job on the built-in offline corpus: trains an AR teacher, distills the training set
 with it, trains two PaDIR students (raw and distilled data) and evaluates AR greedy, AR beam 4
 and each student at 1, 2, 4 and 8 iterations (BLEU, chrF, stutter, batch-1 latency, batch-64
 throughput) into DIR/results.json, DIR/results.md and DIR/tradeoff.png. Re-run the same command
-to resume; finished stages are reused.
+to resume; finished stages are reused. --reevaluate evaluates a finished run again (its models
+untouched), e.g. after a decoding change or with --padir_decoder_params, options of every
+student's decoding (RefinementConfig fields), e.g. '{"rejecter_fraction": 0.3}'.
 """
 
 
@@ -29,14 +33,19 @@ def main(argv: Sequence[str]) -> int:
   parser = argparse.ArgumentParser(prog="padir demo", usage=USAGE)
   parser.add_argument("--workdir", default="runs/demo", help="where everything goes")
   parser.add_argument("--size", default="default", choices=sorted(demo_lib.SIZES),
-                      help="default: ~22 minutes on 2 CPU cores; reduced: a quick smoke test")
+                      help="default: ~40 minutes on 2 CPU cores; reduced: a quick smoke test")
+  parser.add_argument("--reevaluate", action="store_true",
+                      help="evaluate a finished run again (the trained models are kept)")
+  parser.add_argument("--padir_decoder_params", type=json.loads, default=None,
+                      help="JSON decoding options of every student (RefinementConfig fields)")
   args = parser.parse_args(argv)
   metrics_lib.log_to_stderr()
   if jax.config.jax_compilation_cache_dir is None:  # Both students share compiled programs.
     jax.config.update("jax_compilation_cache_dir", os.path.join(os.path.abspath(args.workdir),
                                                                 "jax_cache"))
   command = " ".join(["padir", "demo", *map(shlex.quote, argv)])
-  results = demo_lib.run(args.workdir, args.size, command)
+  results = demo_lib.run(args.workdir, args.size, command, reevaluate=args.reevaluate,
+                         padir_decoder_params=args.padir_decoder_params)
   print(reporting.results_markdown(results))
   return 0
 
