@@ -10,10 +10,10 @@ metadata and grouped (encoder, decoder layers, output projection, token choice, 
 For each `--iterations` K (a PaDIR or CTC model; `early_exit` off, so K is the exact pass count;
 an AR model is profiled once, its whole decode), the sentences of `--sources` that share the
 first one's shape bucket are decoded one a call (`--repeats` times each), timed, then again under the
-profiler. Per call: the wall time (per sentence the fastest call, then the median), the ops' mean
-own times by group (an op's time minus the ops nested in it: a loop
-or a branch counts its own control only), and the rest (host: argument handling, dispatch, the
-copy back). With two K, one pass is the difference over K2 - K1 passes and the fixed part is
+profiler. Per call: the wall time (per sentence the fastest call, then the median), shared out
+among the groups by their ops' CPU time (an op's time minus the ops nested in it, so a loop or a
+branch counts its own control only; the host's part, dispatch and copies, is spread over the
+groups too). With two K, one pass is the difference over K2 - K1 passes and the fixed part is
 K1's time minus K1 passes. Out: OUTPUT/profile.json, OUTPUT/profile.md (with the machine and its
 load; take it on an idle machine).
 """
@@ -131,19 +131,23 @@ def profile(translator: translator_lib.Translator, sources: Sequence[str],
         for batch in batches:
           call(batch)
     own = self_times(_trace_events(trace_dir))
-  groups, ops = collections.Counter(), []
+  cpu, ops = collections.Counter(), []
   for name, microseconds in own.items():
     source = sources_of.get(name) or sources_of.get(name.removesuffix(".clone"))
     if source is None:
-      continue  # Host-side events (Python, dispatch, argument handling): the rest of the wall.
+      continue  # Host-side events (dispatch, argument handling, the executor's own spans).
     group = group_of(source if source != name else name)
-    groups[group] += microseconds / calls
-    ops.append({"op": name, "source": source, "group": group, "us": microseconds / calls})
-  ops.sort(key=lambda op: -op["us"])
-  device = sum(groups.values())
+    cpu[group] += microseconds / calls
+    ops.append({"op": name, "source": source, "group": group, "cpu_us": microseconds / calls})
+  ops.sort(key=lambda op: -op["cpu_us"])
+  total = sum(cpu.values())
+  wall_us = 1e6 * wall
   return {"decoder_params": decoder_params, "calls": calls, "shape": list(batches[0].shape),
-          "wall_us": 1e6 * wall, "ops_us": device, "host_us": max(1e6 * wall - device, 0.0),
-          "groups_us": dict(groups.most_common()), "top_ops": ops[:12]}
+          "wall_us": wall_us, "op_cpu_us": total,
+          # The wall time shared out by each group's share of the ops' CPU time (XLA runs a
+          # program's ops on more than one thread, so CPU times add up to more than the wall).
+          "groups_us": {g: wall_us * t / total for g, t in cpu.most_common()},
+          "top_ops": ops[:12]}
 
 
 def markdown(report: Dict[str, Any]) -> str:
@@ -160,8 +164,7 @@ def markdown(report: Dict[str, Any]) -> str:
            f"{runs[0]['calls']} calls of shape {runs[0]['shape']} each.", "",
            "| µs per call | " + " | ".join(names) + " |",
            "|---|" + "---:|" * len(runs)]
-  for label, key in (("wall", "wall_us"), ("ops (device)", "ops_us"), ("host", "host_us")):
-    lines.append(f"| {label} | " + " | ".join(f"{r[key]:.0f}" for r in runs) + " |")
+  lines.append("| wall | " + " | ".join(f"{r['wall_us']:.0f}" for r in runs) + " |")
   for g in groups:
     lines.append(f"| · {g} | " + " | ".join(f"{r['groups_us'].get(g, 0.0):.0f}"
                                            for r in runs) + " |")

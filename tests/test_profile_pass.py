@@ -52,7 +52,8 @@ def test_profile_of_a_checkpoint_splits_a_pass_from_the_fixed_part(tiny_padir_di
   one, three = report["runs"]
   assert one["decoder_params"]["num_decode_iterations"] == 1
   for run in (one, three):
-    assert run["wall_us"] > 0 and run["ops_us"] > 0
+    assert run["wall_us"] > 0 and run["op_cpu_us"] > 0
+    assert abs(sum(run["groups_us"].values()) - run["wall_us"]) < 1e-6 * run["wall_us"]
     assert run["groups_us"]["decoder layers"] > 0 and run["groups_us"]["encoder"] > 0
   # Three passes run more decoder work than one; the split adds back up to the first run.
   assert three["groups_us"]["decoder layers"] > one["groups_us"]["decoder layers"]
