@@ -159,9 +159,13 @@ def checks(rows: Sequence[Mapping[str, Any]]) -> Dict[str, Any]:
   K (ITERATIONS)."""
   bleu = {row["name"]: row["bleu"] for row in rows}
   greedy_ms = next(row["latency_ms_batch1"] for row in rows if row["name"] == "ar_greedy")
-  students = [d for d in ("raw", "distilled") if f"padir_{d}@1" in bleu]  # Raw is optional.
-  mean_by_k = [statistics.fmean([bleu[f"padir_{d}@{k}"] for d in students]) for k in ITERATIONS]
-  distilled = {k: bleu[f"padir_distilled@{k}"] for k in ITERATIONS}
+  # Every student evaluated ("raw", "distilled", or any name a benchmark gave): padir_{name}@K.
+  students = sorted({row["name"][len("padir_"):].rsplit("@", 1)[0] for row in rows
+                     if row["model"] != "ar"})
+  mean_by_k = ([statistics.fmean([bleu[f"padir_{d}@{k}"] for d in students])
+                for k in ITERATIONS] if students else None)
+  distilled = ({k: bleu[f"padir_distilled@{k}"] for k in ITERATIONS}
+               if "distilled" in students else None)
   fast = [row for row in rows if row["model"] != "ar"
           and greedy_ms / row["latency_ms_batch1"] >= MIN_SPEEDUP]
   best = max(fast, key=lambda row: row["bleu"], default=None)
@@ -172,9 +176,10 @@ def checks(rows: Sequence[Mapping[str, Any]]) -> Dict[str, Any]:
       "best_fast_point": None if best is None else best["name"],
       "best_fast_point_minus_ar_greedy": gap,
       "best_fast_point_near_ar_greedy": None if gap is None else gap >= -MAX_GAP_TO_AR_GREEDY,
-      "distilled_at_1_minus_ar_greedy": distilled[1] - bleu["ar_greedy"],
+      "distilled_at_1_minus_ar_greedy": (None if distilled is None
+                                         else distilled[1] - bleu["ar_greedy"]),
       "distilled_at_least_raw": (all(distilled[k] >= bleu[f"padir_raw@{k}"] for k in ITERATIONS)
-                                 if "raw" in students else None),
+                                 if distilled is not None and "raw" in students else None),
       "students_mean_bleu_by_iterations": mean_by_k,
   }
 
@@ -272,7 +277,7 @@ def results_markdown(results: Mapping[str, Any]) -> str:
       lines.append(f"| {stage} | {clock(record['wall_s'])} | {record['cpu_s']:.0f} | "
                    f"{clock(record['budget_s'])} |")
   c = results["checks"]
-  mean = " -> ".join(f"{b:.2f}" for b in c["students_mean_bleu_by_iterations"])
+  mean = " -> ".join(f"{b:.2f}" for b in c["students_mean_bleu_by_iterations"] or [])
   gap = c["best_fast_point_minus_ar_greedy"]
   lines += [
       "",
@@ -281,7 +286,8 @@ def results_markdown(results: Mapping[str, Any]) -> str:
       f"{c['best_fast_point'] or 'none'}"
       + ("" if gap is None else f" ({gap:+.2f} BLEU to AR greedy)")
       + f"; within {MAX_GAP_TO_AR_GREEDY} BLEU: {_yes(c['best_fast_point_near_ar_greedy'])}",
-      f"- distilled@1 against AR greedy: {c['distilled_at_1_minus_ar_greedy']:+.2f} BLEU",
+      "- distilled@1 against AR greedy: " + ("n/a" if c["distilled_at_1_minus_ar_greedy"] is None
+                                             else f"{c['distilled_at_1_minus_ar_greedy']:+.2f} BLEU"),
       f"- distilled student at least as good as the raw-data one at every K: "
       f"{_yes(c['distilled_at_least_raw'])}",
       f"- students' mean BLEU at K = {', '.join(map(str, ITERATIONS))}: {mean}",

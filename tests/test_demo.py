@@ -166,6 +166,13 @@ def test_checks_with_and_without_the_raw_student():
   assert both["best_fast_point"] == "padir_raw@1" and both["best_fast_point_near_ar_greedy"]
   assert reporting.checks(rows(bleu, {}))["best_fast_point"] is None
   assert "n/a" in reporting._yes(None)  # pylint: disable=protected-access
+  # A benchmark's student of another name (benchmarks/multi30k_report.py --students ctc45).
+  other = {"ar_greedy": 30.0, "ar_beam4": 32.0}
+  other.update({f"padir_ctc45@{k}": 20.0 + k for k in reporting.ITERATIONS})
+  named = reporting.checks(rows(other, {"padir_ctc45@1": 0.5}))
+  assert named["students_mean_bleu_by_iterations"] == [21.0, 22.0, 24.0, 28.0]
+  assert named["distilled_at_1_minus_ar_greedy"] is None and named["distilled_at_least_raw"] is None
+  assert named["best_fast_point"] == "padir_ctc45@1"
 
 
 def test_the_students_are_aligned_canvas_models(demo_run):
