@@ -32,7 +32,6 @@ from typing import Any, Dict, List, Optional, Sequence, Tuple
 
 import jax
 
-from padir import files
 from padir import reporting
 from padir import translator as translator_lib
 
@@ -220,11 +219,7 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
             "runs": runs}
   if len(iterations) > 1:
     report.update(split_pass(runs, iterations))
-  os.makedirs(args.output, exist_ok=True)
-  files.write_json(os.path.join(args.output, "profile.json"), report)
-  text = markdown(report)
-  files.write_text(os.path.join(args.output, "profile.md"), text)
-  print(text)
+  reporting.write_report(args.output, "profile", report, markdown(report))
   return 0
 
 

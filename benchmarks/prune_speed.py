@@ -17,13 +17,11 @@ on an idle machine: the numbers mean nothing under CPU contention.
 import argparse
 import dataclasses
 import importlib
-import os
 import statistics
 import sys
 import time
 from typing import Any, Callable, Dict, Mapping, Optional, Sequence
 
-from padir import files
 from padir import reporting
 from padir import translator as translator_lib
 
@@ -117,11 +115,7 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
             "date": reporting.now(), "machine": reporting.machine(),
             "load_average": [load, reporting.load_average()], "sentences": len(sources),
             "repeats": args.repeats, "results": results}
-  os.makedirs(args.output, exist_ok=True)
-  files.write_json(os.path.join(args.output, "prune_speed.json"), report)
-  text = markdown(report)
-  files.write_text(os.path.join(args.output, "prune_speed.md"), text)
-  print(text)
+  reporting.write_report(args.output, "prune_speed", report, markdown(report))
   return 0
 
 

@@ -11,14 +11,12 @@ gives the time, the FLOP rate and the cost in one-row products, with the machine
 into OUTPUT/row_cost.json and OUTPUT/row_cost.md.
 """
 import argparse
-import os
 import sys
 from typing import Any, Dict, List, Optional, Sequence, Tuple
 
 import jax
 import jax.numpy as jnp
 
-from padir import files
 from padir import reporting
 
 
@@ -76,11 +74,7 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
             "date": reporting.now(), "machine": reporting.machine(),
             "load_average": [load, reporting.load_average()], "repeats": args.repeats,
             "results": results}
-  os.makedirs(args.output, exist_ok=True)
-  files.write_json(os.path.join(args.output, "row_cost.json"), report)
-  text = markdown(report)
-  files.write_text(os.path.join(args.output, "row_cost.md"), text)
-  print(text)
+  reporting.write_report(args.output, "row_cost", report, markdown(report))
   return 0
 
 

@@ -210,6 +210,14 @@ def load_average() -> Optional[List[float]]:
   return [round(x, 2) for x in os.getloadavg()] if hasattr(os, "getloadavg") else None
 
 
+def write_report(output_dir: str, name: str, report: Mapping[str, Any], text: str) -> None:
+  """A benchmark's results: OUTPUT_DIR/NAME.json (`report`) and NAME.md (`text`, also printed)."""
+  os.makedirs(output_dir, exist_ok=True)
+  files.write_json(os.path.join(output_dir, f"{name}.json"), report)
+  files.write_text(os.path.join(output_dir, f"{name}.md"), text)
+  print(text)
+
+
 def wall_seconds(fn: Callable[[], Any], repeats: int) -> List[float]:
   """Wall seconds of each of `repeats` calls of `fn`, after one untimed call (compilation,
   warm-up); JAX results are waited for before the clock stops."""
