@@ -30,7 +30,7 @@ import jax
 import numpy as np
 import orbax.checkpoint as ocp
 
-from padir import cli
+from padir import errors
 
 logger = logging.getLogger(__name__)
 
@@ -46,7 +46,7 @@ class CheckpointMismatchError(ValueError):
   """A checkpoint whose tree differs from the model's (another model config)."""
 
 
-class NoUsableCheckpointError(cli.UserError, RuntimeError):
+class NoUsableCheckpointError(errors.UserError, RuntimeError):
   """Checkpoints exist but none of them can be read."""
 
 

@@ -12,6 +12,7 @@ import signal
 import sys
 from typing import Callable, Optional, Sequence
 
+from padir import errors
 from padir import quiet
 
 SUBCOMMANDS = {
@@ -27,20 +28,11 @@ SUBCOMMANDS = {
 }
 
 
-class UserError(Exception):
-  """An error the user can fix (a file, a checkpoint, a setting); its message says what and how.
-  Subclassed together with the builtin kind it is (e.g. `(UserError, RuntimeError)`)."""
-
-
-class UsageError(ValueError):
-  """A flag or setting that cannot work: the command exits with status 2 (argparse's)."""
-
-
-# What a subcommand reports as one line instead of a traceback: bad flags, settings and values
-# (ValueError: GinFlagError, TrainConfigError, CheckpointMismatchError, TextFileError, unknown
-# task names, ...), missing or unreadable files (OSError), non-finite training (FloatingPointError)
-# and the project's own `UserError`s.
-USER_ERRORS = (OSError, ValueError, FloatingPointError, UserError)
+# The exception classes live in `padir.errors` (the bottom layer); re-exported here for callers
+# that name them `cli.UserError`, `cli.UsageError`, `cli.USER_ERRORS`.
+UserError = errors.UserError
+UsageError = errors.UsageError
+USER_ERRORS = errors.USER_ERRORS
 
 
 def command(name: str) -> Callable:

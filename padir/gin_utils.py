@@ -10,13 +10,13 @@ from typing import Iterator, List, Sequence, Tuple
 
 import gin
 
-from padir import cli
+from padir import errors
 
 # Search path for relative gin files: the repository's gin/ folder, then the working directory.
 GIN_ROOT = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "gin")
 
 
-class GinFlagError(cli.UsageError):
+class GinFlagError(errors.UsageError):
   """A bad --gin_file / --gin.NAME=VALUE flag, named in the message."""
 
 

@@ -43,7 +43,7 @@ from jax.experimental import multihost_utils
 from jax.sharding import Mesh
 
 from padir import checkpoints
-from padir import cli
+from padir import errors
 from padir import files
 from padir import metrics as metrics_lib
 from padir import partitioning
@@ -57,7 +57,7 @@ DatasetFn = Callable[..., Iterable[Batch]]
 ValidationFn = Callable[..., Mapping[str, float]]
 
 
-class TrainConfigError(cli.UsageError):
+class TrainConfigError(errors.UsageError):
   """A training setting that cannot work (batch size, mesh, dataset shapes); the message says
   which setting and what to do."""
 
