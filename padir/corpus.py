@@ -45,6 +45,12 @@ DEFAULT_MULTIMODALITY = 2
 SPLITS = ("train", "validation", "test")
 SOURCE_SUFFIX = "src"
 TARGET_SUFFIX = "tgt"
+DATA_DIR_ENV = "PADIR_DATA_DIR"
+
+
+def default_data_dir() -> str:
+  """Where generated corpora and vocabularies are cached: $PADIR_DATA_DIR or ~/.cache/padir."""
+  return os.environ.get(DATA_DIR_ENV) or os.path.join(os.path.expanduser("~"), ".cache", "padir")
 MIN_WORDS, MAX_WORDS = 5, 20
 _LEXICON_SEED = "padir-corpus-lexicon-v1"
 _REGISTERS = {0: 1, 1: 2, 2: 2, 3: 3}

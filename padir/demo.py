@@ -4,7 +4,8 @@
   padir demo --workdir /tmp/demo --size reduced     # a smoke test of the pipeline (minutes)
 
 Stages, each timed and logged against its budget (`DemoSize.budgets_s`):
-  corpus             the built-in corpus's sentences of at most 10 words (`tasks.builtin`)
+  corpus             the built-in corpus's sentences of at most 10 words
+                     (`padir.parallel_text.register_builtin`)
   teacher            train the AR teacher                 experiments/builtin_ar.gin
                      (`teacher_steps` in all, to its plateau; the parameters at
                      `student_init_step` are kept in `teacher_init/`, where both students start)
@@ -159,11 +160,11 @@ def _check_settings(workdir: str, size_name: str, size: DemoSize) -> None:
 def prepare_corpus(size: DemoSize) -> Tuple[str, str]:
   """Registers the demo corpus's tasks and generates it if missing. Returns (AR, PaDIR) tasks."""
   from padir import data  # pylint: disable=g-import-not-at-top  (seqio only when running)
-  from tasks import builtin  # pylint: disable=g-import-not-at-top
-  tasks = builtin.register_builtin(size.corpus, num_train=size.num_train,
-                                   num_validation=size.num_validation, num_test=size.num_test,
-                                   max_words=CORPUS_MAX_WORDS,
-                                   max_target_length=MAX_TARGET_LENGTH)
+  from padir import parallel_text  # pylint: disable=g-import-not-at-top
+  tasks = parallel_text.register_builtin(size.corpus, num_train=size.num_train,
+                                         num_validation=size.num_validation,
+                                         num_test=size.num_test, max_words=CORPUS_MAX_WORDS,
+                                         max_target_length=MAX_TARGET_LENGTH)
   vocabulary = data.task_vocabulary(tasks[0])
   logger.info("corpus %s: %d pieces, tasks %s", size.corpus,
               vocabulary.special_tokens.num_pieces, ", ".join(tasks))

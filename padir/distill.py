@@ -10,15 +10,15 @@ translates them through the translate path (`padir.translator`) with beam search
 default (`--decode_method greedy` for greedy). Every `--shard_size` sources make one shard,
 `shards/shard-NNNNN.tsv` (`source<TAB>translation`, one line per source, in order), written to a
 `.tmp` file and renamed when complete; the shards are then merged into `distilled.tsv`, which is
-registered as local TSV tasks `NAME_ar` / `NAME_padir` (`tasks.local`, train split = the distilled
-pairs; pairs with an empty side are dropped there). A translation caught in a loop (`looped`: some
-n-gram of up to 4 words repeated `--max_repeats` times in a row, 3 by default; references almost
-never do this, a weak teacher's greedy output often does: 4.8 % of a 60-minute Multi30k
-teacher's) would teach the student to stutter: such pairs go to `dropped.tsv` instead
-(`--max_repeats 0` keeps everything). The shards keep every translation. When the sources are
-a task's split other than validation and the task has a validation split, its pairs, with their
-real references, are copied to `validation.tsv` and become the distilled tasks' validation
-split, so a student's `padir train` validates against real references.
+registered as local TSV tasks `NAME_ar` / `NAME_padir` (`padir.parallel_text`, train split = the
+distilled pairs; pairs with an empty side are dropped there). A translation caught in a loop
+(`looped`: some n-gram of up to 4 words repeated `--max_repeats` times in a row, 3 by default;
+references almost never do this, a weak teacher's greedy output often does) would teach the student
+to stutter: such pairs go to `dropped.tsv` instead (`--max_repeats 0` keeps everything). The shards
+keep every translation. When the sources are a task's split other than validation and the task has a
+validation split, its pairs, with their real references, are copied to `validation.tsv` and become
+the distilled tasks' validation split, so a student's `padir train` validates against real
+references.
 
 The output dir also holds the run record (`config.gin`, `run_info.json`: seed, package versions,
 command line; see `padir.checkpoints`).
@@ -265,14 +265,14 @@ def distill(teacher_dir: str,
   tsv = os.path.join(output_dir, OUTPUT_TSV)
   count, dropped = _merge(shards, tsv, os.path.join(output_dir, DROPPED_TSV), max_repeats)
 
-  from tasks import local  # pylint: disable=g-import-not-at-top  (seqio only when registering)
+  from padir import parallel_text  # pylint: disable=g-import-not-at-top  (seqio when registering)
   validation = _write_validation(sources, output_dir)
   task_args = {"name": name or sources.default_name(),
                "tsv": (os.path.abspath(tsv) if validation is None
                        else {"train": os.path.abspath(tsv), "validation": validation}),
                "vocabulary": os.path.abspath(teacher.vocabulary.sentencepiece_model_file),
                "max_target_length": teacher.vocabulary.max_target_length}
-  ar_task, padir_task = local.register_parallel_text(**task_args, overwrite=True)
+  ar_task, padir_task = parallel_text.register_parallel_text(**task_args, overwrite=True)
   _write_task_gin(output_dir, task_args)
   logger.info("distilled %d sentences into %s with %s (step %d), %d looped ones left out; "
               "tasks %s, %s", count, tsv, teacher.model_dir, teacher.step, dropped, ar_task,

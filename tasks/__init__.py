@@ -13,7 +13,11 @@ Modules:
   tasks.multi30k  multi30k_en_de_{ar,padir}, multi30k_de_en_{ar,padir} (../shared/data/multi30k)
   tasks.wmt       wmt14_{en_de,de_en}_{ar,padir}, wmt16_{en_ro,ro_en}_{ar,padir} (TFDS)
   tasks.local     `register_parallel_text(...)`: your own folder of aligned files or a
-                  `source<TAB>target` TSV (distilled data), e.g. NAME = "builtin_distilled".
+                  `source<TAB>target` TSV (distilled data), e.g. NAME = "builtin_distilled";
+                  gin's `local.parallel_text_task`.
+
+The registration machinery is library code (`padir.registration`, `padir.parallel_text`):
+`tasks` imports `padir`, never the reverse (`python -m padir.tools.check_layers`).
 
 Select a task as in T5X: in gin, `import tasks.builtin` then
 `MIXTURE_OR_TASK_NAME = 'builtin_padir'` (see gin/tasks/). Registration is idempotent:
@@ -23,11 +27,4 @@ is an error unless `overwrite=True`.
 Generated data and trained vocabularies are cached under `$PADIR_DATA_DIR` (default
 `~/.cache/padir`).
 """
-import os
-
-DATA_DIR_ENV = "PADIR_DATA_DIR"
-
-
-def default_data_dir() -> str:
-  """Where generated corpora and vocabularies are cached: $PADIR_DATA_DIR or ~/.cache/padir."""
-  return os.environ.get(DATA_DIR_ENV) or os.path.join(os.path.expanduser("~"), ".cache", "padir")
+from padir.corpus import DATA_DIR_ENV, default_data_dir  # pylint: disable=unused-import

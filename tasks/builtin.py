@@ -6,66 +6,12 @@
 
 Nothing is read or written at import: the corpus and its SentencePiece model are generated
 into `$PADIR_DATA_DIR/builtin/...` the first time a dataset or the vocabulary is used (seconds),
-then reused. `register_builtin(...)` registers other variants (seed, sizes, level, lengths).
+then reused. `register_builtin(...)` (`padir.parallel_text`) registers other variants (seed,
+sizes, level, lengths).
 """
-import os
-from typing import Mapping, Optional, Tuple
-
 from padir import corpus
-from padir import vocab as vocab_lib
-import tasks
-from tasks import local
-
-DEFAULT_MAX_TARGET_LENGTH = 64
-
-
-def register_builtin(name: str = "builtin",
-                     *,
-                     seed: int = 0,
-                     multimodality: int = corpus.DEFAULT_MULTIMODALITY,
-                     num_train: int = 50_000,
-                     num_validation: int = 1_000,
-                     num_test: int = 1_000,
-                     vocab_size: int = 1_000,
-                     max_words: int = corpus.MAX_WORDS,
-                     max_target_length: int = DEFAULT_MAX_TARGET_LENGTH,
-                     data_dir: Optional[str] = None,
-                     noise: Optional[Mapping[str, object]] = None,
-                     overwrite: bool = False) -> Tuple[str, str]:
-  """Registers `{name}_ar` / `{name}_padir` over a generated corpus (see `padir.corpus`).
-
-  Args:
-    name: corpus name.
-    seed: generation seed.
-    multimodality: level in `padir.corpus.MULTIMODALITY_LEVELS`.
-    num_train: training pairs.
-    num_validation: validation pairs.
-    num_test: test pairs.
-    vocab_size: SentencePiece pieces requested.
-    max_words: longest source sentence in words (`padir.corpus.MIN_WORDS`..`MAX_WORDS`).
-    max_target_length: sizes the vocabulary's PaDIR ids (targets up to this many pieces).
-    data_dir: where to generate; default `$PADIR_DATA_DIR/builtin/<parameters>`.
-    noise: `padir_noise` arguments fixed for the PaDIR task.
-    overwrite: replace tasks already registered under these names with other parameters.
-
-  Returns:
-    (AR task name, PaDIR task name).
-  """
-  if data_dir is None:
-    data_dir = os.path.join(
-        tasks.default_data_dir(), "builtin",
-        f"v{corpus.GENERATOR_VERSION}_seed{seed}_mm{multimodality}_"
-        f"{num_train}_{num_validation}_{num_test}_spm{vocab_size}"
-        + (f"_w{max_words}" if max_words != corpus.MAX_WORDS else ""))
-  spec = corpus.CorpusSpec(data_dir, seed=seed, multimodality=multimodality,
-                           num_train=num_train, num_validation=num_validation,
-                           num_test=num_test, vocab_size=vocab_size, max_words=max_words)
-  vocabulary = vocab_lib.PadirVocabulary(spec.vocab_path, max_target_length, prepare_fn=spec)
-  return local.register_parallel_text(
-      name, vocabulary=vocabulary, folder=data_dir, src=corpus.SOURCE_SUFFIX,
-      tgt=corpus.TARGET_SUFFIX, splits={split: split for split in corpus.SPLITS},
-      noise=noise, prepare_fn=spec, overwrite=overwrite)
-
+from padir.parallel_text import (  # pylint: disable=unused-import  (names kept for callers)
+    DEFAULT_MAX_TARGET_LENGTH, register_builtin)
 
 register_builtin()
 # `padir demo`'s corpus (padir/demo.py, gin/experiments/builtin_*.gin): sentences of at most 10

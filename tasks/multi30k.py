@@ -10,9 +10,9 @@ import hashlib
 import os
 from typing import List, Mapping, Optional
 
+from padir import corpus
 from padir import vocab as vocab_lib
-import tasks
-from tasks import local
+from padir import parallel_text
 
 DATA_DIR_ENV = "PADIR_MULTI30K_DIR"
 DEFAULT_DATA_DIR = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))),
@@ -45,12 +45,12 @@ def register_multi30k(data_dir: Optional[str] = None,
     key = hashlib.sha1(os.path.abspath(data_dir).encode()).hexdigest()[:8]
     recipe = vocab_lib.SentencePieceRecipe(
         tuple(os.path.join(data_dir, f"train.{lang}.gz") for lang in LANGUAGES), vocab_size,
-        os.path.join(tasks.default_data_dir(), "multi30k", f"spm{vocab_size}_{key}"))
+        os.path.join(corpus.default_data_dir(), "multi30k", f"spm{vocab_size}_{key}"))
     vocab_path, prepare_fn = recipe.model_path, recipe
   vocabulary = vocab_lib.PadirVocabulary(vocab_path, max_target_length, prepare_fn=prepare_fn)
   names = []
   for src, tgt in (LANGUAGES, LANGUAGES[::-1]):
-    names += local.register_parallel_text(
+    names += parallel_text.register_parallel_text(
         f"multi30k_{src}_{tgt}", vocabulary=vocabulary, folder=data_dir, src=src, tgt=tgt,
         splits=SPLITS, noise=noise, overwrite=overwrite)
   return names

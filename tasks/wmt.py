@@ -20,9 +20,9 @@ from typing import Mapping, Optional, Tuple
 
 import seqio
 
+from padir import corpus
 from padir import vocab as vocab_lib
-import tasks
-from tasks import registration
+from padir import registration
 
 DEFAULT_MAX_TARGET_LENGTH = 256
 # corpus name -> (TFDS name, source language, target language, vocabulary name)
@@ -40,7 +40,7 @@ T5_MAX_TARGET_LENGTH = 100  # one [MASK_i] sentinel per target position
 
 
 def default_vocab_path(vocab_name: str) -> str:
-  return os.path.join(tasks.default_data_dir(), "vocab", vocab_name + ".model")
+  return os.path.join(corpus.default_data_dir(), "vocab", vocab_name + ".model")
 
 
 def register_tfds_translation(name: str,
@@ -87,7 +87,7 @@ def register_wmt_t5(vocab_paths: Optional[Mapping[str, str]] = None,
   names = []
   for vocab_name, relative in T5_VOCABULARIES.items():
     vocab_path = (vocab_paths or {}).get(vocab_name) or os.path.join(
-        tasks.default_data_dir(), "vocab", relative)
+        corpus.default_data_dir(), "vocab", relative)
     for name, (tfds_name, src, tgt, _) in WMT_TASKS.items():
       names += register_tfds_translation(
           f"{name}_{vocab_name}", tfds_name, src, tgt, vocab_path=vocab_path,

@@ -1,0 +1,1 @@
+"""Developer tools run as `python -m padir.tools.NAME` (not `padir` subcommands)."""
