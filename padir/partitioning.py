@@ -51,13 +51,6 @@ def make_mesh(mesh_shape: Optional[Sequence[int]] = None,
   return Mesh(np.asarray(devices).reshape(data, model), MESH_AXES)
 
 
-def logical_sharding(mesh: Mesh, logical_axes: Sequence[Optional[str]],
-                     rules=LOGICAL_AXIS_RULES) -> NamedSharding:
-  """NamedSharding for an array whose dimensions have these logical names."""
-  spec = nn.logical_to_mesh_axes(tuple(logical_axes), rules)
-  return NamedSharding(mesh, spec)
-
-
 def tree_shardings(mesh: Mesh, abstract_boxed_tree, rules=LOGICAL_AXIS_RULES):
   """Shardings for a tree of `nn.LogicallyPartitioned` (or plain) leaves, e.g. from
   `jax.eval_shape(model.init, ...)`. Plain leaves are replicated."""
