@@ -1,4 +1,6 @@
-"""Shared pytest set-up: quiet logs, JAX's persistent compilation cache, the shared data path."""
+"""Shared pytest set-up: quiet logs, JAX's persistent compilation cache, the shared data path, the
+`slow` marker on every test that uses a fixture that trains a model (pytest.ini; `-m "not slow"` leaves
+them out)."""
 import os
 import pathlib
 
@@ -18,6 +20,17 @@ CACHE_DIR = os.environ.get("PADIR_TEST_JAX_CACHE", str(pathlib.Path.home() / ".c
 
 jax.config.update("jax_compilation_cache_dir", CACHE_DIR)
 jax.config.update("jax_persistent_cache_min_compile_time_secs", 0.5)
+
+
+# Fixtures that train a model: a test that uses one is `slow` (the tiny checkpoints below take
+# ~20 s and ~40 s on 2 cores; test_demo.py's reduced demo ~3 min; test_reliability.py's killed run).
+TRAINING_FIXTURES = frozenset({"tiny_ar_dir", "tiny_padir_dir", "demo_run", "killed_run"})
+
+
+def pytest_collection_modifyitems(config, items):  # pylint: disable=unused-argument
+  for item in items:
+    if TRAINING_FIXTURES.intersection(getattr(item, "fixturenames", ())):
+      item.add_marker(pytest.mark.slow)
 
 
 @pytest.fixture(scope="session")

@@ -22,6 +22,7 @@ SYSTEMS = {  # name -> (iterations, length beams) the run below asks for.
 BATCH_SIZES = [1, 2]
 
 
+@pytest.mark.slow
 def test_decode_speed_benchmark_writes_every_system_and_batch_size(tmp_path):
   env = dict(os.environ, JAX_PLATFORMS="cpu",
              # Toy size: compile fast (compilation is never timed); the numbers are not the point.

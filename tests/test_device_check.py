@@ -8,6 +8,8 @@ import subprocess
 import sys
 import textwrap
 
+import pytest
+
 from benchmarks import device_check
 
 REPO = pathlib.Path(__file__).resolve().parents[1]
@@ -26,6 +28,7 @@ def _blocking_env(tmp_path) -> dict:
                         " --xla_llvm_disable_expensive_passes=true")
 
 
+@pytest.mark.slow
 def test_dry_run_writes_every_part_without_tensorflow(tmp_path):
   env = _blocking_env(tmp_path)
   out = tmp_path / "out"

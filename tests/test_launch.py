@@ -261,6 +261,7 @@ def _tiny_sweep_file(tmp_path, corpus) -> str:
   return str(path)
 
 
+@pytest.mark.slow
 def test_a_real_trial_then_the_summary(tmp_path, tiny_corpus, capsys):
   """train + eval + speed through the padir entry points (in this process, as a worker runs
   them), then `launch.local` finds everything done and writes the summary."""

@@ -76,6 +76,7 @@ def _kill(processes) -> None:
     p.wait()
 
 
+@pytest.mark.slow
 def test_two_processes_train_one_model(tmp_path, tiny_corpus):
   from conftest import TINY_MAX_LENGTH  # pylint: disable=g-import-not-at-top
   experiment = _experiment(tmp_path / "experiment.gin", tiny_corpus["data_dir"], TINY_MAX_LENGTH)

@@ -247,6 +247,7 @@ def test_bad_t5x_checkpoints_are_named(hf_checkpoint, tmp_path):
     t5_import.read(str(tmp_path))
 
 
+@pytest.mark.slow
 def test_huggingface_t5_fine_tuned_as_a_padir_student(tiny_corpus, tmp_path):
   """README's sequence: `padir convert` a (random, tiny) Hugging Face T5.1.1, then `padir train`
   a PaDIR student from it with the converted network.gin."""

@@ -41,6 +41,7 @@ def _experiment(tmp_path, corpus, kind: str) -> str:
   return str(path)
 
 
+@pytest.mark.slow
 def test_train_speed_measures_every_setup(tmp_path, tiny_corpus):
   ar, padir = _experiment(tmp_path, tiny_corpus, "ar"), _experiment(tmp_path, tiny_corpus, "padir")
   rbg = "trainer.train.dropout_rng_impl = 'rbg'"
@@ -81,6 +82,7 @@ def test_mlp_activations_name_their_matrices_as_t5x():
     network.get_config("test", mlp_activations=("swish",))
 
 
+@pytest.mark.slow
 def test_rbg_dropout_key_trains(tmp_path, tiny_corpus):
   """A run with RngBitGenerator dropout bits trains and is reproducible."""
   from padir.commands import train as train_command  # pylint: disable=g-import-not-at-top
