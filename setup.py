@@ -36,7 +36,7 @@ EXTRAS_REQUIRE = {
     # (requirements.lock pins the CPU one, `2.13.0+cpu`, from PyTorch's CPU index).
     "test": ["pytest==9.2.0", "torch==2.13.0", "transformers==5.24.0"],
     # The CUDA build of the pinned jax (its plugin and NVIDIA's libraries, CUDA 13; `cuda12` for
-    # older drivers) and the TPU runtime: `pip install -e '.[cuda]'` (README: On GPUs and TPUs).
+    # older drivers) and the TPU runtime: `pip install -e '.[cuda]'` (docs/accelerators.md).
     "cuda": ["jax[cuda13]==0.10.2"],
     "cuda12": ["jax[cuda12]==0.10.2"],
     "tpu": ["jax[tpu]==0.10.2"],
