@@ -26,9 +26,10 @@ Protocol (also written into the JSON and the markdown):
   row ends at its reference length. PaDIR runs exactly k decoder passes (`early_exit=False`;
   converged rows are frozen but computed), with its length classifier (random, so candidate
   lengths are clipped to T; a pass costs the same for any length <= T).
-- Timing: compilation excluded (every point compiled ahead of the timing, in parallel threads,
-  then one warm-up call, untimed unless it alone exceeds `--max_seconds`), inputs already on the device, `jax.block_until_ready` on the
-  output before the clock stops; median and p90 over the repeats (up to `--repeats`, at least
+- Timing (`padir.timing.time_compiled`): compilation excluded (every point compiled ahead of
+  the timing, in parallel threads, then one warm-up call, untimed unless it alone exceeds
+  `--max_seconds`), inputs already on the device, `jax.block_until_ready` on the output before
+  the clock stops; median and p90 over the repeats (up to `--repeats`, at least
   `--min_repeats`, stopping after `--max_seconds`); per batch, per sentence (batch latency / B)
   and sentences/s (B / median).
 - Length scaling: batch 1, source = target length 16 -> 128 tokens, AR greedy vs PaDIR@4.
@@ -64,7 +65,7 @@ from padir import decoding  # pylint: disable=g-import-not-at-top
 from padir import layers  # pylint: disable=g-import-not-at-top
 from padir import models  # pylint: disable=g-import-not-at-top
 from padir import network  # pylint: disable=g-import-not-at-top
-from padir import reporting  # pylint: disable=g-import-not-at-top
+from padir import timing  # pylint: disable=g-import-not-at-top
 from benchmarks import row_cost  # pylint: disable=g-import-not-at-top
 from padir.special_tokens import SpecialTokens  # pylint: disable=g-import-not-at-top
 
@@ -288,31 +289,8 @@ def compile_all(calls: Sequence[Tuple[Callable, Tuple]], workers: int) -> List[A
     return list(pool.map(compile_one, lowered))
 
 
-def time_compiled(compiled: Any, args: Tuple, repeats: int, min_repeats: int,
-                  max_seconds: float) -> Dict[str, float]:
-  """A warm-up call, then timed calls (each blocked on) until `repeats`, or until `max_seconds`
-  have passed once `min_repeats` are done. The warm-up is untimed, except for calls longer than
-  `max_seconds`, where it counts as the first repeat: compilation is already done (ahead of
-  time) and first-call allocations are then well under 1% of the call."""
-  start = time.perf_counter()
-  jax.block_until_ready(compiled(*args))
-  first = time.perf_counter() - start
-  times = [first] if first > max_seconds else []
-  start = time.perf_counter()
-  while len(times) < repeats:
-    if len(times) >= min_repeats and time.perf_counter() - start > max_seconds:
-      break
-    t0 = time.perf_counter()
-    jax.block_until_ready(compiled(*args))
-    times.append(time.perf_counter() - t0)
-  times_ms = np.asarray(times) * 1e3
-  return {"latency_ms_p50": float(np.median(times_ms)),
-          "latency_ms_p90": float(np.percentile(times_ms, 90)),
-          "repeats": len(times), "warmup_timed": bool(first > max_seconds)}
-
-
 def machine_info() -> Dict[str, Any]:
-  return {**reporting.machine(), "load_average_at_start": reporting.load_average()}
+  return {**timing.machine(), "load_average_at_start": timing.load_average()}
 
 
 # ------------------------------------------------------------------------------------------------
@@ -526,7 +504,7 @@ def write_markdown(path: str, report: Dict[str, Any]):
               f"This run's dense {roof.get('matmul_dtype', 'float32')} matmul rate "
               f"{roof['matmul_flop_s'] / 1e9:.1f} GFLOP/s "
               f"and memory bandwidth {roof['memory_bytes_s'] / 1e9:.1f} GB/s "
-              "(`padir.reporting`); a bound is max(FLOPs / rate, bytes / bandwidth). A pass is "
+              "(`padir.timing`); a bound is max(FLOPs / rate, bytes / bandwidth). A pass is "
               "(latency at the most iterations - at 1) / their difference; a step is AR greedy's "
               "latency / T (the encoder included).", "",
               "| batch | length beam | T | AR step ms | its FLOP / byte bound ms | PaDIR pass ms "
@@ -779,25 +757,25 @@ def time_systems(args: argparse.Namespace, setup_: Setup, systems: Sequence["Sys
       try:
         if isinstance(exe, Exception):
           raise exe
-        timing = time_compiled(exe[0], call_args, args.repeats, args.min_repeats,
-                               args.max_seconds)
+        timed = timing.time_compiled(exe[0], call_args, args.repeats, args.min_repeats,
+                                     args.max_seconds)
       except Exception as e:  # pylint: disable=broad-except
         if not _is_oom(e):
           raise
         notes.append(f"{system.label} at batch {batch_size}: out of memory")
         continue
-      p50 = timing["latency_ms_p50"]
+      p50 = timed["latency_ms_p50"]
       results.append({
           "system": system.name, "variant": system.variant, "iterations": system.iterations,
           "length_beam": system.length_beam, "beam_size": system.beam_size,
           "batch_size": batch_size, "source_length": batch["encoder_input_tokens"].shape[1],
           "target_length": batch["decoder_target_tokens"].shape[1],
-          **timing, "compile_s": round(exe[1], 2),
+          **timed, "compile_s": round(exe[1], 2),
           "latency_ms_per_sentence_p50": p50 / batch_size,
           "sentences_per_s": batch_size / (p50 / 1e3),
       })
       logging.info("batch %4d %-28s %9.1f ms (p90 %9.1f, %2d repeats, compile %.1fs)",
-                   batch_size, system.label, p50, timing["latency_ms_p90"], timing["repeats"],
+                   batch_size, system.label, p50, timed["latency_ms_p90"], timed["repeats"],
                    exe[1])
   for r in results:
     same_batch = {x["system"] + str(x["iterations"]): x for x in results
@@ -828,11 +806,12 @@ def length_sweep(args: argparse.Namespace, setup_: Setup, workers: int, notes: L
   for (n, system), (_, call_args), exe in zip(points, calls, compile_all(calls, workers)):
     if isinstance(exe, Exception):
       raise exe
-    timing = time_compiled(exe[0], call_args, args.repeats, args.min_repeats, args.max_seconds)
+    timed = timing.time_compiled(exe[0], call_args, args.repeats, args.min_repeats,
+                                 args.max_seconds)
     sweep.append({"system": system.name, "iterations": system.iterations,
                   "length_beam": system.length_beam, "batch_size": 1, "source_length": n,
-                  "target_length": n, **timing, "compile_s": round(exe[1], 2)})
-    logging.info("sweep length %4d %-20s %9.1f ms", n, system.label, timing["latency_ms_p50"])
+                  "target_length": n, **timed, "compile_s": round(exe[1], 2)})
+    logging.info("sweep length %4d %-20s %9.1f ms", n, system.label, timed["latency_ms_p50"])
   return sweep
 
 
@@ -844,7 +823,7 @@ def make_report(args: argparse.Namespace, setup_: Setup, batch_sizes: Sequence[i
                       for b in batch_sizes}
   configs = setup_.configs
   report = {
-      "date": reporting.now(),
+      "date": timing.now(),
       "command": " ".join(shlex.quote(a) for a in ["python", "-m", "benchmarks.decode_speed"]
                           + list(args.argv)),
       "machine": machine_info(),
@@ -892,8 +871,8 @@ def run(args: argparse.Namespace, rates: Optional[Mapping[str, float]] = None) -
   notes: List[str] = []
   batch_sizes, largest = choose_batch_sizes(args, setup_, systems)
   results = time_systems(args, setup_, systems, batch_sizes, workers, notes)
-  rates = dict(rates) if rates else {"matmul_flop_s": reporting.matmul_flop_rate(),
-                                     "memory_bytes_s": reporting.memory_bandwidth()}
+  rates = dict(rates) if rates else {"matmul_flop_s": timing.matmul_flop_rate(),
+                                     "memory_bytes_s": timing.memory_bandwidth()}
   sweep = length_sweep(args, setup_, workers, notes)
   notes.append(f"total wall time {time.perf_counter() - wall_start:.0f} s (compilation "
                f"included, {workers} compile threads)")

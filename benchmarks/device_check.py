@@ -185,10 +185,10 @@ def matmul_rate(size: int, dtype: str, repeats: int = 10) -> float:
   fastest call (JAX's default matmul precision)."""
   import jax  # pylint: disable=g-import-not-at-top
   import jax.numpy as jnp  # pylint: disable=g-import-not-at-top
-  from padir import reporting  # pylint: disable=g-import-not-at-top
+  from padir import timing  # pylint: disable=g-import-not-at-top
   x = jax.random.normal(jax.random.PRNGKey(0), (size, size), jnp.float32).astype(dtype)
   f = jax.jit(lambda a: a @ a)
-  return 2 * size ** 3 / min(reporting.wall_seconds(lambda: f(x), repeats))
+  return 2 * size ** 3 / min(timing.wall_seconds(lambda: f(x), repeats))
 
 
 def _on_cpu() -> bool:
@@ -198,16 +198,16 @@ def _on_cpu() -> bool:
 
 def part_rates(args: argparse.Namespace) -> Dict[str, Any]:
   import jax  # pylint: disable=g-import-not-at-top
-  from padir import reporting  # pylint: disable=g-import-not-at-top
+  from padir import timing  # pylint: disable=g-import-not-at-top
   cpu = _on_cpu()
   size = args.matmul_size or (1024 if cpu else 8192)
   megabytes = args.bandwidth_mb or (256 if cpu else 1024)
-  machine = reporting.machine()
+  machine = timing.machine()
   peak = nominal_peak(machine["device_kind"])
   return {"machine": machine, "matmul_size": size,
           "default_matmul_precision": str(jax.config.jax_default_matmul_precision),
           "matmul_flop_s": {dtype: matmul_rate(size, dtype) for dtype in ("float32", "bfloat16")},
-          "memory_bytes_s": reporting.memory_bandwidth(megabytes), "bandwidth_mb": megabytes,
+          "memory_bytes_s": timing.memory_bandwidth(megabytes), "bandwidth_mb": megabytes,
           "nominal_bf16_peak_flop_s": peak}
 
 
@@ -277,7 +277,7 @@ def write_reference(path: str) -> Dict[str, Any]:
   """The CPU reference: the batch, the weights' checksums, each system's tokens (float32), the
   AR greedy margins, and Multi30k test_2016_flickr's word counts for the decoding parts."""
   import jax  # pylint: disable=g-import-not-at-top
-  from padir import reporting  # pylint: disable=g-import-not-at-top
+  from padir import timing  # pylint: disable=g-import-not-at-top
   if not _on_cpu():
     raise SystemExit("--write_reference runs on the CPU (JAX_PLATFORMS=cpu)")
   setup, batch = _reference_setup()
@@ -293,7 +293,7 @@ def write_reference(path: str) -> Dict[str, Any]:
       "what": "benchmarks/device_check.py's correctness reference: the `test` network, random "
               f"weights (numpy seed {REFERENCE_SEED}, decode_speed.random_params), float32, "
               "computed on the CPU",
-      "date": reporting.now(), "jax": jax.__version__,
+      "date": timing.now(), "jax": jax.__version__,
       "command": f"JAX_PLATFORMS=cpu python -m benchmarks.device_check --write_reference {path}",
       "sentences": [list(s) for s in REFERENCE_SENTENCES],
       "batch": {k: np.asarray(v).tolist() for k, v in batch.items()},
@@ -742,7 +742,7 @@ def write_plot(path: str, report: Mapping[str, Any]) -> bool:
 
 def run(args: argparse.Namespace) -> Dict[str, Any]:
   """Every part of the plan within the budget; writes and returns the report."""
-  from padir import reporting  # pylint: disable=g-import-not-at-top  (jax, no device use)
+  from padir import timing  # pylint: disable=g-import-not-at-top  (jax, no device use)
   os.makedirs(os.path.join(args.out_dir, "parts"), exist_ok=True)
   start = time.perf_counter()
   records = []
@@ -766,7 +766,7 @@ def run(args: argparse.Namespace) -> Dict[str, Any]:
   rates = next((r["result"] for r in records if r["name"] == "rates" and r["status"] == "ok"),
                None)
   report = {
-      "date": reporting.now(),
+      "date": timing.now(),
       "command": " ".join(shlex.quote(a) for a in ["python", "-m", "benchmarks.device_check"]
                           + list(args.argv)),
       "machine": rates["machine"] if rates else None,

@@ -33,6 +33,7 @@ from typing import Any, Dict, List, Optional, Sequence, Tuple
 import jax
 
 from padir import reporting
+from padir import timing
 from padir import translator as translator_lib
 
 # (group, pattern searched in an op's source name): the first match names the group. The
@@ -119,7 +120,7 @@ def profile(translator: translator_lib.Translator, sources: Sequence[str],
   sources_of = op_sources(predict.lower(translator.params, None, batches[0],
                                         translator._rng).compile().as_text())  # pylint: disable=protected-access
   # The wall time without the profiler: per sentence the fastest call, then the median.
-  wall = statistics.median(min(reporting.wall_seconds(lambda b=b: call(b), repeats))
+  wall = statistics.median(min(timing.wall_seconds(lambda b=b: call(b), repeats))
                            for b in batches)
   calls = repeats * len(batches)
   options = jax.profiler.ProfileOptions()
@@ -210,12 +211,12 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
   sources = translator_lib.read_lines(args.sources)[:args.num_sentences]
   refining = hasattr(translator.decode_config, "num_decode_iterations")
   iterations = sorted(set(args.iterations)) if refining else [None]
-  load = reporting.load_average()
+  load = timing.load_average()
   runs = [profile(translator, sources, {} if k is None else {
       "num_decode_iterations": k, "early_exit": False}, args.repeats) for k in iterations]
   report = {"command": " ".join(["python -m benchmarks.profile_pass", *(argv or sys.argv[1:])]),
-            "checkpoint": args.checkpoint, "date": reporting.now(),
-            "machine": reporting.machine(), "load_average": [load, reporting.load_average()],
+            "checkpoint": args.checkpoint, "date": timing.now(),
+            "machine": timing.machine(), "load_average": [load, timing.load_average()],
             "runs": runs}
   if len(iterations) > 1:
     report.update(split_pass(runs, iterations))

@@ -23,6 +23,7 @@ import time
 from typing import Any, Callable, Dict, Mapping, Optional, Sequence
 
 from padir import reporting
+from padir import timing
 from padir import translator as translator_lib
 
 
@@ -108,12 +109,12 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
   student = one_a_call(args.student)
   for name, params in settings(args.iterations, args.candidates).items():
     calls[name] = lambda s, params=params: student.translate([s], params)
-  load = reporting.load_average()
+  load = timing.load_average()
   results = time_interleaved(calls, sources, args.repeats)
   report = {"command": " ".join(["python -m benchmarks.prune_speed",
                                  *(sys.argv[1:] if argv is None else argv)]),
-            "date": reporting.now(), "machine": reporting.machine(),
-            "load_average": [load, reporting.load_average()], "sentences": len(sources),
+            "date": timing.now(), "machine": timing.machine(),
+            "load_average": [load, timing.load_average()], "sentences": len(sources),
             "repeats": args.repeats, "results": results}
   reporting.write_report(args.output, "prune_speed", report, markdown(report))
   return 0

@@ -6,7 +6,7 @@ aligned CTC canvas, 3T for three length candidates).
       --output runs/row_cost
 
 For each shape [d_in -> d_out] and row count R, a jitted `x @ W` ([R, d_in] x [d_in, d_out],
-float32) is timed (the fastest of `--repeats` calls, `padir.reporting.wall_seconds`); the report
+float32) is timed (the fastest of `--repeats` calls, `padir.timing.wall_seconds`); the report
 gives the time, the FLOP rate and the cost in one-row products, with the machine and its load,
 into OUTPUT/row_cost.json and OUTPUT/row_cost.md.
 """
@@ -18,6 +18,7 @@ import jax
 import jax.numpy as jnp
 
 from padir import reporting
+from padir import timing
 
 
 def _shape(text: str) -> Tuple[int, int]:
@@ -36,7 +37,7 @@ def measure(rows: Sequence[int], shapes: Sequence[Tuple[int, int]],
     one_row = None
     for r in rows:
       x = jnp.ones((r, d_in), dtype)
-      seconds = min(reporting.wall_seconds(lambda x=x: product(x, weights), repeats))
+      seconds = min(timing.wall_seconds(lambda x=x: product(x, weights), repeats))
       one_row = seconds if r == 1 else one_row
       results.append({"d_in": d_in, "d_out": d_out, "rows": r, "seconds": seconds,
                       "flop_rate": 2 * r * d_in * d_out / seconds,
@@ -68,11 +69,11 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
   args = parser.parse_args(argv)
   if 1 not in args.rows:
     parser.error("--rows must include 1 (the one-row product is the unit)")
-  load = reporting.load_average()
+  load = timing.load_average()
   results = measure(sorted(args.rows), args.shapes, args.repeats)
   report = {"command": " ".join(["python -m benchmarks.row_cost", *(argv or sys.argv[1:])]),
-            "date": reporting.now(), "machine": reporting.machine(),
-            "load_average": [load, reporting.load_average()], "repeats": args.repeats,
+            "date": timing.now(), "machine": timing.machine(),
+            "load_average": [load, timing.load_average()], "repeats": args.repeats,
             "results": results}
   reporting.write_report(args.output, "row_cost", report, markdown(report))
   return 0

@@ -35,6 +35,7 @@ from padir import evaluation
 from padir import files
 from padir import metrics as metrics_lib
 from padir import reporting
+from padir import timing
 from padir import translator as translator_lib
 
 ITERATIONS = reporting.ITERATIONS
@@ -271,7 +272,7 @@ def main(argv: Sequence[str]) -> int:
   from padir import data  # pylint: disable=g-import-not-at-top  (seqio only when running)
   results.update({
       "command": " ".join(["python -m benchmarks.student_ablation", *map(shlex.quote, argv)]),
-      "date": time.strftime("%Y-%m-%d"), "machine": reporting.machine(),
+      "date": time.strftime("%Y-%m-%d"), "machine": timing.machine(),
       "load_average": os.getloadavg(), "test_task": ar_task, "test_sentences": len(sources),
       "steps": steps, "init_step": size.student_init_step,
       "bleu_signature": evaluation.score_hypotheses(["a"], ["a"])["bleu_signature"],

@@ -23,7 +23,7 @@ from typing import Any, Dict, Optional, Sequence
 if __package__ in (None, ""):  # `python benchmarks/teacher_vs_yardstick.py`
   sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
-from padir import reporting  # pylint: disable=g-import-not-at-top
+from padir import timing  # pylint: disable=g-import-not-at-top
 
 _VALIDATION = re.compile(r"^VAL@(\d+) (\d+)s BLEU ([\d.]+)")
 
@@ -118,7 +118,7 @@ def main(argv: Sequence[str]) -> int:
                       help="the teacher's greedy test BLEU (from benchmarks/multi30k_report.py)")
   parser.add_argument("--output", required=True)
   args = parser.parse_args(argv)
-  report = {"date": reporting.now(), "machine": reporting.machine(),
+  report = {"date": timing.now(), "machine": timing.machine(),
             "teacher": teacher_run(args.teacher, args.teacher_validation, args.teacher_test_bleu),
             "yardstick": yardstick_run(args.yardstick)}
   os.makedirs(args.output, exist_ok=True)

@@ -42,7 +42,7 @@ import numpy as np
 from padir import files
 from padir import gin_utils
 from padir import partitioning
-from padir import reporting
+from padir import timing
 from padir import trainer
 
 
@@ -195,8 +195,8 @@ def run(setups: Sequence[Setup], steps: int, *, command: str,
         yardstick: Optional[str] = None, yardstick_steps: int = 200,
         extra_bindings: Sequence[str] = ()) -> Dict[str, Any]:
   """Every setup, then the yardstick; the results dict of results.json."""
-  load_start = reporting.load_average()
-  rate = reporting.matmul_flop_rate()
+  load_start = timing.load_average()
+  rate = timing.matmul_flop_rate()
   rows = []
   for setup in setups:
     row = measure_setup(setup, steps, extra_bindings)
@@ -206,14 +206,14 @@ def run(setups: Sequence[Setup], steps: int, *, command: str,
           f"of matmul)", file=sys.stderr, flush=True)
     rows.append(row)
   results = {"command": command,
-             "date": reporting.now(),
-             "machine": reporting.machine(), "matmul_flop_s": rate, "setups": rows}
+             "date": timing.now(),
+             "machine": timing.machine(), "matmul_flop_s": rate, "setups": rows}
   if yardstick:
     results["yardstick"] = run_yardstick(yardstick, yardstick_steps)
     for setup, row in zip(setups, rows):
       if setup.comparable_to_yardstick:
         row["x_yardstick"] = row["tokens_per_s"] / results["yardstick"]["tokens_per_s"]
-  results["load_average"] = {"start": load_start, "end": reporting.load_average()}
+  results["load_average"] = {"start": load_start, "end": timing.load_average()}
   return results
 
 

@@ -8,9 +8,9 @@ and runs several steps; the gin config, global to a process, is cleared before e
 
 Speed: `Translator.translate` over the first `speed_sentences` sources of the evaluation split
 (batched as `padir eval` batches them: `gin/runs/eval.gin`), once to compile, then `repeats`
-times; `ms_per_sentence` is the median time / sentences, end to end (tokenization, device
-decoding, detokenization; compilation excluded). Timings taken while other trials run in
-parallel (`--parallel` > 1) share the machine.
+times (`padir.timing.wall_seconds`); `ms_per_sentence` is the median time / sentences, end to
+end (tokenization, device decoding, detokenization; compilation excluded). Timings taken while
+other trials run in parallel (`--parallel` > 1) share the machine.
 """
 import contextlib
 import dataclasses
@@ -88,9 +88,9 @@ def measure_speed(model_dir: str, step: int, bindings: Sequence[str], plan: RunP
   sources = [e["inputs_text"] for e in data.iterate_examples(
       plan.eval_task, plan.eval_split, module=plan.task_modules,
       max_examples=plan.speed_sentences)]
-  from padir import reporting  # pylint: disable=g-import-not-at-top
-  median = statistics.median(reporting.wall_seconds(lambda: translator.translate(sources),
-                                                    plan.speed_repeats))
+  from padir import timing  # pylint: disable=g-import-not-at-top
+  median = statistics.median(timing.wall_seconds(lambda: translator.translate(sources),
+                                                 plan.speed_repeats))
   device = jax.devices()[0]
   return {"devices": f"{jax.device_count()} x {device.device_kind}",
           "ms_per_sentence": 1000.0 * median / len(sources),

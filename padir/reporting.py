@@ -1,7 +1,7 @@
 """Measuring and reporting a comparison of systems on one test set: the translate path's
-quality and speed (`measure`), machine and load, the task's texts, and the report (results.json,
-results.md, tradeoff.png, learning_curves.png). `padir demo`, `benchmarks/multi30k_report.py`
-and the other benchmarks share it.
+quality and speed (`measure`, timed by `padir.timing`), the task's texts, and the report
+(results.json, results.md, tradeoff.png, learning_curves.png). `padir demo`,
+`benchmarks/multi30k_report.py` and the other benchmarks share it.
 
 Systems (`systems`): `ar_greedy`, `ar_beam4` (the teacher, KV cache) and `padir_raw@K`,
 `padir_distilled@K` (each student with K = 1, 2, 4, 8 refinement iterations). Each goes through
@@ -10,8 +10,8 @@ the translate path (`padir.translator`: text -> ids -> jitted decode -> text) an
   mean_iterations           PaDIR: decoder passes per sentence (rows stop when they converge)
   sentences_per_s_batch64   the test split at batch 64, sentences / wall second, after a warm-up
                             batch (compilation excluded)
-  latency_ms_batch1         wall ms of one sentence a call: the fastest of LATENCY_REPEATS
-                            calls per sentence, the median over the first
+  latency_ms_batch1         wall ms of one sentence a call (`timing.latency_ms`): the fastest of
+                            LATENCY_REPEATS calls per sentence, the median over the first
                             `num_latency_sentences` test sentences, after a warm-up call
   speedup_batch1            AR greedy's latency / the system's
 """
@@ -20,17 +20,17 @@ import datetime
 import json
 import logging
 import os
-import platform
 import statistics
 import time
 from typing import TYPE_CHECKING, Any, Callable, Dict, List, Mapping, Optional, Sequence, Tuple
 
-import jax
-
 from padir import files
+from padir import timing
+# The timer's old name here, for the scripts kept under docs/benchmarks/.
+from padir.timing import wall_seconds  # pylint: disable=unused-import,g-importing-member
 
-if TYPE_CHECKING:  # Imported where used: machine() and load_average() stay light (no gin,
-  from padir import translator as translator_lib  # sacrebleu), for benchmarks/decode_speed.py.
+if TYPE_CHECKING:  # Imported where used: importing this module stays light (no gin, sacrebleu).
+  from padir import translator as translator_lib
 
 logger = logging.getLogger(__name__)
 
@@ -45,11 +45,6 @@ TRADEOFF_PNG = "tradeoff.png"
 LEARNING_CURVES_PNG = "learning_curves.png"
 RESULT_FIELDS = ("name", "model", "iterations", "bleu", "chrf", "stutter_rate",
                  "latency_ms_batch1", "sentences_per_s_batch64")
-
-
-def now() -> str:
-  """The current UTC time, ISO 8601 to the second: the date of a measurement."""
-  return datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds")
 
 
 def clock(seconds: float) -> str:
@@ -73,15 +68,8 @@ def measure(translator: "translator_lib.Translator", sources: Sequence[str],
 
   single = type(translator)(translator.model, translator.params,
                             dataclasses.replace(translator.options, batch_size=1))
-  single.translate(sources[:1], decoder_params)  # Compiles.
-  latencies = []
-  for source in sources[:num_latency_sentences]:
-    times = []
-    for _ in range(LATENCY_REPEATS):
-      start = time.perf_counter()
-      single.translate([source], decoder_params)
-      times.append(1e3 * (time.perf_counter() - start))
-    latencies.append(min(times))
+  latency = timing.latency_ms(lambda source: single.translate([source], decoder_params),
+                              sources[:num_latency_sentences], LATENCY_REPEATS)
 
   hypotheses = [p.text for p in predictions]
   scores = evaluation.score_hypotheses(hypotheses, references)
@@ -89,7 +77,7 @@ def measure(translator: "translator_lib.Translator", sources: Sequence[str],
   return {
       **scores,
       "mean_iterations": statistics.fmean(iterations) if iterations else None,
-      "latency_ms_batch1": statistics.median(latencies),
+      "latency_ms_batch1": latency,
       "sentences_per_s_batch64": throughput,
   }, hypotheses
 
@@ -184,69 +172,12 @@ def checks(rows: Sequence[Mapping[str, Any]]) -> Dict[str, Any]:
   }
 
 
-def _cpu_model() -> str:
-  try:
-    with open("/proc/cpuinfo", encoding="utf-8") as f:
-      for line in f:
-        if line.startswith("model name"):
-          return line.split(":", 1)[1].strip()
-  except OSError:
-    pass
-  return platform.processor() or platform.machine()
-
-
-def machine() -> Dict[str, Any]:
-  """What a measurement ran on: JAX's devices, the CPU, the system, the versions."""
-  device = jax.devices()[0]
-  return {"platform": device.platform, "device_kind": device.device_kind,
-          "device_count": jax.device_count(), "cpu_count": os.cpu_count(),
-          "processor": _cpu_model(), "system": f"{platform.system()} {platform.release()}",
-          "hostname": platform.node(), "python": platform.python_version(),
-          "jax": jax.__version__}
-
-
-def load_average() -> Optional[List[float]]:
-  """The 1, 5 and 15-minute load averages (speed numbers are worth little without them)."""
-  return [round(x, 2) for x in os.getloadavg()] if hasattr(os, "getloadavg") else None
-
-
 def write_report(output_dir: str, name: str, report: Mapping[str, Any], text: str) -> None:
   """A benchmark's results: OUTPUT_DIR/NAME.json (`report`) and NAME.md (`text`, also printed)."""
   os.makedirs(output_dir, exist_ok=True)
   files.write_json(os.path.join(output_dir, f"{name}.json"), report)
   files.write_text(os.path.join(output_dir, f"{name}.md"), text)
   print(text)
-
-
-def wall_seconds(fn: Callable[[], Any], repeats: int) -> List[float]:
-  """Wall seconds of each of `repeats` calls of `fn`, after one untimed call (compilation,
-  warm-up); JAX results are waited for before the clock stops."""
-  jax.block_until_ready(fn())
-  seconds = []
-  for _ in range(repeats):
-    start = time.perf_counter()
-    jax.block_until_ready(fn())
-    seconds.append(time.perf_counter() - start)
-  return seconds
-
-
-def matmul_flop_rate(size: int = 1024, repeats: int = 20) -> float:
-  """This machine's dense float32 matmul rate, FLOP/s: [size, size] x [size, size], from the
-  fastest call (the attainable rate of a roofline; medians moved by 20 % between runs 15
-  minutes apart on the 2-core VM)."""
-  import jax.numpy as jnp  # pylint: disable=g-import-not-at-top
-  x = jnp.ones((size, size), jnp.float32)
-  f = jax.jit(lambda a: a @ a)
-  return 2 * size ** 3 / min(wall_seconds(lambda: f(x), repeats))
-
-
-def memory_bandwidth(megabytes: int = 256, repeats: int = 10) -> float:
-  """This machine's memory read bandwidth, bytes/s: a float32 array of `megabytes`, larger than
-  any cache, summed (read once; writing a new array of that size measures page faults)."""
-  import jax.numpy as jnp  # pylint: disable=g-import-not-at-top
-  x = jnp.ones((megabytes * 2 ** 18,), jnp.float32)
-  f = jax.jit(jnp.sum)
-  return x.nbytes / min(wall_seconds(lambda: f(x), repeats))
 
 
 def results_markdown(results: Mapping[str, Any]) -> str:
@@ -397,16 +328,16 @@ def evaluate_and_report(output_dir: str, teacher_dir: str, student_dirs: Mapping
   benchmarks/multi30k.py's too). `student_init_step`: the teacher's step where the students
   started (None: its last); `padir_decoder_params`: decoding options of every student."""
   sources, references = task_texts(task, split)
-  load_start = load_average()
+  load_start = timing.load_average()
   rows = evaluate(sources, references, teacher_dir, student_dirs,
                   hypotheses_dir=os.path.join(output_dir, "hypotheses"),
                   num_latency_sentences=num_latency_sentences, length_buckets=length_buckets,
                   padir_decoder_params=padir_decoder_params)
   results = {
       "title": title, "command": command, **(extra or {}),
-      "date": now(),
-      "machine": machine(),
-      "load_average": {"evaluate_start": load_start, "evaluate_end": load_average()},
+      "date": timing.now(),
+      "machine": timing.machine(),
+      "load_average": {"evaluate_start": load_start, "evaluate_end": timing.load_average()},
       "test_task": task, "test_split": split, "test_sentences": len(sources),
       "padir_decoder_params": dict(padir_decoder_params or {}),
       "latency_sentences": min(num_latency_sentences, len(sources)), "systems": rows,

@@ -1,0 +1,124 @@
+"""How the project times things, in one place: every benchmark, `padir demo`'s report
+(`padir.reporting`) and `launch/` use these.
+
+  wall_seconds(fn, repeats)           wall seconds of each of `repeats` calls, after an untimed
+                                      one (compilation, warm-up); JAX results waited for
+  latency_ms(fn, items, repeats)      one item a call: the fastest of `repeats` calls per item
+                                      (the rest is the machine's noise), the median over items
+  time_compiled(compiled, args, ...)  an ahead-of-time compiled function: median and p90 of
+                                      repeats, bounded by a time budget
+  matmul_flop_rate(), memory_bandwidth()   this machine's attainable rates (rooflines)
+  machine(), load_average(), now()    what a measurement ran on, and when
+
+Compilation is never timed: every timer makes an untimed call first.
+"""
+import datetime
+import os
+import platform
+import statistics
+import time
+from typing import Any, Callable, Dict, List, Optional, Sequence, Tuple
+
+import jax
+import numpy as np
+
+
+def now() -> str:
+  """The current UTC time, ISO 8601 to the second: the date of a measurement."""
+  return datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds")
+
+
+def _cpu_model() -> str:
+  try:
+    with open("/proc/cpuinfo", encoding="utf-8") as f:
+      for line in f:
+        if line.startswith("model name"):
+          return line.split(":", 1)[1].strip()
+  except OSError:
+    pass
+  return platform.processor() or platform.machine()
+
+
+def machine() -> Dict[str, Any]:
+  """What a measurement ran on: JAX's devices, the CPU, the system, the versions."""
+  device = jax.devices()[0]
+  return {"platform": device.platform, "device_kind": device.device_kind,
+          "device_count": jax.device_count(), "cpu_count": os.cpu_count(),
+          "processor": _cpu_model(), "system": f"{platform.system()} {platform.release()}",
+          "hostname": platform.node(), "python": platform.python_version(),
+          "jax": jax.__version__}
+
+
+def load_average() -> Optional[List[float]]:
+  """The 1, 5 and 15-minute load averages (speed numbers are worth little without them)."""
+  return [round(x, 2) for x in os.getloadavg()] if hasattr(os, "getloadavg") else None
+
+
+def wall_seconds(fn: Callable[[], Any], repeats: int) -> List[float]:
+  """Wall seconds of each of `repeats` calls of `fn`, after one untimed call (compilation,
+  warm-up); JAX results are waited for before the clock stops."""
+  jax.block_until_ready(fn())
+  seconds = []
+  for _ in range(repeats):
+    start = time.perf_counter()
+    jax.block_until_ready(fn())
+    seconds.append(time.perf_counter() - start)
+  return seconds
+
+
+def latency_ms(fn: Callable[[Any], Any], items: Sequence[Any], repeats: int) -> float:
+  """Milliseconds of `fn(item)`, one item a call: after an untimed call on the first item, the
+  fastest of `repeats` calls per item, the median over `items`."""
+  jax.block_until_ready(fn(items[0]))
+  fastest = []
+  for item in items:
+    times = []
+    for _ in range(repeats):
+      start = time.perf_counter()
+      jax.block_until_ready(fn(item))
+      times.append(1e3 * (time.perf_counter() - start))
+    fastest.append(min(times))
+  return statistics.median(fastest)
+
+
+def time_compiled(compiled: Callable, args: Tuple, repeats: int, min_repeats: int,
+                  max_seconds: float) -> Dict[str, Any]:
+  """A warm-up call, then timed calls (each blocked on) until `repeats`, or until `max_seconds`
+  have passed once `min_repeats` are done. The warm-up is untimed, except for calls longer than
+  `max_seconds`, where it counts as the first repeat: compilation is already done (ahead of
+  time) and first-call allocations are then a small part of the call.
+  Returns latency_ms_p50, latency_ms_p90, repeats, warmup_timed."""
+  start = time.perf_counter()
+  jax.block_until_ready(compiled(*args))
+  first = time.perf_counter() - start
+  times = [first] if first > max_seconds else []
+  start = time.perf_counter()
+  while len(times) < repeats:
+    if len(times) >= min_repeats and time.perf_counter() - start > max_seconds:
+      break
+    t0 = time.perf_counter()
+    jax.block_until_ready(compiled(*args))
+    times.append(time.perf_counter() - t0)
+  times_ms = np.asarray(times) * 1e3
+  return {"latency_ms_p50": float(np.median(times_ms)),
+          "latency_ms_p90": float(np.percentile(times_ms, 90)),
+          "repeats": len(times), "warmup_timed": bool(first > max_seconds)}
+
+
+def matmul_flop_rate(size: int = 1024, repeats: int = 20) -> float:
+  """This machine's dense float32 matmul rate, FLOP/s: [size, size] x [size, size], from the
+  fastest call (the attainable rate of a roofline; medians move between runs on a shared
+  machine)."""
+  import jax.numpy as jnp  # pylint: disable=g-import-not-at-top
+  x = jnp.ones((size, size), jnp.float32)
+  f = jax.jit(lambda a: a @ a)
+  return 2 * size ** 3 / min(wall_seconds(lambda: f(x), repeats))
+
+
+def memory_bandwidth(megabytes: int = 256, repeats: int = 10) -> float:
+  """This machine's memory read bandwidth, bytes/s: a float32 array of `megabytes`, larger than
+  any cache, summed (read once; writing a new array of that size measures page faults)."""
+  import jax.numpy as jnp  # pylint: disable=g-import-not-at-top
+  x = jnp.ones((megabytes * 2 ** 18,), jnp.float32)
+  f = jax.jit(jnp.sum)
+  return x.nbytes / min(wall_seconds(lambda: f(x), repeats))
