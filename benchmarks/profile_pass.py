@@ -26,7 +26,6 @@ import json
 import os
 import re
 import sys
-import statistics
 import tempfile
 from typing import Any, Dict, List, Optional, Sequence, Tuple
 
@@ -120,8 +119,7 @@ def profile(translator: translator_lib.Translator, sources: Sequence[str],
   sources_of = op_sources(predict.lower(translator.params, None, batches[0],
                                         translator._rng).compile().as_text())  # pylint: disable=protected-access
   # The wall time without the profiler: per sentence the fastest call, then the median.
-  wall = statistics.median(min(timing.wall_seconds(lambda b=b: call(b), repeats))
-                           for b in batches)
+  wall = timing.latency_ms(call, batches, repeats) / 1e3
   calls = repeats * len(batches)
   options = jax.profiler.ProfileOptions()
   options.python_tracer_level = 0  # Python frames would cost more than the program.

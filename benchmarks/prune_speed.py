@@ -1,7 +1,6 @@
-"""Length candidates pruned after the first pass (issue 29), timed by the issue's protocol: a
-PaDIR student at K passes with one length candidate, with three refined to the end, and with
-three of which only the best after pass 1 is refined (`keep_candidates_after_first_pass`), AR
-greedy beside them.
+"""Length candidates pruned after the first pass, timed at batch 1: a PaDIR student at K passes
+with one length candidate, with three refined to the end, and with three of which only the best
+after pass 1 is refined (`keep_candidates_after_first_pass`), AR greedy beside them.
 
   python -m benchmarks.prune_speed --student runs/m30k/student_distilled \
       --teacher runs/m30k/teacher --task multi30k_en_de_ar --module tasks.multi30k \
@@ -10,16 +9,14 @@ greedy beside them.
 Protocol: batch 1, the translate path (text -> text); one untimed call of every setting first
 (compilation); then for each of the first --sentences sources, each setting translated
 --repeats times, the settings interleaved (one call of each, in turn), the fastest call kept;
-the median over sentences. PaDIR runs with `early_exit=False`, so K is the exact pass count.
+the median over sentences (`padir.timing.interleaved_latency_ms`). PaDIR runs with `early_exit=False`, so K is the exact pass count.
 Writes OUTPUT/prune_speed.json and OUTPUT/prune_speed.md (machine, date, load, command). Time
 on an idle machine: the numbers mean nothing under CPU contention.
 """
 import argparse
 import dataclasses
 import importlib
-import statistics
 import sys
-import time
 from typing import Any, Callable, Dict, Mapping, Optional, Sequence
 
 from padir import reporting
@@ -36,28 +33,6 @@ def settings(iterations: int, candidates: int) -> Dict[str, Dict[str, Any]]:
       f"padir@{iterations}, {candidates} candidates, best 1 after pass 1": {
           **fixed, "top_k_lengths": candidates, "keep_candidates_after_first_pass": 1},
   }
-
-
-def time_interleaved(calls: Mapping[str, Callable[[str], Any]], sources: Sequence[str],
-                     repeats: int, clock: Callable[[], float] = time.perf_counter
-                     ) -> Dict[str, Dict[str, Any]]:
-  """Per setting: 'ms' the median over `sources` of the fastest of `repeats` calls on each,
-  the settings called in turn (interleaved, so a load change hits them alike), and
-  'per_sentence_ms' [len(sources)]. Every setting is called once on sources[0] first, untimed."""
-  for call in calls.values():
-    call(sources[0])
-  fastest = {name: [] for name in calls}
-  for source in sources:
-    times = {name: [] for name in calls}
-    for _ in range(repeats):
-      for name, call in calls.items():
-        start = clock()
-        call(source)
-        times[name].append(1e3 * (clock() - start))
-    for name in calls:
-      fastest[name].append(min(times[name]))
-  return {name: {"ms": statistics.median(ms), "per_sentence_ms": ms}
-          for name, ms in fastest.items()}
 
 
 def markdown(report: Mapping[str, Any]) -> str:
@@ -110,7 +85,7 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
   for name, params in settings(args.iterations, args.candidates).items():
     calls[name] = lambda s, params=params: student.translate([s], params)
   load = timing.load_average()
-  results = time_interleaved(calls, sources, args.repeats)
+  results = timing.interleaved_latency_ms(calls, sources, args.repeats)
   report = {"command": " ".join(["python -m benchmarks.prune_speed",
                                  *(sys.argv[1:] if argv is None else argv)]),
             "date": timing.now(), "machine": timing.machine(),

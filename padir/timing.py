@@ -4,7 +4,8 @@
   wall_seconds(fn, repeats)           wall seconds of each of `repeats` calls, after an untimed
                                       one (compilation, warm-up); JAX results waited for
   latency_ms(fn, items, repeats)      one item a call: the fastest of `repeats` calls per item
-                                      (the rest is the machine's noise), the median over items
+                                      (the rest is the machine's noise), the median over items;
+                                      `interleaved_latency_ms` for several settings in turn
   time_compiled(compiled, args, ...)  an ahead-of-time compiled function: median and p90 of
                                       repeats, bounded by a time budget
   matmul_flop_rate(), memory_bandwidth()   this machine's attainable rates (rooflines)
@@ -17,7 +18,7 @@ import os
 import platform
 import statistics
 import time
-from typing import Any, Callable, Dict, List, Optional, Sequence, Tuple
+from typing import Any, Callable, Dict, List, Mapping, Optional, Sequence, Tuple
 
 import jax
 import numpy as np
@@ -66,19 +67,34 @@ def wall_seconds(fn: Callable[[], Any], repeats: int) -> List[float]:
   return seconds
 
 
+def interleaved_latency_ms(calls: Mapping[str, Callable[[Any], Any]], items: Sequence[Any],
+                           repeats: int, clock: Callable[[], float] = time.perf_counter
+                           ) -> Dict[str, Dict[str, Any]]:
+  """One item a call, for each of several settings: per setting, 'ms' the median over `items`
+  of the fastest of `repeats` calls on each (the rest is the machine's noise), and
+  'per_sentence_ms' [len(items)]. The settings are called in turn (interleaved, so a load change
+  hits them alike); each is called once on items[0] first, untimed (compilation, warm-up)."""
+  for call in calls.values():
+    jax.block_until_ready(call(items[0]))
+  fastest = {name: [] for name in calls}
+  for item in items:
+    times = {name: [] for name in calls}
+    for _ in range(repeats):
+      for name, call in calls.items():
+        start = clock()
+        jax.block_until_ready(call(item))
+        times[name].append(1e3 * (clock() - start))
+    for name in calls:
+      fastest[name].append(min(times[name]))
+  return {name: {"ms": statistics.median(ms), "per_sentence_ms": ms}
+          for name, ms in fastest.items()}
+
+
 def latency_ms(fn: Callable[[Any], Any], items: Sequence[Any], repeats: int) -> float:
   """Milliseconds of `fn(item)`, one item a call: after an untimed call on the first item, the
-  fastest of `repeats` calls per item, the median over `items`."""
-  jax.block_until_ready(fn(items[0]))
-  fastest = []
-  for item in items:
-    times = []
-    for _ in range(repeats):
-      start = time.perf_counter()
-      jax.block_until_ready(fn(item))
-      times.append(1e3 * (time.perf_counter() - start))
-    fastest.append(min(times))
-  return statistics.median(fastest)
+  fastest of `repeats` calls per item, the median over `items` (`interleaved_latency_ms` of one
+  setting)."""
+  return interleaved_latency_ms({"": fn}, items, repeats)[""]["ms"]
 
 
 def time_compiled(compiled: Callable, args: Tuple, repeats: int, min_repeats: int,

@@ -1,6 +1,7 @@
 """benchmarks/prune_speed.py: the protocol's bookkeeping (interleaving, fastest, median) on a
 fake clock, and its settings; no model is timed here."""
 from benchmarks import prune_speed
+from padir import timing
 
 
 def test_settings_interleaved_fastest_of_repeats_then_median():
@@ -20,7 +21,7 @@ def test_settings_interleaved_fastest_of_repeats_then_median():
     return now[0]
 
   calls = {"a": call("a"), "b": call("b")}
-  timed = prune_speed.time_interleaved(calls, ["s1", "s2", "s3"], repeats=2, clock=clock)
+  timed = timing.interleaved_latency_ms(calls, ["s1", "s2", "s3"], repeats=2, clock=clock)
   assert order[:2] == [("a", "s1"), ("b", "s1")]  # The untimed warm-up call of each.
   assert order[2:6] == [("a", "s1"), ("b", "s1"), ("a", "s1"), ("b", "s1")]  # Interleaved.
   assert [round(x, 6) for x in timed["a"]["per_sentence_ms"]] == [1.0, 3.0, 2.0]
