@@ -54,7 +54,7 @@ def main(argv: Sequence[str]) -> int:
       command=" ".join(["python -m benchmarks.multi30k_report", *map(shlex.quote, argv)]),
       title=f"{args.task} {args.split}", num_latency_sentences=args.latency_sentences,
       padir_decoder_params=args.padir_decoder_params)
-  print(reporting.results_markdown(results))
+  print(reporting.systems_markdown(results))
   return 0
 
 

@@ -35,6 +35,7 @@ from padir import evaluation
 from padir import files
 from padir import metrics as metrics_lib
 from padir import reporting
+from padir import tables
 from padir import timing
 from padir import translator as translator_lib
 
@@ -177,7 +178,8 @@ def length_baselines(task: str, sources: Sequence[str], references: Sequence[str
   }
 
 
-def results_markdown(results: Mapping[str, Any]) -> str:
+def ablation_markdown(results: Mapping[str, Any]) -> str:
+  """results.md: how it was run, a row per variant and length baseline, the learning curves."""
   m = results["machine"]
   lines = [f"- command: `{results['command']}`",
            f"- date: {results['date']}; machine: {m['cpu_count']} CPU cores ({m['processor']}), "
@@ -186,26 +188,24 @@ def results_markdown(results: Mapping[str, Any]) -> str:
            f"- {results['test_sentences']} test sentences of `{results['test_task']}`; students "
            f"trained {results['steps']} steps on the distilled data from the teacher at step "
            f"{results['init_step']}; sacreBLEU `{results['bleu_signature']}`",
-           "",
-           "| variant | change | BLEU@1 | BLEU@2 | BLEU@4 | BLEU@8 | length exact | ±1 | ±2 | "
-           "train min |",
-           "|---|---|---:|---:|---:|---:|---:|---:|---:|---:|"]
-  for name, row in results["variants"].items():
-    bleu = " | ".join(f"{row[f'bleu@{k}']:.2f}" for k in ITERATIONS)
-    lines.append(f"| {name} | {row['what']} | {bleu} | {row['length_exact']:.3f} | "
-                 f"{row['length_within_1']:.3f} | {row['length_within_2']:.3f} | "
-                 f"{row['minutes']:.1f} |")
-  for name, row in results["length_baselines"].items():
-    lines.append(f"| {name} | length baseline (training data only) | | | | | "
-                 f"{row['length_exact']:.3f} | {row['length_within_1']:.3f} | "
-                 f"{row['length_within_2']:.3f} | |")
+           ""]
+  rows = [(name, row["what"], *(f"{row[f'bleu@{k}']:.2f}" for k in ITERATIONS),
+           f"{row['length_exact']:.3f}", f"{row['length_within_1']:.3f}",
+           f"{row['length_within_2']:.3f}", f"{row['minutes']:.1f}")
+          for name, row in results["variants"].items()]
+  rows += [(name, "length baseline (training data only)", *[""] * len(ITERATIONS),
+            f"{row['length_exact']:.3f}", f"{row['length_within_1']:.3f}",
+            f"{row['length_within_2']:.3f}", "")
+           for name, row in results["length_baselines"].items()]
+  lines += tables.markdown_table(
+      ("variant", "change", *(f"BLEU@{k}" for k in ITERATIONS), "length exact", "±1", "±2",
+       "train min"), rows, "ll" + "r" * (len(ITERATIONS) + 4))
   lines += ["", f"BLEU@{CURVE_ITERATIONS} by training step (learning curves):", ""]
   steps = sorted({int(s) for row in results["variants"].values() for s in row["curve"]})
-  lines += ["| variant | " + " | ".join(map(str, steps)) + " |",
-            "|---|" + "---:|" * len(steps)]
-  for name, row in results["variants"].items():
-    lines.append(f"| {name} | " + " | ".join(
-        f"{row['curve'][str(s)]:.2f}" if str(s) in row["curve"] else "" for s in steps) + " |")
+  lines += tables.markdown_table(
+      ("variant", *map(str, steps)),
+      [(name, *(f"{row['curve'][str(s)]:.2f}" if str(s) in row["curve"] else "" for s in steps))
+       for name, row in results["variants"].items()], "l" + "r" * len(steps))
   return "\n".join(lines) + "\n"
 
 
@@ -279,9 +279,9 @@ def main(argv: Sequence[str]) -> int:
       "length_baselines": length_baselines(ar_task, sources, references,
                                            data.task_vocabulary(ar_task))})
   files.write_json(path, results)
-  files.write_text(os.path.join(args.output, "results.md"), results_markdown(results))
+  files.write_text(os.path.join(args.output, "results.md"), ablation_markdown(results))
   curves_plot(results, os.path.join(args.output, "learning_curves.png"))
-  print(results_markdown(results))
+  print(ablation_markdown(results))
   return 0
 
 

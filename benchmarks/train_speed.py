@@ -42,6 +42,7 @@ import numpy as np
 from padir import files
 from padir import gin_utils
 from padir import partitioning
+from padir import tables
 from padir import timing
 from padir import trainer
 
@@ -217,7 +218,8 @@ def run(setups: Sequence[Setup], steps: int, *, command: str,
   return results
 
 
-def results_markdown(results: Mapping[str, Any]) -> str:
+def train_speed_markdown(results: Mapping[str, Any]) -> str:
+  """results.md: how it was measured, a row per setup, the yardstick."""
   m = results["machine"]
   lines = [
       f"- command: `{results['command']}`",
@@ -226,17 +228,16 @@ def results_markdown(results: Mapping[str, Any]) -> str:
       f"{results['load_average']['start']}, at the end {results['load_average']['end']}",
       f"- dense float32 matmul rate of this run: {results['matmul_flop_s'] / 1e9:.1f} GFLOP/s",
       "",
-      "| setup | what | batch | s / step | target tokens / step | target tokens / s | "
-      "data s / batch | GFLOP / step | GFLOP/s | of matmul rate | x yardstick |",
-      "|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|",
+      *tables.markdown_table(
+          ("setup", "what", "batch", "s / step", "target tokens / step", "target tokens / s",
+           "data s / batch", "GFLOP / step", "GFLOP/s", "of matmul rate", "x yardstick"),
+          [(r["name"], r["what"], r["batch_size"], f"{r['s_per_step']:.3f}",
+            f"{r['target_tokens_per_step']:.0f}", f"{r['tokens_per_s']:.0f}",
+            f"{r['data_s_per_batch']:.3f}", f"{r['flop_per_step'] / 1e9:.2f}",
+            f"{r['achieved_flop_s'] / 1e9:.1f}", f"{100 * r['share_of_matmul_rate']:.0f} %",
+            f"{r['x_yardstick']:.2f}x" if "x_yardstick" in r else "")
+           for r in results["setups"]], "llrrrrrrrrr"),
   ]
-  for r in results["setups"]:
-    ratio = f"{r['x_yardstick']:.2f}x" if "x_yardstick" in r else ""
-    lines.append(
-        f"| {r['name']} | {r['what']} | {r['batch_size']} | {r['s_per_step']:.3f} | "
-        f"{r['target_tokens_per_step']:.0f} | {r['tokens_per_s']:.0f} | "
-        f"{r['data_s_per_batch']:.3f} | {r['flop_per_step'] / 1e9:.2f} | "
-        f"{r['achieved_flop_s'] / 1e9:.1f} | {100 * r['share_of_matmul_rate']:.0f} % | {ratio} |")
   if "yardstick" in results:
     y = results["yardstick"]
     lines += ["", f"Yardstick (`{y['command']}`, {y['steps']} steps, not part of the project): "
@@ -266,8 +267,8 @@ def main(argv: Sequence[str]) -> int:
                 extra_bindings=args.gin)
   os.makedirs(args.output, exist_ok=True)
   files.write_json(os.path.join(args.output, "results.json"), results)
-  files.write_text(os.path.join(args.output, "results.md"), results_markdown(results))
-  print(results_markdown(results))
+  files.write_text(os.path.join(args.output, "results.md"), train_speed_markdown(results))
+  print(train_speed_markdown(results))
   return 0
 
 

@@ -117,7 +117,7 @@ SIZES = {
     "default": DemoSize(
         corpus="builtin_demo", num_train=10_240, num_validation=512, num_test=512,
         num_latency_sentences=64, num_distill_sources=10_240, distill_shard_size=2_560,
-        # From the run of 2026-12-06 (CPU seconds of each stage; README, "The demo").
+        # A recorded run's CPU seconds of each stage (README, "The demo").
         budgets_s={"corpus": 20, "teacher": 840, "distill": 75, "student_raw": 730,
                    "student_distilled": 630, "evaluate": 150},
         teacher_steps=2000, student_init_step=2000, student_steps=1500),

@@ -50,6 +50,7 @@ from padir import checkpoints
 from padir import decoding
 from padir import files
 from padir import models
+from padir import tables
 from padir import translator as translator_lib
 
 logger = logging.getLogger(__name__)
@@ -218,8 +219,8 @@ def _cell(value, digits: int = 2) -> str:
   return "-" if value is None else f"{value:.{digits}f}"
 
 
-def results_markdown(summary: Mapping[str, Any]) -> str:
-  """The summary as a markdown table, one row per step."""
+def eval_markdown(summary: Mapping[str, Any]) -> str:
+  """`padir eval`'s results.md: the settings, then a table of one row per step."""
   settings = summary["settings"]
   entries = summary["evaluations"]
   lines = [f"# padir eval: {settings['task']} / {settings['split']}", "",
@@ -228,14 +229,13 @@ def results_markdown(summary: Mapping[str, Any]) -> str:
   if entries:
     lines += [f"- examples: {entries[-1]['num_examples']}",
               f"- sacreBLEU: `{entries[-1]['bleu_signature']}`, `{entries[-1]['chrf_signature']}`"]
-  lines += ["", "| step | BLEU | chrF | length ratio | stutter % | mean iterations | "
-            "BLEU after iteration 1..k |", "|---:|---:|---:|---:|---:|---:|---|"]
-  for e in entries:
-    per_iteration = ("-" if e["bleu_per_iteration"] is None else
-                     " / ".join(f"{b:.2f}" for b in e["bleu_per_iteration"]))
-    lines.append(f"| {e['step']} | {e['bleu']:.2f} | {e['chrf']:.2f} | "
-                 f"{e['length_ratio']:.3f} | {100 * e['stutter_rate']:.2f} | "
-                 f"{_cell(e['mean_iterations'])} | {per_iteration} |")
+  rows = [(e["step"], f"{e['bleu']:.2f}", f"{e['chrf']:.2f}", f"{e['length_ratio']:.3f}",
+           f"{100 * e['stutter_rate']:.2f}", _cell(e["mean_iterations"]),
+           "-" if e["bleu_per_iteration"] is None else
+           " / ".join(f"{b:.2f}" for b in e["bleu_per_iteration"])) for e in entries]
+  lines += ["", *tables.markdown_table(
+      ("step", "BLEU", "chrF", "length ratio", "stutter %", "mean iterations",
+       "BLEU after iteration 1..k"), rows, "rrrrrrl")]
   return "\n".join(lines) + "\n"
 
 
@@ -246,7 +246,7 @@ def write_summary(output_dir: str, settings: Mapping[str, Any], command: str) ->
   summary = {"settings": dict(settings), "command": command,
              "evaluations": [{k: v for k, v in e.items() if k != "settings"} for e in entries]}
   files.write_json(os.path.join(output_dir, RESULTS_JSON), summary)
-  files.write_text(os.path.join(output_dir, RESULTS_MD), results_markdown(summary))
+  files.write_text(os.path.join(output_dir, RESULTS_MD), eval_markdown(summary))
   return summary
 
 

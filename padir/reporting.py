@@ -25,6 +25,7 @@ import time
 from typing import TYPE_CHECKING, Any, Callable, Dict, List, Mapping, Optional, Sequence, Tuple
 
 from padir import files
+from padir import tables
 from padir import timing
 # The timer's old name here, for the scripts kept under docs/benchmarks/.
 from padir.timing import wall_seconds  # pylint: disable=unused-import,g-importing-member
@@ -133,18 +134,12 @@ def task_texts(task: str, split: str) -> Tuple[List[str], List[str]]:
   return [e["inputs_text"] for e in examples], [e["targets_text"] for e in examples]
 
 
-# The demo's target (issue 28): a PaDIR point at least this much faster than AR greedy at batch
-# 1 within MAX_GAP_TO_AR_GREEDY BLEU of it.
-MIN_SPEEDUP = 1.3
-MAX_GAP_TO_AR_GREEDY = 1.0
-
-
 def checks(rows: Sequence[Mapping[str, Any]]) -> Dict[str, Any]:
-  """The demo's claims, measured: every field present; the best student BLEU among the points
-  at least MIN_SPEEDUP x AR greedy's batch-1 speed, and whether it is within
-  MAX_GAP_TO_AR_GREEDY of AR greedy; the distilled student's gap to AR greedy at one pass; the
-  distilled student at least as good as the raw one at every K; the students' mean BLEU at each
-  K (ITERATIONS)."""
+  """The comparison's headline facts, measured (no goal: whether they are good enough is the
+  reader's call): every field present; the best student BLEU among the points faster than AR
+  greedy at batch 1, and its difference to AR greedy; the distilled student's difference to AR
+  greedy at one pass; whether the distilled student is at least as good as the raw one at every
+  K; the students' mean BLEU at each K (ITERATIONS)."""
   bleu = {row["name"]: row["bleu"] for row in rows}
   greedy_ms = next(row["latency_ms_batch1"] for row in rows if row["name"] == "ar_greedy")
   # Every student evaluated ("raw", "distilled", or any name a benchmark gave): padir_{name}@K.
@@ -154,8 +149,7 @@ def checks(rows: Sequence[Mapping[str, Any]]) -> Dict[str, Any]:
                 for k in ITERATIONS] if students else None)
   distilled = ({k: bleu[f"padir_distilled@{k}"] for k in ITERATIONS}
                if "distilled" in students else None)
-  fast = [row for row in rows if row["model"] != "ar"
-          and greedy_ms / row["latency_ms_batch1"] >= MIN_SPEEDUP]
+  fast = [row for row in rows if row["model"] != "ar" and row["latency_ms_batch1"] < greedy_ms]
   best = max(fast, key=lambda row: row["bleu"], default=None)
   gap = None if best is None else best["bleu"] - bleu["ar_greedy"]
   return {
@@ -163,7 +157,6 @@ def checks(rows: Sequence[Mapping[str, Any]]) -> Dict[str, Any]:
                          for row in rows for f in RESULT_FIELDS),
       "best_fast_point": None if best is None else best["name"],
       "best_fast_point_minus_ar_greedy": gap,
-      "best_fast_point_near_ar_greedy": None if gap is None else gap >= -MAX_GAP_TO_AR_GREEDY,
       "distilled_at_1_minus_ar_greedy": (None if distilled is None
                                          else distilled[1] - bleu["ar_greedy"]),
       "distilled_at_least_raw": (all(distilled[k] >= bleu[f"padir_raw@{k}"] for k in ITERATIONS)
@@ -180,8 +173,9 @@ def write_report(output_dir: str, name: str, report: Mapping[str, Any], text: st
   print(text)
 
 
-def results_markdown(results: Mapping[str, Any]) -> str:
-  """The results as markdown: how they were made, the table, the stages and the checks."""
+def systems_markdown(results: Mapping[str, Any]) -> str:
+  """results.md of a comparison of systems (`evaluate_and_report`): how they were made, the
+  table, the stages and the checks."""
   m = results["machine"]
   rows = results["systems"]
   lines = [
@@ -201,30 +195,28 @@ def results_markdown(results: Mapping[str, Any]) -> str:
       "compilation excluded",
       *([f"- training: {results['training']}"] if "training" in results else []),
       "",
-      "| system | BLEU | chrF | stutter % | length ratio | latency ms (batch 1) | "
-      "speedup (batch 1) | sentences/s (batch 64) |",
-      "|---|---:|---:|---:|---:|---:|---:|---:|",
+      *tables.markdown_table(
+          ("system", "BLEU", "chrF", "stutter %", "length ratio", "latency ms (batch 1)",
+           "speedup (batch 1)", "sentences/s (batch 64)"),
+          [(r["name"], f"{r['bleu']:.2f}", f"{r['chrf']:.2f}", f"{100 * r['stutter_rate']:.2f}",
+            f"{r['length_ratio']:.3f}", f"{r['latency_ms_batch1']:.1f}",
+            f"{r['speedup_batch1']:.2f}x", f"{r['sentences_per_s_batch64']:.1f}")
+           for r in rows], "lrrrrrrr"),
   ]
-  for r in rows:
-    lines.append(f"| {r['name']} | {r['bleu']:.2f} | {r['chrf']:.2f} | "
-                 f"{100 * r['stutter_rate']:.2f} | {r['length_ratio']:.3f} | "
-                 f"{r['latency_ms_batch1']:.1f} | {r['speedup_batch1']:.2f}x | "
-                 f"{r['sentences_per_s_batch64']:.1f} |")
   if "stages" in results:
-    lines += ["", "| stage | wall time | CPU seconds | budget |", "|---|---:|---:|---:|"]
-    for stage, record in results["stages"].items():
-      lines.append(f"| {stage} | {clock(record['wall_s'])} | {record['cpu_s']:.0f} | "
-                   f"{clock(record['budget_s'])} |")
+    lines += ["", *tables.markdown_table(
+        ("stage", "wall time", "CPU seconds", "budget"),
+        [(stage, clock(r["wall_s"]), f"{r['cpu_s']:.0f}", clock(r["budget_s"]))
+         for stage, r in results["stages"].items()], "lrrr")]
   c = results["checks"]
   mean = " -> ".join(f"{b:.2f}" for b in c["students_mean_bleu_by_iterations"] or [])
   gap = c["best_fast_point_minus_ar_greedy"]
   lines += [
       "",
       f"- every system has every field: {_yes(c['every_field'])}",
-      f"- best student point at >= {MIN_SPEEDUP}x AR greedy's batch-1 speed: "
+      f"- best student point faster than AR greedy at batch 1: "
       f"{c['best_fast_point'] or 'none'}"
-      + ("" if gap is None else f" ({gap:+.2f} BLEU to AR greedy)")
-      + f"; within {MAX_GAP_TO_AR_GREEDY} BLEU: {_yes(c['best_fast_point_near_ar_greedy'])}",
+      + ("" if gap is None else f" ({gap:+.2f} BLEU to AR greedy)"),
       "- distilled@1 against AR greedy: " + ("n/a" if c["distilled_at_1_minus_ar_greedy"] is None
                                              else f"{c['distilled_at_1_minus_ar_greedy']:+.2f} BLEU"),
       f"- distilled student at least as good as the raw-data one at every K: "
@@ -348,6 +340,6 @@ def evaluate_and_report(output_dir: str, teacher_dir: str, student_dirs: Mapping
                        student_init_step, title)
   if before_writing is not None:
     before_writing(results)
-  files.write_text(os.path.join(output_dir, RESULTS_MD), results_markdown(results))
+  files.write_text(os.path.join(output_dir, RESULTS_MD), systems_markdown(results))
   files.write_json(os.path.join(output_dir, RESULTS_JSON), results)
   return results

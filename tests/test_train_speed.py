@@ -62,7 +62,7 @@ def test_train_speed_measures_every_setup(tmp_path, tiny_corpus):
   # One matrix fewer in every MLP: fewer FLOPs per target token than the gated GELU.
   per_token = {n: r["flop_per_step"] / r["target_tokens_per_step"] for n, r in rows.items()}
   assert per_token["relu"] < per_token["gated"]
-  markdown = train_speed.results_markdown(results)
+  markdown = train_speed.train_speed_markdown(results)
   for name in rows:
     assert f"| {name} |" in markdown
   json.dumps(results)  # results.json must be writable as is.

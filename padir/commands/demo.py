@@ -46,7 +46,7 @@ def main(argv: Sequence[str]) -> int:
   command = " ".join(["padir", "demo", *map(shlex.quote, argv)])
   results = demo_lib.run(args.workdir, args.size, command, reevaluate=args.reevaluate,
                          padir_decoder_params=args.padir_decoder_params)
-  print(reporting.results_markdown(results))
+  print(reporting.systems_markdown(results))
   return 0
 
 

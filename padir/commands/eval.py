@@ -46,7 +46,7 @@ def main(argv: Sequence[str]) -> int:
     summary = job.watch(args.poll_seconds, args.watch_timeout)
   else:
     summary = job.run(args.checkpoint_step)
-  print(evaluation.results_markdown(summary))
+  print(evaluation.eval_markdown(summary))
   return 0
 
 

@@ -27,7 +27,7 @@ PACKAGES = ("padir", "tasks", "launch", "benchmarks")
 # modules of a `padir/decoding/` package); a module matches exactly one.
 LAYERS: Tuple[Tuple[str, Tuple[str, ...]], ...] = (
     ("base", ("padir.errors", "padir.files", "padir.quiet", "padir.special_tokens",
-              "padir.partitioning", "padir.metrics", "padir.timing", "padir.theory",
+              "padir.partitioning", "padir.metrics", "padir.timing", "padir.tables", "padir.theory",
               "padir.theory.*")),
     ("network", ("padir.layers", "padir.network", "padir.losses")),
     ("decoding", ("padir.decoding", "padir.decoding.*")),
