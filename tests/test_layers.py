@@ -2,6 +2,8 @@
 the check finds a violation of each of its rules in a synthetic tree."""
 import os
 
+import pytest
+
 from padir.tools import check_layers
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -30,24 +32,15 @@ def test_architecture_doc_lists_every_layer_in_order():
       assert f"`{pattern.removesuffix('.*')}`" in doc, pattern
 
 
-def test_an_import_from_a_higher_layer_is_a_violation(tmp_path):
-  root = _tree(tmp_path, {
-      "padir/__init__.py": "",
-      "padir/models.py": "",
-      "padir/special_tokens.py": "def f():\n  from padir import models\n",
-  })
-  [problem] = check_layers.check(root)
-  assert "special_tokens.py:2: padir.special_tokens (layer 'base') imports padir.models" in problem
-
-
-def test_a_relative_import_is_resolved(tmp_path):
-  root = _tree(tmp_path, {
-      "padir/__init__.py": "",
-      "padir/cli.py": "",
-      "padir/errors.py": "from . import cli\n",
-  })
-  [problem] = check_layers.check(root)
-  assert "padir.errors (layer 'base') imports padir.cli" in problem
+@pytest.mark.parametrize("files, expected", [
+    ({"padir/models.py": "", "padir/special_tokens.py": "def f():\n  from padir import models\n"},
+     "special_tokens.py:2: padir.special_tokens (layer 'base') imports padir.models"),
+    ({"padir/cli.py": "", "padir/errors.py": "from . import cli\n"},  # relative, resolved
+     "padir.errors (layer 'base') imports padir.cli"),
+], ids=["function-level import", "relative import"])
+def test_an_import_from_a_higher_layer_is_a_violation(tmp_path, files, expected):
+  [problem] = check_layers.check(_tree(tmp_path, {"padir/__init__.py": "", **files}))
+  assert expected in problem
 
 
 def test_padir_importing_tasks_is_a_package_cycle(tmp_path):
