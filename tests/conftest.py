@@ -22,14 +22,33 @@ jax.config.update("jax_compilation_cache_dir", CACHE_DIR)
 jax.config.update("jax_persistent_cache_min_compile_time_secs", 0.5)
 
 
-# Fixtures that train a model: a test that uses one is `slow` (the tiny checkpoints below take
-# ~20 s and ~40 s on 2 cores; test_demo.py's reduced demo ~3 min; test_reliability.py's killed run).
-TRAINING_FIXTURES = frozenset({"tiny_ar_dir", "tiny_padir_dir", "demo_run", "killed_run"})
+# The fast path (`-m "not slow"`, README) leaves out the tests that train a model, run a
+# pipeline or a benchmark end to end, or start TensorFlow or JAX in new processes. Most are
+# marked `@pytest.mark.slow` in their files; here, every test that uses a fixture that trains
+# (the tiny checkpoints below take ~20 s and ~40 s on 2 cores, test_demo.py's reduced demo
+# ~3 min), and the tests named in SLOW_TESTS (tests/test_markers.py checks that both lists name
+# what exists).
+TRAINING_FIXTURES = frozenset({
+    "tiny_ar_dir", "tiny_padir_dir",  # below
+    "demo_run",  # test_demo.py
+    "killed_run",  # test_reliability.py
+    "trained_ar", "trained_padir",  # test_models.py
+    "copy_model",  # test_ctc.py
+    "reports",  # test_theory.py: every theory experiment at its small size
+})
+SLOW_TESTS = frozenset({  # file::test function (every parametrization)
+    "test_student_training.py::test_the_offset_predictor_learns_a_length_rule_that_the_classifier_cannot",
+    "test_student_training.py::test_glancing_reveals_less_as_the_model_learns",
+    "test_student_training.py::test_the_length_prior_is_fitted_to_the_data",
+    "test_models.py::test_three_stages_with_the_learned_rejecter_report_per_stage_metrics",
+    "test_ctc.py::test_best_alignment_equals_a_brute_force_viterbi",
+})
 
 
 def pytest_collection_modifyitems(config, items):  # pylint: disable=unused-argument
   for item in items:
-    if TRAINING_FIXTURES.intersection(getattr(item, "fixturenames", ())):
+    name = f"{item.path.name}::{getattr(item, 'originalname', item.name)}"
+    if name in SLOW_TESTS or TRAINING_FIXTURES.intersection(getattr(item, "fixturenames", ())):
       item.add_marker(pytest.mark.slow)
 
 

@@ -88,6 +88,7 @@ def test_bucket_by_length_routes_to_the_first_bucket_that_holds_both_sides():
                           ((8, 8),), batch_size=2)
 
 
+@pytest.mark.slow
 def test_batches_have_their_bucket_shapes_and_cut_or_lose_nothing(tiny_corpus):
   task = tiny_corpus["padir_task"]
   batches = _batches(task, drop_remainder=False)
@@ -114,6 +115,7 @@ def test_batches_have_their_bucket_shapes_and_cut_or_lose_nothing(tiny_corpus):
   assert _examples(batches) == _examples(unbucketed)
 
 
+@pytest.mark.slow
 def test_bucketed_stream_is_deterministic_and_resumable(tiny_corpus):
   task = tiny_corpus["padir_task"]
   full = _batches(task, num_epochs=2)
@@ -125,6 +127,7 @@ def test_bucketed_stream_is_deterministic_and_resumable(tiny_corpus):
       b["decoder_target_tokens"].shape for b in full]
 
 
+@pytest.mark.slow
 def test_shards_hold_the_rows_of_one_global_bucketed_batch(tiny_corpus):
   task = tiny_corpus["padir_task"]
   whole = _batches(task, batch_size=16)
@@ -145,6 +148,7 @@ def test_bucketing_settings_are_checked(tiny_corpus):
     _batches(tiny_corpus["padir_task"], length_buckets=(8, 40), input_length_buckets=None)
 
 
+@pytest.mark.slow
 def test_multi30k_train_batches_are_mostly_real_tokens(multi30k_dir):
   """Through the trainer's dataset function and scoped gin bindings, as a run configures it."""
   gin.clear_config()

@@ -247,6 +247,7 @@ def test_batches_are_deterministic_resumable_and_sharded(local_tasks):
   assert len(inputs[0]) + len(inputs[1]) == 38 and not inputs[0] & inputs[1]
 
 
+@pytest.mark.slow
 def test_noise_is_bound_by_gin_at_the_edge(local_tasks):
   gin.parse_config("""
       padir_noise.init_scheme = 'mask_range'
@@ -314,6 +315,7 @@ def test_length_beyond_vocabulary_max_is_an_error(local_tasks):
     data.get_dataset(local_tasks["padir"], {"inputs": 24, "targets": 48}, batch_size=2)
 
 
+@pytest.mark.slow
 def test_real_multi30k(multi30k_dir, tiny_spm):
   ar, padir = local.register_parallel_text("test_real_multi30k_en_de", vocabulary=tiny_spm,
                                            folder=str(multi30k_dir), src="en", tgt="de")
@@ -348,6 +350,7 @@ def _write_tfds_metadata(data_dir, tfds_name, num_examples):
   builder.info.write_to_directory(builder.data_dir)
 
 
+@pytest.mark.slow
 def test_wmt_tasks_on_mock_data(tiny_spm, tmp_path):
   for name, (tfds_name, _, _, _) in wmt.WMT_TASKS.items():
     for flavour in ("_ar", "_padir"):

@@ -634,6 +634,7 @@ def _context_logits(table, x, positions):
 
 
 @pytest.mark.parametrize("scheme", ["random", "mask"])
+@pytest.mark.slow
 def test_fitted_canvas_decodes_as_the_full_one(scheme):
   """Refinement on the smallest canvas that holds the longest candidate (16 of 32 positions
   here) returns what the full canvas does, given a model that, like the decoder, ignores
@@ -685,6 +686,7 @@ _MASK_PREDICT = dict(decoder_input_scheme="mask", rejecter="linear", remasking_s
 
 
 @pytest.mark.parametrize("masked_logits_only", [False, True])
+@pytest.mark.slow
 def test_pruning_with_one_candidate_is_keeping_all(masked_logits_only):
   """One valid candidate per example (a long length clipped thrice to T): keeping the best one
   after the first pass (the pruned path: C = 3 > 1) decodes as keeping all."""
@@ -717,6 +719,7 @@ def _context_logits_fn(table):
   return lambda x, positions=None: (_context_logits(table, x, positions), None)
 
 
+@pytest.mark.slow
 def test_pruning_refines_only_the_best_candidate_after_the_first_pass():
   table = jnp.asarray(np.random.RandomState(6).randn(16, ST.vocab_size).astype(np.float32))
   batch, lengths = 4, jnp.array([5, 7, 9, 6])
@@ -781,6 +784,7 @@ def test_projected_counts_follow_the_rejecter():
 
 
 @pytest.mark.parametrize("rejecter", ["linear", "constant_k", "constant_fraction"])
+@pytest.mark.slow
 def test_masked_only_projection_gives_the_full_projections_tokens(rejecter):
   """Mask-predict projecting only the masked positions and EOS returns the tokens, log-probs,
   scores and histories of projecting every position, with fewer positions projected."""

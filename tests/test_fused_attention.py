@@ -68,6 +68,7 @@ def test_fused_attention_gives_the_same_greedy_tokens_through_the_kv_cache(param
   assert np.array_equal(fused, einsum)
 
 
+@pytest.mark.slow
 def test_attention_dropout_keeps_the_written_out_path_and_the_option_is_checked(params):
   rng = jax.random.PRNGKey(3)
   einsum = _forward(_model("padir", "einsum", dropout_rate=0.3), params["padir"], rng)

@@ -131,6 +131,7 @@ def test_weighted_accuracy():
   assert (float(correct), float(counted)) == (2.0, 3.0)
 
 
+@pytest.mark.slow
 def test_smoothed_cross_entropy_equals_the_one_hot_loss_and_gradient():
   """The integer-target loss (no [..., V] target array) = cross_entropy_with_logits against the
   label-smoothed one-hot, in value and gradient."""

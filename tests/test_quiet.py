@@ -6,6 +6,10 @@ import subprocess
 import sys
 import textwrap
 
+import pytest
+
+pytestmark = pytest.mark.slow  # Each test starts TensorFlow in a fresh process.
+
 REPO = pathlib.Path(__file__).resolve().parents[1]
 NOTICES = ("cuInit", "cuda drivers", "absl::InitializeLog", "cpu_feature_guard", "oneDNN",
            "rebuild TensorFlow")

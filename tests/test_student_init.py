@@ -53,6 +53,7 @@ def _biases(table, max_distance, length, bidirectional):
 
 
 @pytest.mark.parametrize("num_buckets,max_distance", [(32, 128), (8, 16), (16, 20)])
+@pytest.mark.slow
 def test_relpos_gives_each_offset_the_teacher_bias_of_its_distance(num_buckets, max_distance):
   teacher = np.random.default_rng(0).normal(size=(3, num_buckets)).astype(np.float32)
   student = student_init.causal_to_bidirectional_relpos(teacher, num_buckets, max_distance)
@@ -249,6 +250,7 @@ def clean_gin():
   gin.clear_config()
 
 
+@pytest.mark.slow
 def test_warm_start_adapts_a_student_from_an_ar_run(tmp_path, teacher_params, clean_gin):
   del clean_gin
   teacher_dir = str(tmp_path / "teacher")

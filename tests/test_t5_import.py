@@ -99,6 +99,7 @@ def test_huggingface_encoder_and_logits_match(hf_checkpoint):
   assert _relative_error(logits, out.logits.numpy(), tgt_valid) < TOLERANCE
 
 
+@pytest.mark.slow
 def test_huggingface_greedy_decodes_match(hf_checkpoint):
   """Cached greedy decoding (this project's decoding + KV cache) emits HF's tokens."""
   _, hf, path = hf_checkpoint

@@ -168,6 +168,7 @@ def test_checkpoint_from_another_config_names_the_parameters(tmp_path):
   assert "params/mlp_in/kernel" in message
 
 
+@pytest.mark.slow
 def test_warm_start_from_another_run(tmp_path):
   teacher = _train(tmp_path / "teacher", 5)
   # A fresh run starts from the teacher's parameters, with a fresh optimizer state and step.
@@ -306,6 +307,7 @@ print("OK")
 """
 
 
+@pytest.mark.slow
 def test_sharded_step_equals_single_device_step():
   result = run_python(SHARDED_SCRIPT,
                        {"XLA_FLAGS": "--xla_force_host_platform_device_count=8"})
@@ -326,6 +328,7 @@ train.progress_bar = False
 """
 
 
+@pytest.mark.slow
 def test_sigterm_saves_a_checkpoint_and_training_resumes(tmp_path, caplog):
   gin_file = tmp_path / "toy.gin"
   gin_file.write_text(RUN_GIN)
