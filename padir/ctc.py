@@ -13,7 +13,6 @@ with glancing on the best alignment of the reference to the model's own first pa
 - `best_alignment`: the Viterbi alignment of the reference to the canvas's log-probs.
 - `CTCModel`: T5X's model interface (a `models.PadirModel` with another canvas and loss).
 """
-import dataclasses
 from typing import Any, Callable, Dict, Mapping, Optional, Tuple
 
 import gin
@@ -24,6 +23,8 @@ import optax
 from jax import lax
 
 from padir import decoding
+from padir import length
+from padir import losses
 from padir import models
 from padir import network
 from padir.special_tokens import SpecialTokens
@@ -218,15 +219,16 @@ class CTCModel(models.PadirModel):
     self.canvas_input = canvas_input
     super().__init__(
         module, optimizer_def, special_tokens, vocabulary,
-        loss_normalizing_factor=loss_normalizing_factor, length_predictor="oracle",
-        glancing_ratio=glancing_ratio, glancing_fraction=max(glancing_fraction, 1e-9),
-        rejecter=rejecter, rejecter_k=rejecter_k, rejecter_fraction=rejecter_fraction,
-        decoder_input_scheme="mask", remasking_scheme="initial", keep_visible=True,
+        loss=losses.LossSettings(loss_normalizing_factor=loss_normalizing_factor),
+        length_predictor=length.Oracle(),
+        scheme=decoding.RefinementScheme(
+            decoder_input_scheme="mask", rejecter=rejecter, rejecter_k=rejecter_k,
+            rejecter_fraction=rejecter_fraction, remasking_scheme="initial", keep_visible=True,
+            aligned=True),
         decode_fn=decode_fn)
+    # Glancing is this model's own (`loss_fn`), not `PadirModel`'s training recipe.
+    self.glancing_ratio = glancing_ratio
     self.glancing_fraction = glancing_fraction
-    self.scheme = dataclasses.replace(self.scheme, aligned=True)
-    self.train_config = decoding.RefinementConfig.of(
-        self.scheme, decoding.PadirDecodeConfig(num_decode_iterations=1))
     _ = self.special_tokens.blank_id  # Fails early when the vocabulary has no row for it.
 
   def _network_overrides(self) -> Dict[str, Any]:

@@ -23,7 +23,9 @@ PaDIR decoding (`PadirModel`):
   Given `rows [N']` int32 (keyword), the decoder inputs are those of these of its N rows only,
   [N', T] (their encoder states): length candidates pruned after the first pass
   (`keep_candidates_after_first_pass`) are refined as a smaller batch.
-  - `RefinementConfig`: every decoding option, validated.
+  - `RefinementConfig`: every option of the loop, in two parts: the model's `RefinementScheme`
+    (`config.scheme`, fixed at training) and the call's `PadirDecodeConfig` (`config.decode`);
+    `ablate_scheme` is the one explicit way for decode-time options to change the scheme.
   - Pieces, public so that the model's unrolled multi-stage training uses what inference uses:
     `length_candidates`, `initial_decoder_inputs`, `choose_tokens`, `stutter_mask`, `reject`,
     `remask`, `score_candidates`.
@@ -52,7 +54,7 @@ deletion of tokens equal to their initial value; no wrap-around in the stutter m
 """
 import dataclasses
 import math
-from typing import Any, Callable, Dict, Optional, Tuple
+from typing import Any, Callable, Dict, Mapping, Optional, Tuple
 
 import flax
 import jax
@@ -420,8 +422,8 @@ class ARDecodeConfig:
 @dataclasses.dataclass(frozen=True)
 class RefinementScheme:
   """How a PaDIR model refines: fixed when it is trained (the unrolled training stages and the
-  data noise follow it), the same at inference. `models.PadirModel`'s arguments of these names
-  build it. Frozen and hashable.
+  data noise follow it), the same at inference: `models.PadirModel`'s `scheme` (gin:
+  `models.PadirModel.scheme = @decoding.RefinementScheme()`). Frozen and hashable.
 
   Attributes:
     decoder_input_scheme: initial decoder input: 'random' (random real pieces), 'mask' ([MASK]
@@ -509,19 +511,18 @@ class PadirDecodeConfig:
       EOS, whose log-prob is scored): the first pass projects every position, the later ones
       the largest of their static counts (`projected_counts`); the same tokens and log-probs
       as projecting every position. Needs a `logits_fn` that takes `positions`. Off by
-      default: on the 2-core CPU the trained Multi30k student gained nothing at batch 1 (K = 4:
-      31.6 / 35.6 against 33.4 / 36.1 ms) and lost 17 % at batch 64, the gathers and scatters
-      costing what the smaller projections save (BENCHMARKS.md).
+      default: on a CPU the gathers and scatters cost what the smaller projections save
+      (BENCHMARKS.md).
     keep_candidates_after_first_pass: m: every length candidate gets the first pass, then only
       the m best of each example by their first-pass score (`score_candidates`, the model's own
       scores, duplicates never kept over valid ones) are refined further, on a batch of B * m
       rows (static shapes: their loop state and encoder rows gathered once; `logits_fn` gets
       `rows`). The others keep their first-pass output and rank last (-inf). None (the
-      default), or m >= C: every candidate is refined. Off by default: on the Multi30k
-      distilled student (test_2016_flickr, K = 4, 3 candidates) BLEU fell from 21.71 to 20.88
-      with m = 1 and to 21.37 with m = 2 (the first pass's scores favour short candidates).
-    max_decode_length: T, the canvas length (None: the batch's decoder length, else the
-      vocabulary's max_target_length); read by the model, not by the refinement loop.
+      default), or m >= C: every candidate is refined. Off by default: it costs
+      BLEU (the first pass's scores favour short candidates; BENCHMARKS.md).
+    max_decode_length: not a field (the refinement loop never read it): accepted, as None, from
+      configs recorded when it was one. The canvas length T is the batch's decoder length (a
+      predict call may give it as `decoder_params['max_decode_length']`).
   """
   num_decode_iterations: int = 4
   temperature: float = 0.0
@@ -539,9 +540,14 @@ class PadirDecodeConfig:
   exit_confidence: float = 0.0
   masked_logits_only: bool = False
   keep_candidates_after_first_pass: Optional[int] = None
-  max_decode_length: Optional[int] = None
+  max_decode_length: dataclasses.InitVar[Optional[int]] = None
 
-  def __post_init__(self):
+  def __post_init__(self, max_decode_length: Optional[int] = None):
+    if max_decode_length is not None:
+      raise ValueError(
+          f"PadirDecodeConfig.max_decode_length={max_decode_length}: the canvas length is no "
+          "decode config field; it is the batch's decoder length, or a predict call's "
+          "decoder_params['max_decode_length']")
     if self.scoring not in SCORINGS:
       raise ValueError(f"scoring={self.scoring!r}: expected one of {SCORINGS}")
     if self.num_decode_iterations < 1:
@@ -564,41 +570,75 @@ class PadirDecodeConfig:
       raise ValueError(f"keep_candidates_after_first_pass="
                        f"{self.keep_candidates_after_first_pass} must be >= 1 (None: keep all)")
 
-
-@dataclasses.dataclass(frozen=True)
-class RefinementConfig(PadirDecodeConfig, RefinementScheme):
-  """Every option of a refinement loop: a model's `RefinementScheme` and a `PadirDecodeConfig`
-  (the fields of both; what `padir_decode` and training's unrolled stages read). Frozen and
-  hashable (a static argument under jit). Build it with `RefinementConfig.of(scheme, decode)`.
-  """
-
-  def __post_init__(self):
-    RefinementScheme.__post_init__(self)
-    PadirDecodeConfig.__post_init__(self)
-    if self.num_parallel_samples > 1 and self.decoder_input_scheme != "random":
-      raise ValueError(
-          f"num_parallel_samples={self.num_parallel_samples} needs decoder_input_scheme="
-          f"'random' (with {self.decoder_input_scheme!r} every sample would be identical)")
-
-  @classmethod
-  def of(cls, scheme: RefinementScheme, decode: PadirDecodeConfig) -> "RefinementConfig":
-    """The loop's config: `scheme`'s fields and `decode`'s."""
-    return cls(**_fields(scheme, RefinementScheme), **_fields(decode, PadirDecodeConfig))
-
   @property
   def num_candidates(self) -> int:
     """C, candidates per example: top_k_lengths x length_beam x num_parallel_samples."""
     return self.top_k_lengths * self.length_beam * self.num_parallel_samples
 
 
+@dataclasses.dataclass(frozen=True, init=False)
+class RefinementConfig:
+  """Every option of a refinement loop, in its two parts: `scheme`, how the model refines (fixed
+  when it is trained), and `decode`, the decode-time options of one predict call. What
+  `padir_decode`, `refine` and training's unrolled stages read (`config.scheme.rejecter`,
+  `config.decode.num_decode_iterations`). Frozen and hashable (a static argument under jit).
+
+  Build it from its parts, `RefinementConfig(scheme, decode)` (or `RefinementConfig.of`); the
+  fields of either part may also be given by name, each replacing that field of its part (or of
+  the part's defaults), e.g. `RefinementConfig(rejecter='linear', num_decode_iterations=8)`.
+  """
+  scheme: RefinementScheme
+  decode: PadirDecodeConfig
+
+  def __init__(self, scheme: Optional[RefinementScheme] = None,
+               decode: Optional[PadirDecodeConfig] = None, **fields):
+    unknown = sorted(set(fields) - set(field_names(RefinementScheme))
+                     - set(field_names(PadirDecodeConfig)))
+    if unknown:
+      raise TypeError(f"RefinementConfig got unknown fields {unknown}")
+    scheme_fields = {k: v for k, v in fields.items() if k in field_names(RefinementScheme)}
+    decode_fields = {k: v for k, v in fields.items() if k in field_names(PadirDecodeConfig)}
+    scheme = RefinementScheme() if scheme is None else scheme
+    decode = PadirDecodeConfig() if decode is None else decode
+    object.__setattr__(self, "scheme", dataclasses.replace(scheme, **scheme_fields)
+                       if scheme_fields else scheme)
+    object.__setattr__(self, "decode", dataclasses.replace(decode, **decode_fields)
+                       if decode_fields else decode)
+    if self.decode.num_parallel_samples > 1 and self.scheme.decoder_input_scheme != "random":
+      raise ValueError(
+          f"num_parallel_samples={self.decode.num_parallel_samples} needs decoder_input_scheme="
+          f"'random' (with {self.scheme.decoder_input_scheme!r} every sample would be identical)")
+
+  @classmethod
+  def of(cls, scheme: RefinementScheme, decode: PadirDecodeConfig) -> "RefinementConfig":
+    """The loop's config of a model's `scheme` and a call's `decode` options."""
+    return cls(scheme, decode)
+
+  @property
+  def num_candidates(self) -> int:
+    """C, candidates per example (`PadirDecodeConfig.num_candidates`)."""
+    return self.decode.num_candidates
+
+
+def ablate_scheme(scheme: RefinementScheme, overrides: Mapping[str, Any]) -> RefinementScheme:
+  """The trained `scheme` with fields replaced at decode time: an ablation.
+
+  A model refines at inference as it was trained (its `RefinementScheme`); decode-time options
+  (`PadirDecodeConfig`) never change that. This is the one, explicit, place where they may: a
+  predict call's `decoder_params` mapping that names scheme fields (e.g. `{'rejecter':
+  'constant_fraction', 'rejecter_fraction': 0.3}`, `padir demo --padir_decoder_params`) decodes
+  with `ablate_scheme(model.scheme, those fields)`, to measure what another rejecter or
+  remasking would give the trained model. Raises ValueError on a bad value.
+  """
+  unknown = sorted(set(overrides) - set(field_names(RefinementScheme)))
+  if unknown:
+    raise ValueError(f"{unknown} are no RefinementScheme fields")
+  return dataclasses.replace(scheme, **overrides) if overrides else scheme
+
+
 def field_names(cls: type) -> Tuple[str, ...]:
   """The field names of a config dataclass, in order."""
   return tuple(f.name for f in dataclasses.fields(cls))
-
-
-def _fields(config: Any, cls: type) -> Dict[str, Any]:
-  """`config`'s values of `cls`'s fields (`config` may be of a subclass with more)."""
-  return {name: getattr(config, name) for name in field_names(cls)}
 
 
 # ------------------------------------------------------------------------------------------------
@@ -624,7 +664,7 @@ def length_candidates(length_predictions: Array, config: RefinementConfig,
   """
   if max_decode_len < 1:
     raise ValueError(f"max_decode_len={max_decode_len} must be >= 1")
-  k = config.top_k_lengths
+  k = config.decode.top_k_lengths
   if length_predictions.ndim == 2:
     num_classes = length_predictions.shape[1]
     if k > num_classes - 1:
@@ -640,14 +680,14 @@ def length_candidates(length_predictions: Array, config: RefinementConfig,
   else:
     raise ValueError("length_predictions must be scores [B, num_classes] or lengths [B], got "
                      f"shape {length_predictions.shape}")
-  half = config.length_beam // 2
+  half = config.decode.length_beam // 2
   offsets = jnp.arange(-half, half + 1)
   lengths = (top.astype(jnp.int32)[:, :, None] + offsets).reshape(top.shape[0], -1)
   lengths = jnp.clip(lengths, 1, max_decode_len)
   num_lengths = lengths.shape[1]
   earlier = jnp.tril(jnp.ones((num_lengths, num_lengths), bool), k=-1)  # earlier[j, i]: i < j.
   duplicate = jnp.any((lengths[:, :, None] == lengths[:, None, :]) & earlier, axis=-1)
-  samples = config.num_parallel_samples
+  samples = config.decode.num_parallel_samples
   return jnp.repeat(lengths, samples, axis=1), jnp.repeat(~duplicate, samples, axis=1)
 
 
@@ -673,18 +713,18 @@ def projected_counts(config: RefinementConfig, canvas: int) -> Optional[Tuple[in
     off, or the count is unbounded (the 'learned' rejecter, stutter re-masking, or a 'random'
     initial input, which a prediction can equal).
   """
-  if not (config.masked_logits_only and config.keep_visible and not config.stutter_remasking
-          and config.decoder_input_scheme != "random"
-          and config.rejecter in ("linear", "constant_k", "constant_fraction")):
+  if not (config.decode.masked_logits_only and config.scheme.keep_visible and not config.scheme.stutter_remasking
+          and config.scheme.decoder_input_scheme != "random"
+          and config.scheme.rejecter in ("linear", "constant_k", "constant_fraction")):
     return None
-  num_iterations, num_real = config.num_decode_iterations, canvas - 1
-  if config.rejecter == "linear":
+  num_iterations, num_real = config.decode.num_decode_iterations, canvas - 1
+  if config.scheme.rejecter == "linear":
     masked = [_linear_schedule_count(num_real, t - 1, num_iterations)
               for t in range(1, num_iterations)]
-  elif config.rejecter == "constant_k":
-    masked = [min(config.rejecter_k, num_real)] * (num_iterations - 1)
+  elif config.scheme.rejecter == "constant_k":
+    masked = [min(config.scheme.rejecter_k, num_real)] * (num_iterations - 1)
   else:  # Rounded up: jnp.floor of a float32 product may round the other way.
-    masked = [min(math.ceil(config.rejecter_fraction * num_real), num_real)] * (
+    masked = [min(math.ceil(config.scheme.rejecter_fraction * num_real), num_real)] * (
         num_iterations - 1)
   return (canvas,) + tuple(count + 1 for count in masked)
 
@@ -809,12 +849,12 @@ def choose_tokens(logits: Array,
   """Chooses a token per position: argmax, or temperature / top-k / top-p sampling.
 
   Only real pieces other than PAD, EOS and BOS are chosen (never a [MASK], a [LENGTH] or a
-  padding id of the vocabulary; the CTC blank too with `config.aligned`); EOS appears only where
+  padding id of the vocabulary; the CTC blank too with `config.scheme.aligned`); EOS appears only where
   `initial_tokens` puts it.
 
   Args:
     logits: [N, T, V].
-    rng: PRNG key (used when config.temperature > 0).
+    rng: PRNG key (used when config.decode.temperature > 0).
     config: `temperature`, `top_k`, `top_p`.
     special_tokens: the id layout.
     initial_tokens: [N, T] optional; where it holds EOS or PAD the output keeps them (EOS at
@@ -824,14 +864,14 @@ def choose_tokens(logits: Array,
     tokens [N, T] int32 and token_log_probs [N, T] float32, the log-probs of the returned tokens
     under the model's distribution over real pieces but PAD and BOS (0 at PAD).
   """
-  if config.temperature == 0:
-    return _argmax_tokens(logits, special_tokens, initial_tokens, config.aligned)
+  if config.decode.temperature == 0:
+    return _argmax_tokens(logits, special_tokens, initial_tokens, config.scheme.aligned)
   if rng is None:
     raise ValueError("temperature > 0 samples tokens: pass an rng")
-  log_probs = _output_log_probs(logits, special_tokens, config.aligned)
+  log_probs = _output_log_probs(logits, special_tokens, config.scheme.aligned)
   eos = jnp.arange(log_probs.shape[-1]) == special_tokens.eos_id
-  filtered = filter_logits(jnp.where(eos, NEG_INF, log_probs) / config.temperature, config.top_k,
-                           config.top_p)  # The nucleus of the tempered distribution.
+  filtered = filter_logits(jnp.where(eos, NEG_INF, log_probs) / config.decode.temperature, config.decode.top_k,
+                           config.decode.top_p)  # The nucleus of the tempered distribution.
   tokens = jax.random.categorical(rng, filtered).astype(jnp.int32)
   if initial_tokens is not None:
     keep = (initial_tokens == special_tokens.eos_id) | (initial_tokens == special_tokens.pad_id)
@@ -891,14 +931,14 @@ def reject(tokens: Array,
            config: RefinementConfig,
            special_tokens: SpecialTokens,
            accept_logits: Optional[Array] = None) -> Array:
-  """Which predicted tokens the rejecter re-masks (`config.rejecter`; see `RefinementConfig`).
+  """Which predicted tokens the rejecter re-masks (`config.scheme.rejecter`; see `RefinementConfig`).
 
   Only real positions (not PAD, not EOS) are ever rejected.
 
   Args:
     tokens: [N, T] predicted tokens.
     token_log_probs: [N, T] their log-probs (the confidence of the ranking rejecters).
-    iteration: [] int, 0-based (for 'linear': t of T = config.num_decode_iterations).
+    iteration: [] int, 0-based (for 'linear': t of T = config.decode.num_decode_iterations).
     config: `rejecter` and its parameters.
     special_tokens: the id layout.
     accept_logits: [N, T] the learned rejecter's logits ('learned' only).
@@ -908,22 +948,22 @@ def reject(tokens: Array,
   """
   pad_id, eos_id = special_tokens.pad_id, special_tokens.eos_id
   real = _real_positions(tokens, pad_id, eos_id)
-  if config.rejecter == "passthrough":
+  if config.scheme.rejecter == "passthrough":
     return jnp.zeros_like(real)
-  if config.rejecter == "stutter":
+  if config.scheme.rejecter == "stutter":
     return stutter_mask(tokens, pad_id, eos_id)
-  if config.rejecter == "learned":
+  if config.scheme.rejecter == "learned":
     if accept_logits is None:
       raise ValueError("rejecter='learned' needs accept_logits from logits_fn (the model's "
                        "rejecter head)")
-    return real & (accept_logits < config.rejecter_threshold)
+    return real & (accept_logits < config.scheme.rejecter_threshold)
   num_real = jnp.sum(real, axis=-1, dtype=jnp.int32)
-  if config.rejecter == "linear":
-    count = _linear_schedule_count(num_real, iteration, config.num_decode_iterations)
-  elif config.rejecter == "constant_k":
-    count = jnp.minimum(config.rejecter_k, num_real)
+  if config.scheme.rejecter == "linear":
+    count = _linear_schedule_count(num_real, iteration, config.decode.num_decode_iterations)
+  elif config.scheme.rejecter == "constant_k":
+    count = jnp.minimum(config.scheme.rejecter_k, num_real)
   else:
-    count = jnp.floor(config.rejecter_fraction * num_real).astype(jnp.int32)
+    count = jnp.floor(config.scheme.rejecter_fraction * num_real).astype(jnp.int32)
   return _lowest_confidence(token_log_probs, real, count)
 
 
@@ -956,7 +996,7 @@ def remask(tokens: Array,
            initial_tokens: Array,
            previous_tokens: Array,
            logits_sum: Optional[Array] = None) -> Array:
-  """Replaces rejected tokens by `config.remasking_scheme`'s replacement.
+  """Replaces rejected tokens by `config.scheme.remasking_scheme`'s replacement.
 
   Args:
     tokens: [N, T] predicted tokens.
@@ -971,9 +1011,9 @@ def remask(tokens: Array,
   Returns:
     [N, T] int32, the next decoder input.
   """
-  if config.remasking_scheme == "initial":
+  if config.scheme.remasking_scheme == "initial":
     replacement = initial_tokens
-  elif config.remasking_scheme == "previous":
+  elif config.scheme.remasking_scheme == "previous":
     replacement = previous_tokens
   else:
     if logits_sum is None:
@@ -1078,9 +1118,9 @@ def score_candidates(tokens: Array, token_log_probs: Array, config: RefinementCo
   present = tokens != pad_id
   total = jnp.sum(jnp.where(present, token_log_probs, 0.0), axis=-1)
   n = jnp.sum(present, axis=-1)
-  if config.scoring == "mean":
+  if config.decode.scoring == "mean":
     total = total / jnp.maximum(n, 1)
-  return total / brevity_penalty(n, config.alpha)
+  return total / brevity_penalty(n, config.decode.alpha)
 
 
 # ------------------------------------------------------------------------------------------------
@@ -1123,7 +1163,7 @@ def _predict(logits_fn: LogitsFn, state: "RefinementState", count: Optional[int]
     logits = accept_logits = None
     tokens, token_log_probs = _choose_at_masked(logits_fn, state.inputs, count, rng, config,
                                                 special_tokens, initial_tokens)
-  if config.keep_visible:
+  if config.scheme.keep_visible:
     tokens, token_log_probs = keep_visible_tokens(tokens, token_log_probs, state.inputs,
                                                   state.token_log_probs, initial_tokens)
   return tokens, token_log_probs, logits, accept_logits
@@ -1131,7 +1171,7 @@ def _predict(logits_fn: LogitsFn, state: "RefinementState", count: Optional[int]
 
 @flax.struct.dataclass
 class RefinementState:
-  """Loop state of `refine` (N rows, T positions, I = config.num_decode_iterations)."""
+  """Loop state of `refine` (N rows, T positions, I = config.decode.num_decode_iterations)."""
   iteration: Array  # [] int32, iterations run so far.
   inputs: Array  # [N, T] int32, the next decoder input.
   tokens: Array  # [N, T] int32, the latest predictions.
@@ -1157,7 +1197,7 @@ def _final_tokens(tokens: Array, token_log_probs: Array, config: RefinementConfi
                   special_tokens: SpecialTokens) -> Tuple[Array, Array]:
   """What `refine` returns of its last predictions [N, T]: stutter removed with
   `stutter_remasking`."""
-  if not config.stutter_remasking:
+  if not config.scheme.stutter_remasking:
     return tokens, token_log_probs
   pad_id, eos_id = special_tokens.pad_id, special_tokens.eos_id
   keep = (tokens != pad_id) & ~stutter_mask(tokens, pad_id, eos_id)
@@ -1180,7 +1220,7 @@ def refine(logits_fn: LogitsFn,
   current one and nothing iteration-dependent is left to change it (the linear schedule still
   re-masking something, or the logits sum replacing something): with argmax choice it is then a
   fixed point, so stopping it changes nothing. Done rows are frozen; the loop stops when every
-  row is done (with `config.early_exit`, the default) or after `config.num_decode_iterations`.
+  row is done (with `config.decode.early_exit`, the default) or after `config.decode.num_decode_iterations`.
 
   Args:
     logits_fn: `(decoder_input_tokens [N, T]) -> (logits [N, T, V], accept_logits [N, T] | None)`.
@@ -1196,11 +1236,11 @@ def refine(logits_fn: LogitsFn,
   Returns:
     tokens [N, T] int32 (EOS-terminated, PAD after), token_log_probs [N, T] float32 (0 at PAD),
     and aux: 'iterations' [N] int32 (decoder passes each row used) and, with
-    `config.return_history`, 'history' [I, N, T] (each iteration's predictions; a row's final
+    `config.decode.return_history`, 'history' [I, N, T] (each iteration's predictions; a row's final
     predictions repeat after it is done). With `prune_fn`, the rows it dropped return their
     first pass (1 iteration) and aux has 'kept' [N] bool.
   """
-  num_iterations = config.num_decode_iterations
+  num_iterations = config.decode.num_decode_iterations
   if num_iterations == 1:
     prune_fn = None  # Nothing after the first pass to spare.
   pad_id, eos_id = special_tokens.pad_id, special_tokens.eos_id
@@ -1210,12 +1250,12 @@ def refine(logits_fn: LogitsFn,
   # argmax choice splits no key; a configuration that re-masks nothing (passthrough, or a
   # rejecter of count 0, without stutter re-masking) runs no rejecter, no re-masking and keeps
   # no logits sum; one pass runs no loop.
-  sampling = config.temperature > 0
-  remasks = config.stutter_remasking or not (
-      config.rejecter == "passthrough"
-      or (config.rejecter == "constant_k" and config.rejecter_k == 0)
-      or (config.rejecter == "constant_fraction" and config.rejecter_fraction == 0.0))
-  if config.remasking_scheme == "logits_sum" and remasks and num_iterations > 1:
+  sampling = config.decode.temperature > 0
+  remasks = config.scheme.stutter_remasking or not (
+      config.scheme.rejecter == "passthrough"
+      or (config.scheme.rejecter == "constant_k" and config.scheme.rejecter_k == 0)
+      or (config.scheme.rejecter == "constant_fraction" and config.scheme.rejecter_fraction == 0.0))
+  if config.scheme.remasking_scheme == "logits_sum" and remasks and num_iterations > 1:
     vocab = jax.eval_shape(logits_fn, initial_tokens)[0].shape[-1]
     logits_sum = jnp.zeros((rows, length, vocab), jnp.float32)
   else:
@@ -1229,7 +1269,7 @@ def refine(logits_fn: LogitsFn,
         iterations=jnp.zeros((rows,), jnp.int32), rng=rng), None,
         jax.random.split(rng)[1] if sampling else None, config, special_tokens, initial_tokens)
     aux = {"iterations": jnp.ones((rows,), jnp.int32)}
-    if config.return_history:
+    if config.decode.return_history:
       aux["history"] = tokens[None]
     return (*_final_tokens(tokens, token_log_probs, config, special_tokens), aux)
 
@@ -1251,20 +1291,20 @@ def refine(logits_fn: LogitsFn,
       next_inputs = tokens
       if remasks:  # (After the last pass the next input is read by nothing: no mask for it.)
         rejected = reject(tokens, token_log_probs, t, config, special_tokens, accept_logits)
-        if config.stutter_remasking:
+        if config.scheme.stutter_remasking:
           rejected |= stutter_mask(tokens, pad_id, eos_id)
         next_inputs = remask(tokens, rejected, config, special_tokens,
                              initial_tokens=initial_tokens, previous_tokens=state.inputs,
                              logits_sum=summed)
       converged = jnp.all(next_inputs == state.inputs, axis=-1)
-      if config.rejecter == "linear":
+      if config.scheme.rejecter == "linear":
         num_real = jnp.sum(_real_positions(tokens, pad_id, eos_id), axis=-1)
         converged &= _linear_schedule_count(num_real, t, num_iterations) == 0
       if summed is not None:
         converged &= ~jnp.any(rejected, axis=-1)
-      if config.exit_confidence > 0:
+      if config.decode.exit_confidence > 0:
         real = _real_positions(tokens, pad_id, eos_id)
-        sure = token_log_probs >= math.log(config.exit_confidence)
+        sure = token_log_probs >= math.log(config.decode.exit_confidence)
         converged |= jnp.all(sure | ~real, axis=-1)
       active = ~state.done
       update = active[:, None]
@@ -1283,7 +1323,7 @@ def refine(logits_fn: LogitsFn,
     return body
 
   def cond(state: RefinementState) -> Array:
-    if not config.early_exit:
+    if not config.decode.early_exit:
       return state.iteration < num_iterations
     return (state.iteration < num_iterations) & ~jnp.all(state.done)
 
@@ -1301,7 +1341,7 @@ def refine(logits_fn: LogitsFn,
       rng=rng,
       logits_sum=logits_sum,
       history=(jnp.zeros((num_iterations, rows, length), jnp.int32)
-               if config.return_history else None))
+               if config.decode.return_history else None))
   body = make_body(logits_fn, initial_tokens)
   if count is not None or prune_fn is not None:
     state = body(state, None)  # The first pass: iteration 0 always runs.
@@ -1319,7 +1359,7 @@ def refine(logits_fn: LogitsFn,
   tokens, token_log_probs = _final_tokens(state.tokens, state.token_log_probs, config,
                                           special_tokens)
   aux = {"iterations": state.iterations}
-  if config.return_history:
+  if config.decode.return_history:
     aux["history"] = history(state)
   if first is not None:  # The dropped rows return their first pass.
     first_tokens, first_log_probs = _final_tokens(first.tokens, first.token_log_probs, config,
@@ -1328,7 +1368,7 @@ def refine(logits_fn: LogitsFn,
     token_log_probs = first_log_probs.at[kept].set(token_log_probs)
     aux["iterations"] = first.iterations.at[kept].set(state.iterations)
     aux["kept"] = jnp.zeros((rows,), bool).at[kept].set(True)
-    if config.return_history:
+    if config.decode.return_history:
       aux["history"] = history(first).at[:, kept].set(aux["history"])
   return tokens, token_log_probs, aux
 
@@ -1341,7 +1381,7 @@ def _refine_on_fitted_canvas(logits_fn: LogitsFn, initial_tokens: Array, longest
   of `canvas_sizes` >= `longest` (a traced [] int: `lax.switch` picks the branch at run time),
   the outputs padded back to T."""
   length = initial_tokens.shape[1]
-  sizes = canvas_sizes(length, config.num_canvas_sizes)
+  sizes = canvas_sizes(length, config.decode.num_canvas_sizes)
 
   def on_canvas(canvas: int):
     def run(tokens: Array):
@@ -1404,8 +1444,8 @@ def padir_decode(logits_fn: LogitsFn,
   batch, num_candidates = lengths.shape
   init_rng, refine_rng = jax.random.split(rng)
   initial = initial_decoder_inputs(lengths.reshape(-1), max_decode_len,
-                                   config.decoder_input_scheme, special_tokens, init_rng)
-  keep = config.keep_candidates_after_first_pass
+                                   config.scheme.decoder_input_scheme, special_tokens, init_rng)
+  keep = config.decode.keep_candidates_after_first_pass
   prune_fn = None
   if keep is not None and keep < num_candidates:
 
@@ -1443,9 +1483,9 @@ def padir_decode(logits_fn: LogitsFn,
     aux["model_scores"] = model_scores
   if kept is not None:
     aux["candidate_kept"] = kept
-  if config.return_all_candidates:
+  if config.decode.return_all_candidates:
     aux["candidates"] = candidates
-  if config.return_history:
+  if config.decode.return_history:
     history = refine_aux["history"].reshape(-1, batch, num_candidates, max_decode_len)
     aux["history"] = jnp.moveaxis(history, 0, 2)[jnp.arange(batch), best]
   return pick(candidates), aux
@@ -1477,7 +1517,7 @@ def aligned_decode(logits_fn: LogitsFn,
     `return_history` 'history' [B, I, W].
   """
   del rescore_fn
-  if not config.aligned:
+  if not config.scheme.aligned:
     raise ValueError("aligned_decode needs a config with aligned=True (a ctc.CTCModel's)")
   canvas_lengths = jnp.sum(initial_tokens != special_tokens.pad_id, axis=-1)
   path, token_log_probs, refine_aux = _refine_on_fitted_canvas(
@@ -1488,6 +1528,6 @@ def aligned_decode(logits_fn: LogitsFn,
          "lengths": jnp.sum(tokens != special_tokens.pad_id, axis=-1),
          "iterations": refine_aux["iterations"],
          "alignments": path}
-  if config.return_history:
+  if config.decode.return_history:
     aux["history"] = jnp.moveaxis(refine_aux["history"], 0, 1)
   return tokens, aux

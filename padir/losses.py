@@ -12,6 +12,7 @@
 
 Pure functions of arrays: no seqio, no network.
 """
+import dataclasses
 import enum
 import functools
 from typing import Mapping, Optional, Tuple, Union
@@ -183,6 +184,32 @@ def special_loss_normalizing_factor(
     raise ValueError(
         f"loss_normalizing_factor={factor!r}: expected None, a number, or one of "
         f"{[f.name for f in SpecialLossNormalizingFactor]}") from None
+
+
+@dataclasses.dataclass(frozen=True)
+class LossSettings:
+  """How a PaDIR model weighs and normalises its losses (gin: `models.PadirModel.loss =
+  @losses.LossSettings()`, `losses.LossSettings.label_smoothing = 0.1`). Frozen.
+
+  Attributes:
+    label_smoothing: token (and length classifier) cross-entropy label smoothing, in [0, 1).
+    z_loss: z-loss coefficient.
+    loss_normalizing_factor: as T5X's: None (summed loss), a number, or one of
+      'NUM_REAL_TARGET_TOKENS' (per token), 'NUM_TOTAL_TARGET_TOKENS', 'AVERAGE_PER_SEQUENCE'.
+    length_loss_weight: weight of the length loss (a per-sequence mean).
+    rejecter_loss_weight: weight of the learned rejecter's loss (a per-position mean).
+  """
+  label_smoothing: float = 0.0
+  z_loss: float = 0.0
+  loss_normalizing_factor: LossNormalizingFactor = "NUM_REAL_TARGET_TOKENS"
+  length_loss_weight: float = 1.0
+  rejecter_loss_weight: float = 1.0
+
+  def __post_init__(self):
+    if not 0.0 <= self.label_smoothing < 1.0:
+      raise ValueError(f"label_smoothing={self.label_smoothing} must be in [0, 1)")
+    if isinstance(self.loss_normalizing_factor, str):
+      special_loss_normalizing_factor(self.loss_normalizing_factor)  # Fails early if unknown.
 
 
 def _sum_weights_per_segment(segment_ids: Array, weights: Array) -> Array:

@@ -11,9 +11,11 @@ feature names (`encoder_input_tokens`, `decoder_target_tokens`, `decoder_input_t
 Metrics are a flat dict of float32 scalars.
 
 - `ARModel`: causal decoder, teacher forcing; greedy / beam / sampling with the KV cache.
-- `PadirModel`: non-causal decoder, length predictor, rejecter, parallel iterative refinement,
-  unrolled multi-stage training built from `padir.decoding`'s pieces so that training and
-  inference choose, reject and re-mask tokens identically.
+- `PadirModel`: non-causal decoder, length predictor (`padir.length`), rejecter, parallel
+  iterative refinement, unrolled multi-stage training built from `padir.decoding`'s pieces so
+  that training and inference choose, reject and re-mask tokens identically. Its parts are
+  objects bound in gin: `losses.LossSettings`, a `length.LengthPredictor`, a
+  `decoding.RefinementScheme`, a `TrainingRecipe`.
 
 The model owns the network-config fields that follow from its options and its vocabulary
 (`vocab_size`, `max_target_length`, `decoder_causal`, `length_head`, `rejecter_head`): it sets
@@ -23,6 +25,7 @@ import abc
 import dataclasses
 import functools
 import inspect
+import warnings
 from typing import Any, Callable, Dict, Iterable, List, Mapping, Optional, Tuple, Union
 
 import flax
@@ -33,6 +36,7 @@ import numpy as np
 
 from padir import decoding
 from padir import layers
+from padir import length
 from padir import losses
 from padir import network
 from padir.special_tokens import SpecialTokens
@@ -49,7 +53,6 @@ SourceRescoreFn = Callable[[Array, Array], Array]
 # `decoding.PadirDecodeConfig`), a mapping of overrides of its fields, or None (its defaults).
 DecoderParams = Union[None, Mapping[str, Any], decoding.ARDecodeConfig, decoding.PadirDecodeConfig]
 
-LENGTH_PREDICTORS = ("classifier", "offset", "affine", "fertility", "oracle")
 # The arguments `ARModel` itself gives a `decode_fn` (never options of a predict call).
 AR_DECODE_FN_CONTRACT = frozenset({"prompt", "cache", "tokens_to_logits", "num_decodes",
                                    "max_decode_len", "rng", "eos_id", "bos_id", "pad_id"})
@@ -459,6 +462,79 @@ class StageOutput:
   loss_weights: Array
 
 
+@dataclasses.dataclass(frozen=True)
+class TrainingRecipe:
+  """How a PaDIR model is trained beyond its loss (gin: `models.PadirModel.training =
+  @models.TrainingRecipe()`, `models.TrainingRecipe.num_train_stages = 2`). Frozen.
+
+  Attributes:
+    num_train_stages: S, unrolled training stages (the linear rejecter follows an S-step
+      schedule during training).
+    glancing_ratio: > 0 trains by glancing (GLAT, Qian et al. 2021) instead of the data
+      pipeline's noise: a no-gradient pass from the all-initial canvas of the gold length
+      counts each row's wrong tokens, `glancing_ratio` x that many gold tokens (at random
+      positions) are revealed in the canvas, and the loss is taken on the others. The revealed
+      share thus falls as the model improves. One training stage only.
+    glancing_fraction: the share of each batch's rows trained by glancing (the first rows);
+      the others keep the data pipeline's noise, so that the partly masked canvases of later
+      refinement iterations are trained on too.
+  """
+  num_train_stages: int = 1
+  glancing_ratio: float = 0.0
+  glancing_fraction: float = 1.0
+
+  def __post_init__(self):
+    if self.num_train_stages < 1:
+      raise ValueError(f"num_train_stages={self.num_train_stages} must be >= 1")
+    if not 0.0 <= self.glancing_ratio <= 1.0 or (self.glancing_ratio and
+                                                 self.num_train_stages > 1):
+      raise ValueError(f"glancing_ratio={self.glancing_ratio} must be in [0, 1], and glancing "
+                       f"trains one stage (num_train_stages={self.num_train_stages})")
+    if not 0.0 < self.glancing_fraction <= 1.0:
+      raise ValueError(f"glancing_fraction={self.glancing_fraction} must be in (0, 1]")
+
+
+# The arguments `PadirModel` took before they were grouped, by the part that now holds each
+# (configs recorded by earlier runs bind them: `MODEL/models.PadirModel.rejecter = 'linear'`).
+LEGACY_ARGUMENTS = {
+    "loss": ("label_smoothing", "z_loss", "loss_normalizing_factor", "length_loss_weight",
+             "rejecter_loss_weight"),
+    "training": ("num_train_stages", "glancing_ratio", "glancing_fraction"),
+    "scheme": ("decoder_input_scheme", "rejecter", "rejecter_k", "rejecter_fraction",
+               "rejecter_threshold", "remasking_scheme", "stutter_remasking", "keep_visible"),
+    "length_predictor": tuple(length.LEGACY_OFFSET_ARGUMENTS),
+}
+
+
+def _with_legacy_arguments(parts: Dict[str, Any], legacy: Mapping[str, Any]) -> Dict[str, Any]:
+  """`parts` (loss, training, scheme, length_predictor) with the legacy arguments `legacy`
+  applied: each replaces the field of its part (warning once that the form is deprecated).
+  Raises TypeError on a name that is no legacy argument."""
+  known = {name: part for part, names in LEGACY_ARGUMENTS.items() for name in names}
+  unknown = sorted(set(legacy) - set(known))
+  if unknown:
+    raise TypeError(f"PadirModel got unexpected arguments {unknown}")
+  if not legacy:
+    return parts
+  warnings.warn(f"PadirModel arguments {sorted(legacy)} are deprecated: bind them on "
+                "PadirModel's loss (losses.LossSettings), training (models.TrainingRecipe), "
+                "scheme (decoding.RefinementScheme) or length_predictor (length.Offset)",
+                DeprecationWarning, stacklevel=3)
+  parts = dict(parts)
+  for part in ("loss", "training", "scheme"):
+    fields = {k: v for k, v in legacy.items() if known[k] == part}
+    if fields:
+      parts[part] = dataclasses.replace(parts[part], **fields)
+  offset_options = {k: v for k, v in legacy.items() if known[k] == "length_predictor"}
+  if isinstance(parts["length_predictor"], str):
+    parts["length_predictor"] = length.get(parts["length_predictor"], offset_options)
+  elif offset_options and isinstance(parts["length_predictor"], length.Offset):
+    parts["length_predictor"] = dataclasses.replace(
+        parts["length_predictor"], **{length.LEGACY_OFFSET_ARGUMENTS[k]: v
+                                      for k, v in offset_options.items()})
+  return parts
+
+
 @gin.configurable
 class PadirModel(BaseModel):
   """PaDIR: a non-causal decoder refining all positions in parallel.
@@ -474,32 +550,17 @@ class PadirModel(BaseModel):
   stage's output (for stage 1: the initial tokens, never the partially gold input) or the argmax
   of the summed logits.
 
-  Args (beyond `BaseModel`'s):
-    length_predictor: 'classifier' (the [LENGTH] token, prepended here to the encoder input, is
-      classified over lengths 0..max_target_length; top-k lengths), 'offset' (target length -
-      source length classified over -R..R from the mean-pooled encoding and the source length,
-      fairseq's length offset; top-k lengths), 'affine', 'fertility', or 'oracle' (the gold
-      length; analysis only, needs targets at inference).
-    length_loss_weight: weight of the length loss (a per-sequence mean).
-    max_length_offset: R of 'offset'; gold offsets beyond it are clipped.
-    length_label_sigma: 'offset' trains on ordinal targets, a Gaussian of this width (in
-      tokens) around the gold offset (0: one-hot).
-    glancing_ratio: > 0 trains by glancing (GLAT, Qian et al. 2021) instead of the data
-      pipeline's noise: a no-gradient pass from the all-initial canvas of the gold length
-      counts each row's wrong tokens, `glancing_ratio` x that many gold tokens (at random
-      positions) are revealed in the canvas, and the loss is taken on the others. The revealed
-      share thus falls as the model improves. One training stage only.
-    glancing_fraction: the share of each batch's rows trained by glancing (the first rows);
-      the others keep the data pipeline's noise, so that the partly masked canvases of later
-      refinement iterations are trained on too.
-    rejecter_loss_weight: weight of the learned rejecter's loss (a per-position mean).
-    num_train_stages: S, unrolled training stages (the linear rejecter follows an S-step
-      schedule during training).
-    decoder_input_scheme, rejecter, rejecter_k, rejecter_fraction, rejecter_threshold,
-    remasking_scheme, stutter_remasking, keep_visible: how the model refines, in its unrolled
-      training stages and at inference alike: `padir.decoding.RefinementScheme`'s fields
-      (`self.scheme`). `decoder_input_scheme` must match the data pipeline's noise scheme (gin
-      shares the macro DECODER_INPUT_SCHEME).
+  Args:
+    module, optimizer_def, special_tokens, vocabulary: as `BaseModel`'s.
+    loss: `losses.LossSettings`: label smoothing, z-loss, normalising factor and the weights of
+      the length and learned rejecter losses.
+    length_predictor: a `length.LengthPredictor` (`length.Classifier()`, `length.Offset()`,
+      `length.Affine()`, `length.Fertility()`, `length.Oracle()`); the name of one ('offset')
+      is the deprecated form that earlier configs recorded.
+    scheme: how the model refines, in its unrolled training stages and at inference alike
+      (`decoding.RefinementScheme`). Its `decoder_input_scheme` must match the data pipeline's
+      noise scheme (gin shares the macro DECODER_INPUT_SCHEME).
+    training: the training recipe (`TrainingRecipe`: unrolled stages, glancing).
     decode_fn: the decoding method (T5X's `decode_fn`), `decoding.padir_decode` by default;
       another is bound in gin (`PadirModel.decode_fn = @decoding.my_method`). Called as
       `decode_fn(logits_fn, length_predictions, rng, config, special_tokens, max_decode_len,
@@ -507,6 +568,9 @@ class PadirModel(BaseModel):
       `decoding.RefinementConfig`: this scheme and the call's `decoding.PadirDecodeConfig`), it
       returns tokens [B, T] and an aux dict (with 'scores' [B, C] and 'best' [B] the chosen
       candidate's score is reported).
+    **legacy_arguments: the arguments this class took before they were grouped into `loss`,
+      `training`, `scheme` and `length_predictor` (`LEGACY_ARGUMENTS`): deprecated, accepted so
+      that configs recorded by earlier runs still build the same model; each replaces its field.
   """
   decode_config_class = decoding.PadirDecodeConfig
 
@@ -515,90 +579,58 @@ class PadirModel(BaseModel):
                optimizer_def: Any = None,
                special_tokens: Optional[SpecialTokens] = None,
                vocabulary: Any = None,
-               label_smoothing: float = 0.0,
-               z_loss: float = 0.0,
-               loss_normalizing_factor: losses.LossNormalizingFactor = "NUM_REAL_TARGET_TOKENS",
-               length_predictor: str = "classifier",
-               length_loss_weight: float = 1.0,
-               max_length_offset: int = 16,
-               length_label_sigma: float = 1.0,
-               glancing_ratio: float = 0.0,
-               glancing_fraction: float = 1.0,
-               rejecter: str = "passthrough",
-               rejecter_loss_weight: float = 1.0,
-               rejecter_k: int = 1,
-               rejecter_fraction: float = 0.1,
-               rejecter_threshold: float = 0.0,
-               decoder_input_scheme: str = "random",
-               remasking_scheme: str = "previous",
-               stutter_remasking: bool = False,
-               keep_visible: bool = False,
-               num_train_stages: int = 1,
-               decode_fn: Callable[..., Tuple[Array, Dict[str, Array]]] = decoding.padir_decode):
-    if length_predictor not in LENGTH_PREDICTORS:
-      raise ValueError(f"length_predictor={length_predictor!r}: expected one of "
-                       f"{LENGTH_PREDICTORS}")
-    if num_train_stages < 1:
-      raise ValueError(f"num_train_stages={num_train_stages} must be >= 1")
-    if max_length_offset < 1 or length_label_sigma < 0:
-      raise ValueError(f"max_length_offset={max_length_offset} must be >= 1 and "
-                       f"length_label_sigma={length_label_sigma} >= 0")
-    if not 0.0 <= glancing_ratio <= 1.0 or (glancing_ratio and num_train_stages > 1):
-      raise ValueError(f"glancing_ratio={glancing_ratio} must be in [0, 1], and glancing "
-                       f"trains one stage (num_train_stages={num_train_stages})")
-    self.length_predictor = length_predictor
-    self.length_loss_weight = length_loss_weight
-    self.max_length_offset = max_length_offset
-    self.length_label_sigma = length_label_sigma
-    self.glancing_ratio = glancing_ratio
-    if not 0.0 < glancing_fraction <= 1.0:
-      raise ValueError(f"glancing_fraction={glancing_fraction} must be in (0, 1]")
-    self.glancing_fraction = glancing_fraction
-    self.rejecter_loss_weight = rejecter_loss_weight
-    self.num_train_stages = num_train_stages
+               loss: losses.LossSettings = losses.LossSettings(),
+               length_predictor: Union[str, length.LengthPredictor] = length.Classifier(),
+               scheme: decoding.RefinementScheme = decoding.RefinementScheme(),
+               training: TrainingRecipe = TrainingRecipe(),
+               decode_fn: Callable[..., Tuple[Array, Dict[str, Array]]] = decoding.padir_decode,
+               **legacy_arguments):
+    parts = _with_legacy_arguments(dict(loss=loss, training=training, scheme=scheme,
+                                        length_predictor=length_predictor), legacy_arguments)
+    self.loss_settings = parts["loss"]
+    self.training = parts["training"]
+    self.scheme = parts["scheme"]
+    self.length_predictor = length.get(parts["length_predictor"])
     self.decode_fn = decode_fn
-    self.scheme = decoding.RefinementScheme(
-        decoder_input_scheme=decoder_input_scheme, rejecter=rejecter, rejecter_k=rejecter_k,
-        rejecter_fraction=rejecter_fraction, rejecter_threshold=rejecter_threshold,
-        remasking_scheme=remasking_scheme, stutter_remasking=stutter_remasking,
-        keep_visible=keep_visible)
     # Training's unrolled stages: the scheme's loop over S iterations, choosing by argmax.
     self.train_config = decoding.RefinementConfig.of(
-        self.scheme, decoding.PadirDecodeConfig(num_decode_iterations=num_train_stages))
-    super().__init__(module, optimizer_def, special_tokens, vocabulary, label_smoothing, z_loss,
-                     loss_normalizing_factor)
+        self.scheme, decoding.PadirDecodeConfig(
+            num_decode_iterations=self.training.num_train_stages))
+    super().__init__(module, optimizer_def, special_tokens, vocabulary,
+                     self.loss_settings.label_smoothing, self.loss_settings.z_loss,
+                     self.loss_settings.loss_normalizing_factor)
+    self.length_predictor = self.length_predictor.bind(self.special_tokens)
 
   def _call_options(self, decoder_params: DecoderParams) -> Dict[str, Any]:
-    """A `decoder_params` mapping's `RefinementScheme` fields: they replace the trained scheme's
-    for one call (an ablation, e.g. {'keep_visible': False})."""
+    """A `decoder_params` mapping's entries that are no `PadirDecodeConfig` field: its
+    `RefinementScheme` fields (an ablation of the trained scheme, `refinement_config`) and
+    'max_decode_length' (the canvas length T of this call)."""
     if not isinstance(decoder_params, Mapping):
       return {}
-    names = decoding.field_names(decoding.RefinementScheme)
+    names = set(decoding.field_names(decoding.RefinementScheme)) | {"max_decode_length"}
     return {k: v for k, v in decoder_params.items() if k in names}
 
   def refinement_config(self, decoder_params: DecoderParams = None) -> decoding.RefinementConfig:
-    """What the refinement loop of a predict call reads: the model's scheme (with a mapping's
-    scheme fields, `_call_options`) and the call's `decode_config`."""
-    return decoding.RefinementConfig.of(
-        dataclasses.replace(self.scheme, **self._call_options(decoder_params)),
-        self.decode_config(decoder_params))
+    """What the refinement loop of a predict call reads: the model's scheme and the call's
+    `decode_config`. A `decoder_params` mapping that names scheme fields decodes with the
+    trained scheme ablated (`decoding.ablate_scheme`, the one place where decode-time options
+    change it); a `PadirDecodeConfig` (what gin builds for infer / eval) never does."""
+    overrides = self._call_options(decoder_params)
+    overrides.pop("max_decode_length", None)
+    return decoding.RefinementConfig(decoding.ablate_scheme(self.scheme, overrides),
+                                     self.decode_config(decoder_params))
 
   def check_decoder_params(self, decoder_params: DecoderParams) -> None:
     self.refinement_config(decoder_params)
 
   def _network_overrides(self) -> Dict[str, Any]:
-    return dict(decoder_causal=False,
-                length_head=None if self.length_predictor == "oracle" else self.length_predictor,
-                max_length_offset=self.max_length_offset,
-                rejecter_head=self.scheme.rejecter == "learned")
+    return dict(decoder_causal=False, rejecter_head=self.scheme.rejecter == "learned",
+                **self.length_predictor.network_overrides())
 
   def _encoder_inputs(self, encoder_input_tokens: Array) -> Array:
-    """Prepends [LENGTH] for the classifier length predictor: [B, S] -> [B, S + 1]."""
-    tokens = jnp.asarray(encoder_input_tokens, jnp.int32)
-    if self.length_predictor != "classifier":
-      return tokens
-    length_column = jnp.full((tokens.shape[0], 1), self.special_tokens.length_id, jnp.int32)
-    return jnp.concatenate([length_column, tokens], axis=1)
+    """The length predictor's encoder input ([LENGTH] prepended for the classifier):
+    [B, S] -> [B, S']."""
+    return self.length_predictor.encoder_inputs(jnp.asarray(encoder_input_tokens, jnp.int32))
 
   def _lengths(self, tokens: Array) -> Array:
     """[B, L] -> [B] int32 non-pad tokens (EOS included), of targets or sources."""
@@ -606,42 +638,25 @@ class PadirModel(BaseModel):
 
   def _length_predictions(self, params: PyTree, encoded: Array, encoder_tokens: Array,
                           batch: Batch) -> Array:
-    """What the length head gives: classifier logits [B, C], offset logits [B, 2R + 1] or
-    real-valued lengths [B] (the gold ones for 'oracle')."""
-    if self.length_predictor == "oracle":
-      if "decoder_target_tokens" not in batch:
-        raise ValueError("length_predictor='oracle' needs decoder_target_tokens in the batch")
-      return self._lengths(jnp.asarray(batch["decoder_target_tokens"], jnp.int32))
-    return self._apply(params, self.module.predict_length, encoded, encoder_tokens)
+    """What the length head gives (`LengthPredictor.outputs`): logits [B, C] or real-valued
+    lengths [B]."""
+    return self.length_predictor.outputs(
+        lambda: self._apply(params, self.module.predict_length, encoded, encoder_tokens), batch)
 
   def _length_scores(self, predictions: Array, encoder_tokens: Array) -> Array:
-    """The length predictions as decoding takes them (`decoding.length_candidates`): 'offset'
-    logits become scores over lengths 0..max_target_length [B, C] (lengths outside source
-    length +- R score NEG_INF); other predictors' pass through."""
-    if self.length_predictor != "offset":
-      return predictions
-    r = self.max_length_offset
-    lengths = jnp.arange(self.special_tokens.max_target_length + 1)
-    offsets = lengths[None, :] - self._lengths(encoder_tokens)[:, None]  # [B, C]
-    scores = jnp.take_along_axis(predictions, jnp.clip(offsets + r, 0, 2 * r), axis=-1)
-    return jnp.where(jnp.abs(offsets) <= r, scores, NEG_INF)
+    """The length predictions as decoding takes them (`decoding.length_candidates`,
+    `LengthPredictor.predict`)."""
+    return self.length_predictor.predict(predictions, self._lengths(encoder_tokens))
 
   def _length_loss_and_metrics(self, predictions: Array, gold: Array,
                                encoder_tokens: Array) -> Tuple[Array, Metrics]:
-    """Length loss and metrics: length_accuracy (exact), length_within_1, length_within_2."""
-    if self.length_predictor == "oracle":
+    """Length loss and metrics: length_accuracy (exact), length_within_1, length_within_2
+    (none for a predictor without a loss)."""
+    result = self.length_predictor.loss(predictions, gold, self._lengths(encoder_tokens),
+                                        self.loss_settings)
+    if result is None:
       return jnp.zeros([], jnp.float32), {}
-    if self.length_predictor == "classifier":
-      loss = losses.length_classifier_loss(predictions, gold, self.label_smoothing, self.z_loss)
-      predicted = jnp.argmax(predictions.at[:, 0].set(-jnp.inf), axis=-1)
-    elif self.length_predictor == "offset":
-      source = self._lengths(encoder_tokens)
-      loss = losses.length_offset_loss(predictions, gold - source, self.length_label_sigma,
-                                       self.z_loss)
-      predicted = source + jnp.argmax(predictions, axis=-1) - self.max_length_offset
-    else:
-      loss = losses.length_regression_loss(predictions, gold)
-      predicted = jnp.round(predictions).astype(jnp.int32)
+    loss, predicted = result
     error = jnp.abs(predicted - gold)
     return loss, {"length_loss": loss, "length_accuracy": jnp.mean(_float(error == 0)),
                   "length_within_1": jnp.mean(_float(error <= 1)),
@@ -651,7 +666,7 @@ class PadirModel(BaseModel):
     """Raises ValueError when the batch's decoder inputs were noised with another scheme than
     the model's `decoder_input_scheme` (the data pipeline's `padir_noise.init_scheme`), which
     would train on one canvas and decode from another. Glancing makes its own inputs."""
-    if self.glancing_ratio > 0 and self.glancing_fraction == 1.0:
+    if self.training.glancing_ratio > 0 and self.training.glancing_fraction == 1.0:
       return
     special = self.special_tokens
     inputs = np.asarray(batch["decoder_input_tokens"])
@@ -665,35 +680,25 @@ class PadirModel(BaseModel):
     if seen != expected and (seen or noised >= 32):
       raise ValueError(
           f"the training batch's decoder inputs hold {' and '.join(seen) or 'no mask'} tokens, "
-          f"but PadirModel.decoder_input_scheme is {scheme!r}: the data noise "
+          f"but the model's decoder_input_scheme is {scheme!r}: the data noise "
           "(preprocessors.padir_noise.init_scheme) and the model must use one scheme; bind both "
-          "to %DECODER_INPUT_SCHEME (models/padir_*.gin do)")
+          "to %DECODER_INPUT_SCHEME (models/padir.gin does)")
 
   def initialize_from_data(self, params: PyTree,
                            batches: Iterable[Mapping[str, np.ndarray]]) -> PyTree:
-    """The length head fitted to the training data before training: 'offset' and 'classifier'
-    biases = the log of the (add-0.5 smoothed) offset / length frequencies, so the first step
-    already predicts the data's distribution; 'affine' = the least-squares line of target
-    length on source length. Other predictors: unchanged."""
-    if self.length_predictor not in ("offset", "classifier", "affine"):
+    """The length head fitted to the training data before training (`LengthPredictor.fit`:
+    'offset' and 'classifier' biases = the log of the (add-0.5 smoothed) offset / length
+    frequencies, so the first step already predicts the data's distribution; 'affine' = the
+    least-squares line of target length on source length; the others unchanged)."""
+    if "length_head" not in params:
       return params
     source, gold = [], []
     for batch in batches:
       source.append(np.sum(np.asarray(batch["encoder_input_tokens"]) != 0, axis=-1))
       gold.append(np.sum(np.asarray(batch["decoder_target_tokens"]) != 0, axis=-1))
     source, gold = np.concatenate(source), np.concatenate(gold)
-    head = dict(params["length_head"])
-    if self.length_predictor == "affine":
-      scale, bias = np.polyfit(source.astype(np.float64), gold.astype(np.float64), 1)
-      head["scale"], head["bias"] = np.float32(scale), np.float32(bias)
-    else:
-      r = self.max_length_offset
-      classes = (np.clip(gold - source, -r, r) + r if self.length_predictor == "offset"
-                 else np.clip(gold, 0, self.special_tokens.max_target_length))
-      counts = np.bincount(classes, minlength=np.shape(head["bias"])[0]) + 0.5
-      log_freq = np.log(counts / counts.sum())
-      head["bias"] = (log_freq - log_freq.mean()).astype(np.float32)
-    return {**params, "length_head": head}
+    head = self.length_predictor.fit(dict(params["length_head"]), source, gold)
+    return params if head is None else {**params, "length_head": head}
 
   def _decode_pass(self, params: PyTree, encoder_tokens: Array, cross_kv: network.CrossKV,
                    decoder_input_tokens: Array, dropout_rng: Optional[Array] = None,
@@ -738,45 +743,45 @@ class PadirModel(BaseModel):
     cross_kv = self._cross_kv(params, encoded)
     # What inference would start from at the gold length: EOS at length - 1, PAD after.
     initial = decoding.initial_decoder_inputs(self._lengths(targets), targets.shape[1],
-                                              config.decoder_input_scheme, special, init_rng)
+                                              config.scheme.decoder_input_scheme, special, init_rng)
     non_pad = _float(targets != special.pad_id)
     inputs = jnp.asarray(batch["decoder_input_tokens"], jnp.int32)
     weights = batch.get("decoder_loss_weights")
     weights = non_pad if weights is None else _float(weights)
-    if self.glancing_ratio > 0:
+    if self.training.glancing_ratio > 0:
       logits, _ = self._decode_pass(params, encoder_tokens, cross_kv, initial)
       first_pass = decoding.choose_tokens(jax.lax.stop_gradient(logits), None, config, special,
                                           initial)[0]
-      glanced, revealed = decoding.glance(targets, first_pass, initial, self.glancing_ratio,
+      glanced, revealed = decoding.glance(targets, first_pass, initial, self.training.glancing_ratio,
                                           glance_rng, special)
       glancing_rows = (jnp.arange(targets.shape[0]) <
-                       round(self.glancing_fraction * targets.shape[0]))[:, None]
+                       round(self.training.glancing_fraction * targets.shape[0]))[:, None]
       inputs = jnp.where(glancing_rows, glanced, inputs)
       weights = jnp.where(glancing_rows, non_pad * _float(~revealed), weights)
     previous = initial  # Stage 1's "previous tokens": inference's, never the noised gold input.
     input_log_probs = jnp.zeros(targets.shape, jnp.float32)  # Visible gold: certain.
     logits_sum = None
     stages = []
-    for i in range(self.num_train_stages):
+    for i in range(self.training.num_train_stages):
       rng_i = None if stage_rng is None else jax.random.fold_in(stage_rng, i)
       logits, accept_logits = self._decode_pass(params, encoder_tokens, cross_kv, inputs, rng_i)
       predictions, token_log_probs = decoding.choose_tokens(logits, None, config, special, initial)
-      if config.keep_visible:
+      if config.scheme.keep_visible:
         predictions, token_log_probs = decoding.keep_visible_tokens(
             predictions, token_log_probs, inputs, input_log_probs, initial)
       input_log_probs = token_log_probs
-      last = i == self.num_train_stages - 1
+      last = i == self.training.num_train_stages - 1
       rejected = jnp.zeros(predictions.shape, bool)
       if not last:
         rejected = decoding.reject(predictions, token_log_probs, jnp.asarray(i), config, special,
                                    accept_logits)
-        if config.stutter_remasking:
+        if config.scheme.stutter_remasking:
           rejected |= decoding.stutter_mask(predictions, special.pad_id, special.eos_id)
       stages.append(StageOutput(inputs, logits, predictions, rejected, accept_logits,
                                 weights if i == 0 else non_pad))
       if last:
         break
-      if config.remasking_scheme == "logits_sum":
+      if config.scheme.remasking_scheme == "logits_sum":
         logits_sum = jax.lax.stop_gradient(
             logits if logits_sum is None else logits_sum + logits)
       next_inputs = decoding.remask(predictions, rejected, config, special, initial_tokens=initial,
@@ -824,19 +829,19 @@ class PadirModel(BaseModel):
     metrics["cross_ent_loss"] = total - total_z
     metrics["z_loss"] = total_z
     metrics["accuracy"] = metrics["stage_1/accuracy"]
-    if self.glancing_ratio > 0:
-      rows = round(self.glancing_fraction * targets.shape[0])
+    if self.training.glancing_ratio > 0:
+      rows = round(self.training.glancing_fraction * targets.shape[0])
       metrics["glancing_revealed"] = 1.0 - _ratio(
           jnp.sum(stages[0].loss_weights[:rows] * real[:rows]), jnp.sum(real[:rows]))
     length_loss, length_metrics = self._length_loss_and_metrics(
         length_predictions, self._lengths(targets), self._encoder_inputs(
             batch["encoder_input_tokens"]))
     metrics.update(length_metrics)
-    total += self.length_loss_weight * length_loss
+    total += self.loss_settings.length_loss_weight * length_loss
     if stages[0].accept_logits is not None:
       metrics["rejecter_loss"] = rejecter_loss
       metrics["rejecter_accuracy"] = rejecter_correct / len(stages)
-      total += self.rejecter_loss_weight * rejecter_loss
+      total += self.loss_settings.rejecter_loss_weight * rejecter_loss
     metrics["loss"] = total
     return total, metrics
 
@@ -852,13 +857,14 @@ class PadirModel(BaseModel):
 
     Args:
       params: model parameters.
-      batch: `encoder_input_tokens` [B, S] (and `decoder_target_tokens` for 'oracle'); T is the
-        config's `max_decode_length`, else the batch's decoder length, else the vocabulary's
-        max_target_length.
+      batch: `encoder_input_tokens` [B, S] (and `decoder_target_tokens` for 'oracle'); T is
+        `decoder_params['max_decode_length']`, else the batch's decoder length, else the
+        vocabulary's max_target_length.
       rng: PRNG key for random initial inputs and sampling (default: key 0).
       decoder_params: a `decoding.PadirDecodeConfig` or overrides of its defaults (python
         values, static under jit), e.g. {'num_decode_iterations': 8, 'length_beam': 3}; a
-        mapping may also replace fields of the model's `scheme` for this call.
+        mapping may also give 'max_decode_length' and, as an ablation, replace fields of the
+        model's `scheme` for this call (`refinement_config`).
       rescore_fn: optional `(encoder_input_tokens [B*C, S], tokens [B*C, T]) -> [B*C]` scores
         that rank the candidates instead of their own, e.g. `ARModel.make_rescore_fn(params)`.
 
@@ -871,7 +877,8 @@ class PadirModel(BaseModel):
     config = self.refinement_config(decoder_params)
     raw_encoder_tokens = jnp.asarray(batch["encoder_input_tokens"], jnp.int32)
     encoder_tokens = self._encoder_inputs(raw_encoder_tokens)
-    length = self._decode_length(batch, config.max_decode_length)
+    length = self._decode_length(batch, self._call_options(decoder_params).get(
+        "max_decode_length"))
     num_candidates = config.num_candidates
     encoded = self._encode(params, encoder_tokens)
     length_predictions = self._length_scores(
@@ -928,10 +935,8 @@ class PadirModel(BaseModel):
     token_log_probs = jnp.take_along_axis(jax.nn.log_softmax(logits), targets[..., None],
                                           axis=-1)[..., 0]
     scores = jnp.sum(token_log_probs * _float(targets != special.pad_id), axis=-1)
-    if self.length_predictor in ("classifier", "offset"):
-      length_logits = self._length_scores(
+    if self.length_predictor.has_distribution:
+      length_scores = self._length_scores(
           self._length_predictions(params, encoded, encoder_tokens, batch), encoder_tokens)
-      gold_class = jnp.clip(gold, 0, length_logits.shape[-1] - 1)
-      scores += jnp.take_along_axis(jax.nn.log_softmax(length_logits), gold_class[:, None],
-                                    axis=-1)[:, 0]
+      scores += self.length_predictor.gold_log_prob(length_scores, gold)
     return scores

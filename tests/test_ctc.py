@@ -202,6 +202,6 @@ def test_model_options_are_checked():
   with pytest.raises(ValueError, match="canvas_input"):
     ctc.CTCModel(_network(), special_tokens=ST, canvas_input="random")
   model = ctc.CTCModel(_network(), special_tokens=ST)
-  assert model.scheme.aligned and model.train_config.aligned
+  assert model.scheme.aligned and model.train_config.scheme.aligned
   assert not model.module.config.decoder_causal and model.module.config.length_head is None
 

@@ -12,6 +12,7 @@ import optax
 import pytest
 
 from padir import decoding
+from padir import length
 from padir import models
 from padir import network
 from padir.special_tokens import EOS_ID, PAD_ID, SpecialTokens
@@ -444,7 +445,8 @@ def test_gin_model_files_build_their_model(name):
   if kind == "padir":
     assert model.scheme.decoder_input_scheme == "random"
     assert model.scheme.remasking_scheme == "previous"
-    assert model.num_train_stages == 1
+    assert model.training == models.TrainingRecipe()
+    assert isinstance(model.length_predictor, length.Classifier)
 
 
 # ------------------------------------------------------------------------------------------------
@@ -502,7 +504,7 @@ def _one_pass(logits_fn, length_predictions, rng, config, special_tokens, max_de
   del rng, rescore_fn
   lengths, _ = decoding.length_candidates(length_predictions, config, max_decode_len)
   initial = decoding.initial_decoder_inputs(lengths[:, 0], max_decode_len,
-                                            config.decoder_input_scheme, special_tokens)
+                                            config.scheme.decoder_input_scheme, special_tokens)
   logits, _ = logits_fn(initial)
   tokens, _ = decoding.choose_tokens(logits, None, config, special_tokens, initial)
   return tokens, {"lengths": lengths[:, 0]}
@@ -542,3 +544,4 @@ def test_a_decoding_method_bound_in_gin_is_what_predict_runs(trained_ar, trained
       p, batch, decoder_params={"num_decode_iterations": 1}))(padir_params)
   assert set(aux) == {"lengths"}
   np.testing.assert_array_equal(tokens, reference)
+

@@ -107,7 +107,7 @@ def test_the_length_prior_is_fitted_to_the_data():
   gold = np.concatenate([(b["decoder_target_tokens"] != 0).sum(-1) for b in batches])
   offset = _model(length_predictor="offset")
   params = offset.initialize_from_data(_init(offset, batches[0]), batches)
-  most_frequent = np.bincount(gold - source + offset.max_length_offset).argmax()
+  most_frequent = np.bincount(gold - source + offset.length_predictor.max_offset).argmax()
   assert int(np.argmax(params["length_head"]["bias"])) == most_frequent
   affine = _model(length_predictor="affine")
   params = affine.initialize_from_data(_init(affine, batches[0]), batches)
