@@ -28,7 +28,8 @@ PaDIR decoding (`PadirModel`):
     `ablate_scheme` is the one explicit way for decode-time options to change the scheme.
   - Pieces, public so that the model's unrolled multi-stage training uses what inference uses:
     `length_candidates`, `initial_decoder_inputs`, `choose_tokens`, `stutter_mask`, `reject`,
-    `remask`, `score_candidates`.
+    `remask`, `score_candidates`; `refinement_step` (one pass, the choice, the rejecter and the
+    re-masking) is the step both `refine`'s loop and the training stages run.
   - `refine`: the refinement loop (one `lax.while_loop` over a `RefinementState`).
   - `padir_decode`: candidates -> refine -> score (-> optional rescoring) -> best per example;
     `PadirModel`'s default `decode_fn`. Another method with its signature is bound with
@@ -654,7 +655,7 @@ def length_candidates(length_predictions: Array, config: RefinementConfig,
     length_predictions: either length classifier scores [B, num_classes] (class n = length n;
       class 0 is never chosen), or predicted lengths [B] (float or int, e.g. affine, fertility or
       oracle predictors), whose top-k lengths are the k integers nearest to the prediction.
-    config: `top_k_lengths`, `length_beam`, `num_parallel_samples`.
+    config: `decode.top_k_lengths`, `.length_beam`, `.num_parallel_samples`.
     max_decode_len: T; lengths are clipped to [1, T], so EOS always fits (never dropped).
 
   Returns:
@@ -713,7 +714,8 @@ def projected_counts(config: RefinementConfig, canvas: int) -> Optional[Tuple[in
     off, or the count is unbounded (the 'learned' rejecter, stutter re-masking, or a 'random'
     initial input, which a prediction can equal).
   """
-  if not (config.decode.masked_logits_only and config.scheme.keep_visible and not config.scheme.stutter_remasking
+  if not (config.decode.masked_logits_only and config.scheme.keep_visible
+          and not config.scheme.stutter_remasking
           and config.scheme.decoder_input_scheme != "random"
           and config.scheme.rejecter in ("linear", "constant_k", "constant_fraction")):
     return None
@@ -849,13 +851,13 @@ def choose_tokens(logits: Array,
   """Chooses a token per position: argmax, or temperature / top-k / top-p sampling.
 
   Only real pieces other than PAD, EOS and BOS are chosen (never a [MASK], a [LENGTH] or a
-  padding id of the vocabulary; the CTC blank too with `config.scheme.aligned`); EOS appears only where
-  `initial_tokens` puts it.
+  padding id of the vocabulary; the CTC blank too with `config.scheme.aligned`); EOS appears
+  only where `initial_tokens` puts it.
 
   Args:
     logits: [N, T, V].
     rng: PRNG key (used when config.decode.temperature > 0).
-    config: `temperature`, `top_k`, `top_p`.
+    config: `decode.temperature`, `.top_k`, `.top_p`.
     special_tokens: the id layout.
     initial_tokens: [N, T] optional; where it holds EOS or PAD the output keeps them (EOS at
       length - 1, PAD after), so predictions at padding are never used.
@@ -870,8 +872,9 @@ def choose_tokens(logits: Array,
     raise ValueError("temperature > 0 samples tokens: pass an rng")
   log_probs = _output_log_probs(logits, special_tokens, config.scheme.aligned)
   eos = jnp.arange(log_probs.shape[-1]) == special_tokens.eos_id
-  filtered = filter_logits(jnp.where(eos, NEG_INF, log_probs) / config.decode.temperature, config.decode.top_k,
-                           config.decode.top_p)  # The nucleus of the tempered distribution.
+  # The nucleus of the tempered distribution.
+  filtered = filter_logits(jnp.where(eos, NEG_INF, log_probs) / config.decode.temperature,
+                           config.decode.top_k, config.decode.top_p)
   tokens = jax.random.categorical(rng, filtered).astype(jnp.int32)
   if initial_tokens is not None:
     keep = (initial_tokens == special_tokens.eos_id) | (initial_tokens == special_tokens.pad_id)
@@ -931,7 +934,7 @@ def reject(tokens: Array,
            config: RefinementConfig,
            special_tokens: SpecialTokens,
            accept_logits: Optional[Array] = None) -> Array:
-  """Which predicted tokens the rejecter re-masks (`config.scheme.rejecter`; see `RefinementConfig`).
+  """Which predicted tokens the rejecter re-masks (`RefinementScheme.rejecter`).
 
   Only real positions (not PAD, not EOS) are ever rejected.
 
@@ -939,7 +942,7 @@ def reject(tokens: Array,
     tokens: [N, T] predicted tokens.
     token_log_probs: [N, T] their log-probs (the confidence of the ranking rejecters).
     iteration: [] int, 0-based (for 'linear': t of T = config.decode.num_decode_iterations).
-    config: `rejecter` and its parameters.
+    config: `scheme.rejecter` and its parameters.
     special_tokens: the id layout.
     accept_logits: [N, T] the learned rejecter's logits ('learned' only).
 
@@ -1001,8 +1004,8 @@ def remask(tokens: Array,
   Args:
     tokens: [N, T] predicted tokens.
     rejected: [N, T] bool.
-    config: `remasking_scheme`: 'initial' -> `initial_tokens`, 'previous' -> `previous_tokens`,
-      'logits_sum' -> argmax of `logits_sum` (over real pieces but PAD, EOS and BOS).
+    config: `scheme.remasking_scheme`: 'initial' -> `initial_tokens`, 'previous' ->
+      `previous_tokens`, 'logits_sum' -> argmax of `logits_sum` (over real pieces but PAD, EOS and BOS).
     special_tokens: the id layout.
     initial_tokens: [N, T] the initial decoder input.
     previous_tokens: [N, T] the decoder input that produced `tokens`.
@@ -1108,7 +1111,7 @@ def score_candidates(tokens: Array, token_log_probs: Array, config: RefinementCo
   Args:
     tokens: [N, T] final tokens.
     token_log_probs: [N, T] their log-probs.
-    config: `scoring` ('mean' | 'sum') and `alpha`.
+    config: `decode.scoring` ('mean' | 'sum') and `decode.alpha`.
     pad_id: PAD.
 
   Returns:
@@ -1151,22 +1154,91 @@ def _choose_at_masked(logits_fn: LogitsFn, inputs: Array, count: int, rng: Array
           jnp.where(projected, token_log_probs, 0.0))
 
 
-def _predict(logits_fn: LogitsFn, state: "RefinementState", count: Optional[int],
-             rng: Array, config: RefinementConfig, special_tokens: SpecialTokens,
-             initial_tokens: Array) -> Tuple[Array, Array, Optional[Array], Optional[Array]]:
-  """One pass of `refine`: (tokens [N, T], token_log_probs [N, T], logits [N, T, V] or None
-  when only `count` masked positions were projected, accept_logits [N, T] or None)."""
+@flax.struct.dataclass
+class RefinementStep:
+  """What one refinement step gives (N rows, T positions, V ids).
+
+  Attributes:
+    tokens: [N, T] int32, the predictions (with `keep_visible`, the visible inputs kept).
+    token_log_probs: [N, T] float32, their log-probs.
+    rejected: [N, T] bool, what the rejecter re-masked (all False without `remask_next`).
+    next_inputs: [N, T] int32, the next decoder input (no gradient).
+    logits_sum: [N, T, V] float32, the logits summed so far ('logits_sum' remasking with
+      `remask_next` only; no gradient), else the one given.
+    logits: [N, T, V], or None when only `count` masked positions were projected.
+    accept_logits: [N, T] the learned rejecter's logits, or None.
+  """
+  tokens: Array
+  token_log_probs: Array
+  rejected: Array
+  next_inputs: Array
+  logits_sum: Optional[Array]
+  logits: Optional[Array]
+  accept_logits: Optional[Array]
+
+
+def refinement_step(logits_fn: LogitsFn,
+                    inputs: Array,
+                    input_log_probs: Array,
+                    iteration: Array,
+                    config: RefinementConfig,
+                    special_tokens: SpecialTokens,
+                    *,
+                    initial_tokens: Array,
+                    previous_tokens: Array,
+                    logits_sum: Optional[Array] = None,
+                    rng: Optional[Array] = None,
+                    count: Optional[int] = None,
+                    remask_next: bool = True) -> RefinementStep:
+  """One step of parallel iterative refinement: what `refine`'s loop body and the model's
+  unrolled training stages both run (fairseq's step / loop split).
+
+  One decoder pass on `inputs`; tokens chosen (`choose_tokens`: EOS and PAD kept where
+  `initial_tokens` has them); with `keep_visible`, mask-predict's update
+  (`keep_visible_tokens`); then, with `remask_next`, the rejecter (`reject`, plus
+  `stutter_mask` with `stutter_remasking`) and the re-masking (`remask`) that make the next
+  decoder input.
+
+  Args:
+    logits_fn: `(decoder_input_tokens [N, T], positions=None) -> (logits, accept_logits)`.
+    inputs: [N, T] this step's decoder input.
+    input_log_probs: [N, T] the log-probs the visible input tokens had when predicted
+      (`keep_visible`; zeros at the first step).
+    iteration: [] int, 0-based (the linear rejecter's schedule).
+    config: the refinement options.
+    special_tokens: the id layout.
+    initial_tokens: [N, T] the initial decoder input.
+    previous_tokens: [N, T] what 'previous' remasking puts back (decoding: `inputs`; training's
+      first stage: `initial_tokens`, never its partly gold input).
+    logits_sum: [N, T, V] the logits summed over the earlier steps ('logits_sum' remasking;
+      None: none yet).
+    rng: PRNG key of sampled choice (None: argmax).
+    count: project only this many masked positions (`_choose_at_masked`; None: every one).
+    remask_next: run the rejecter and the re-masking (False: the next input is the tokens, e.g.
+      after the last step).
+  """
   if count is None:
-    logits, accept_logits = logits_fn(state.inputs)
+    logits, accept_logits = logits_fn(inputs)
     tokens, token_log_probs = choose_tokens(logits, rng, config, special_tokens, initial_tokens)
   else:
     logits = accept_logits = None
-    tokens, token_log_probs = _choose_at_masked(logits_fn, state.inputs, count, rng, config,
+    tokens, token_log_probs = _choose_at_masked(logits_fn, inputs, count, rng, config,
                                                 special_tokens, initial_tokens)
   if config.scheme.keep_visible:
-    tokens, token_log_probs = keep_visible_tokens(tokens, token_log_probs, state.inputs,
-                                                  state.token_log_probs, initial_tokens)
-  return tokens, token_log_probs, logits, accept_logits
+    tokens, token_log_probs = keep_visible_tokens(tokens, token_log_probs, inputs,
+                                                  input_log_probs, initial_tokens)
+  rejected = jnp.zeros(tokens.shape, bool)
+  next_inputs = tokens
+  if remask_next:
+    if config.scheme.remasking_scheme == "logits_sum":
+      logits_sum = lax.stop_gradient(logits if logits_sum is None else logits_sum + logits)
+    rejected = reject(tokens, token_log_probs, iteration, config, special_tokens, accept_logits)
+    if config.scheme.stutter_remasking:
+      rejected |= stutter_mask(tokens, special_tokens.pad_id, special_tokens.eos_id)
+    next_inputs = remask(tokens, rejected, config, special_tokens, initial_tokens=initial_tokens,
+                         previous_tokens=previous_tokens, logits_sum=logits_sum)
+  return RefinementStep(tokens, token_log_probs, rejected, lax.stop_gradient(next_inputs),
+                        logits_sum, logits, accept_logits)
 
 
 @flax.struct.dataclass
@@ -1220,7 +1292,8 @@ def refine(logits_fn: LogitsFn,
   current one and nothing iteration-dependent is left to change it (the linear schedule still
   re-masking something, or the logits sum replacing something): with argmax choice it is then a
   fixed point, so stopping it changes nothing. Done rows are frozen; the loop stops when every
-  row is done (with `config.decode.early_exit`, the default) or after `config.decode.num_decode_iterations`.
+  row is done (with `config.decode.early_exit`, the default) or after
+  `config.decode.num_decode_iterations`.
 
   Args:
     logits_fn: `(decoder_input_tokens [N, T]) -> (logits [N, T, V], accept_logits [N, T] | None)`.
@@ -1263,11 +1336,11 @@ def refine(logits_fn: LogitsFn,
 
   if num_iterations == 1:
     # One pass: what it re-masks no later pass reads; no loop.
-    tokens, token_log_probs, _, _ = _predict(logits_fn, RefinementState(
-        iteration=jnp.array(0, jnp.int32), inputs=initial_tokens, tokens=initial_tokens,
-        token_log_probs=jnp.zeros((rows, length), jnp.float32), done=jnp.zeros((rows,), bool),
-        iterations=jnp.zeros((rows,), jnp.int32), rng=rng), None,
-        jax.random.split(rng)[1] if sampling else None, config, special_tokens, initial_tokens)
+    step = refinement_step(
+        logits_fn, initial_tokens, jnp.zeros((rows, length), jnp.float32), jnp.array(0),
+        config, special_tokens, initial_tokens=initial_tokens, previous_tokens=initial_tokens,
+        rng=jax.random.split(rng)[1] if sampling else None, remask_next=False)
+    tokens, token_log_probs = step.tokens, step.token_log_probs
     aux = {"iterations": jnp.ones((rows,), jnp.int32)}
     if config.decode.return_history:
       aux["history"] = tokens[None]
@@ -1284,18 +1357,13 @@ def refine(logits_fn: LogitsFn,
     def body(state: RefinementState, count: Optional[int] = count) -> RefinementState:
       t = state.iteration
       rng, choice_rng = jax.random.split(state.rng) if sampling else (state.rng, None)
-      tokens, token_log_probs, logits, accept_logits = _predict(
-          logits_fn, state, count, choice_rng, config, special_tokens, initial_tokens)
-      summed = (None if state.logits_sum is None
-                else state.logits_sum + logits.astype(jnp.float32))
-      next_inputs = tokens
-      if remasks:  # (After the last pass the next input is read by nothing: no mask for it.)
-        rejected = reject(tokens, token_log_probs, t, config, special_tokens, accept_logits)
-        if config.scheme.stutter_remasking:
-          rejected |= stutter_mask(tokens, pad_id, eos_id)
-        next_inputs = remask(tokens, rejected, config, special_tokens,
-                             initial_tokens=initial_tokens, previous_tokens=state.inputs,
-                             logits_sum=summed)
+      # (After the last pass the next input is read by nothing: no mask for it.)
+      step = refinement_step(
+          logits_fn, state.inputs, state.token_log_probs, t, config, special_tokens,
+          initial_tokens=initial_tokens, previous_tokens=state.inputs,
+          logits_sum=state.logits_sum, rng=choice_rng, count=count, remask_next=remasks)
+      tokens, token_log_probs, next_inputs = step.tokens, step.token_log_probs, step.next_inputs
+      summed, rejected = step.logits_sum, step.rejected
       converged = jnp.all(next_inputs == state.inputs, axis=-1)
       if config.scheme.rejecter == "linear":
         num_real = jnp.sum(_real_positions(tokens, pad_id, eos_id), axis=-1)

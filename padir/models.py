@@ -541,9 +541,9 @@ class PadirModel(BaseModel):
 
   Training: the batch's `decoder_input_tokens` are the noised targets (aligned, no shift) from
   the data pipeline, `decoder_loss_weights` mark stage 1's loss positions; the decoder gets the
-  gold length. With `num_train_stages` S > 1 training is unrolled as inference runs: stage i's
-  predictions, after rejection and re-masking with inference's own functions, are stage i+1's
-  input, and stages after the first weight every non-pad position. The encoder runs once per
+  gold length. With `num_train_stages` S > 1 training is unrolled as inference runs: each stage
+  is inference's step (`decoding.refinement_step`), so stage i's predictions, after rejection
+  and re-masking, are stage i+1's input, and stages after the first weight every non-pad position. The encoder runs once per
   step; every stage has its own dropout key (the stage index folded in); predictions at padding
   are PAD; the replacements of rejected tokens are what inference would use — the scheme's
   initial tokens of the gold length (fresh [MASK] / [MASK_i] / random pieces), the previous
@@ -752,8 +752,8 @@ class PadirModel(BaseModel):
       logits, _ = self._decode_pass(params, encoder_tokens, cross_kv, initial)
       first_pass = decoding.choose_tokens(jax.lax.stop_gradient(logits), None, config, special,
                                           initial)[0]
-      glanced, revealed = decoding.glance(targets, first_pass, initial, self.training.glancing_ratio,
-                                          glance_rng, special)
+      glanced, revealed = decoding.glance(targets, first_pass, initial,
+                                          self.training.glancing_ratio, glance_rng, special)
       glancing_rows = (jnp.arange(targets.shape[0]) <
                        round(self.training.glancing_fraction * targets.shape[0]))[:, None]
       inputs = jnp.where(glancing_rows, glanced, inputs)
@@ -764,29 +764,16 @@ class PadirModel(BaseModel):
     stages = []
     for i in range(self.training.num_train_stages):
       rng_i = None if stage_rng is None else jax.random.fold_in(stage_rng, i)
-      logits, accept_logits = self._decode_pass(params, encoder_tokens, cross_kv, inputs, rng_i)
-      predictions, token_log_probs = decoding.choose_tokens(logits, None, config, special, initial)
-      if config.scheme.keep_visible:
-        predictions, token_log_probs = decoding.keep_visible_tokens(
-            predictions, token_log_probs, inputs, input_log_probs, initial)
-      input_log_probs = token_log_probs
       last = i == self.training.num_train_stages - 1
-      rejected = jnp.zeros(predictions.shape, bool)
-      if not last:
-        rejected = decoding.reject(predictions, token_log_probs, jnp.asarray(i), config, special,
-                                   accept_logits)
-        if config.scheme.stutter_remasking:
-          rejected |= decoding.stutter_mask(predictions, special.pad_id, special.eos_id)
-      stages.append(StageOutput(inputs, logits, predictions, rejected, accept_logits,
-                                weights if i == 0 else non_pad))
-      if last:
-        break
-      if config.scheme.remasking_scheme == "logits_sum":
-        logits_sum = jax.lax.stop_gradient(
-            logits if logits_sum is None else logits_sum + logits)
-      next_inputs = decoding.remask(predictions, rejected, config, special, initial_tokens=initial,
-                                    previous_tokens=previous, logits_sum=logits_sum)
-      previous = inputs = jax.lax.stop_gradient(next_inputs)
+      step = decoding.refinement_step(
+          lambda tokens, rng_i=rng_i: self._decode_pass(params, encoder_tokens, cross_kv, tokens,
+                                                        rng_i),
+          inputs, input_log_probs, jnp.asarray(i), config, special, initial_tokens=initial,
+          previous_tokens=previous, logits_sum=logits_sum, remask_next=not last)
+      stages.append(StageOutput(inputs, step.logits, step.tokens, step.rejected,
+                                step.accept_logits, weights if i == 0 else non_pad))
+      input_log_probs, logits_sum = step.token_log_probs, step.logits_sum
+      previous = inputs = step.next_inputs
     return length_predictions, stages
 
   def loss_fn(self, params: PyTree, batch: Batch,

@@ -142,8 +142,10 @@ def test_every_name_maps_to_its_class_and_unknown_ones_are_named():
   for name, cls in length.PREDICTORS.items():
     with pytest.warns(DeprecationWarning, match=cls.__name__):
       assert isinstance(length.get(name), cls)
-  assert length.get("offset", {"max_length_offset": 3}).max_offset == 3
-  assert length.get("affine", {"max_length_offset": 3}) == length.Affine()
+  with pytest.warns(DeprecationWarning):
+    assert length.get("offset", {"max_length_offset": 3}).max_offset == 3
+  with pytest.warns(DeprecationWarning):
+    assert length.get("affine", {"max_length_offset": 3}) == length.Affine()
   with pytest.raises(ValueError, match="length_predictor"):
     length.get("psychic")
   with pytest.raises(ValueError, match="max_offset"):
@@ -196,6 +198,7 @@ def test_regression_predictors_round_and_affine_fits_a_line():
   np.testing.assert_array_equal(oracle, [3, 4])
 
 
+@pytest.mark.slow  # Compiles a predict call (~15 s on 2 busy cores).
 def test_a_new_predictor_is_one_class():
   """A predictor is a subclass; the model asks it, never its name."""
 
@@ -208,7 +211,8 @@ def test_a_new_predictor_is_one_class():
   model = models.PadirModel(_network(), special_tokens=ST, length_predictor=HalfClassifier())
   params = model.get_initial_variables(jax.random.PRNGKey(0), {
       "encoder_input_tokens": SRC.shape, "decoder_input_tokens": (2, 8)})
-  tokens, aux = model.predict_batch_with_aux(
-      nn.meta.unbox(params)["params"],
-      {"encoder_input_tokens": SRC, "decoder_input_tokens": SRC})
+  tokens, aux = jax.jit(lambda p: model.predict_batch_with_aux(
+      p, {"encoder_input_tokens": SRC, "decoder_input_tokens": SRC},
+      decoder_params={"num_decode_iterations": 1, "num_canvas_sizes": 1}))(
+          nn.meta.unbox(params)["params"])
   assert tokens.shape == (2, 4) and aux["lengths"].shape == (2,)

@@ -545,3 +545,42 @@ def test_a_decoding_method_bound_in_gin_is_what_predict_runs(trained_ar, trained
   assert set(aux) == {"lengths"}
   np.testing.assert_array_equal(tokens, reference)
 
+
+# ------------------------------------------------------------------------------------------------
+# One refinement step (`decoding.refinement_step`) in training and in decoding.
+
+
+@pytest.mark.parametrize("options", [
+    dict(rejecter="constant_fraction", rejecter_fraction=0.5, remasking_scheme="initial",
+         keep_visible=True),
+    dict(rejecter="linear", remasking_scheme="previous", stutter_remasking=True),
+    dict(rejecter="constant_k", rejecter_k=2, remasking_scheme="logits_sum"),
+], ids=["constant_fraction", "linear", "constant_k"])
+def test_a_training_stage_and_a_decoding_iteration_choose_the_same_tokens(options):
+  """The unrolled training stages and `refine` run the same step: from the same initial canvas
+  (the gold lengths, [MASK]) they predict the same tokens at every stage / iteration."""
+  scheme = decoding.RefinementScheme(decoder_input_scheme="mask", **options)
+  model = models.PadirModel(_network(), special_tokens=ST, scheme=scheme,
+                            training=models.TrainingRecipe(num_train_stages=3))
+  params = _init(model)
+  initial = decoding.initial_decoder_inputs(jnp.asarray((TGT != PAD_ID).sum(-1)), T, "mask", ST)
+  batch = {"encoder_input_tokens": SRC, "decoder_target_tokens": TGT,
+           "decoder_input_tokens": np.asarray(initial)}
+  _, stages = jax.jit(model.unrolled_stages)(params, batch, None)
+
+  def decode(params):
+    encoder_tokens = model._encoder_inputs(SRC)  # pylint: disable=protected-access
+    encoded = model._encode(params, encoder_tokens)  # pylint: disable=protected-access
+    cross_kv = model._cross_kv(params, encoded)  # pylint: disable=protected-access
+
+    def logits_fn(tokens, positions=None):
+      return model._decode_pass(  # pylint: disable=protected-access
+          params, encoder_tokens, cross_kv, tokens, positions=positions)
+
+    config = decoding.RefinementConfig(scheme, num_decode_iterations=3, early_exit=False,
+                                       return_history=True)
+    return decoding.refine(logits_fn, initial, jax.random.PRNGKey(0), config, ST)[2]["history"]
+
+  history = np.asarray(jax.jit(decode)(params))
+  for i, stage in enumerate(stages):
+    np.testing.assert_array_equal(stage.predictions, history[i], err_msg=f"stage {i + 1}")
