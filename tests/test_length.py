@@ -216,3 +216,41 @@ def test_a_new_predictor_is_one_class():
       decoder_params={"num_decode_iterations": 1, "num_canvas_sizes": 1}))(
           nn.meta.unbox(params)["params"])
   assert tokens.shape == (2, 4) and aux["lengths"].shape == (2,)
+
+
+def test_a_recorded_decode_config_still_builds():
+  """Configs recorded while `max_decode_length` was a decode config field bind it to None."""
+  gin.clear_config()
+  try:
+    gin.parse_config(HEADER + """
+DECODE_CONFIG = @decoding.PadirDecodeConfig
+decoding.PadirDecodeConfig.num_decode_iterations = 4
+decoding.PadirDecodeConfig.max_decode_length = None
+test_length.built.model = %DECODE_CONFIG
+""")
+    config = gin.get_configurable(built)()()
+  finally:
+    gin.clear_config()
+  assert config == decoding.PadirDecodeConfig()
+  assert "max_decode_length" not in decoding.field_names(decoding.PadirDecodeConfig)
+  with pytest.raises(ValueError, match="max_decode_length"):
+    decoding.PadirDecodeConfig(max_decode_length=12)
+
+
+def test_decode_time_scheme_changes_are_an_explicit_ablation():
+  """A `PadirDecodeConfig` decodes with the trained scheme; a mapping's scheme fields ablate it
+  (`decoding.ablate_scheme`), and its 'max_decode_length' sets the canvas length."""
+  scheme = decoding.RefinementScheme(rejecter="linear", remasking_scheme="initial",
+                                     keep_visible=True)
+  model = models.PadirModel(_network(), special_tokens=ST, scheme=scheme)
+  assert model.refinement_config(decoding.PadirDecodeConfig()).scheme == scheme
+  ablated = model.refinement_config({"rejecter": "constant_fraction", "rejecter_fraction": 0.3,
+                                     "num_decode_iterations": 2, "max_decode_length": 6})
+  assert ablated.scheme == decoding.ablate_scheme(
+      scheme, {"rejecter": "constant_fraction", "rejecter_fraction": 0.3})
+  assert ablated.decode == decoding.PadirDecodeConfig(num_decode_iterations=2)
+  assert model.scheme == scheme  # The model's own scheme is left as trained.
+  with pytest.raises(ValueError, match="bogus"):
+    model.check_decoder_params({"bogus": 1})
+  with pytest.raises(ValueError, match="no RefinementScheme fields"):
+    decoding.ablate_scheme(scheme, {"num_decode_iterations": 2})
