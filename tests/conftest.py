@@ -41,6 +41,7 @@ SLOW_TESTS = frozenset({  # file::test function (every parametrization)
     "test_student_training.py::test_glancing_reveals_less_as_the_model_learns",
     "test_student_training.py::test_the_length_prior_is_fitted_to_the_data",
     "test_models.py::test_three_stages_with_the_learned_rejecter_report_per_stage_metrics",
+    "test_models.py::test_t5_layout_ar_and_padir_learn_and_decode",
     "test_ctc.py::test_best_alignment_equals_a_brute_force_viterbi",
 })
 

@@ -89,6 +89,7 @@ def test_corpus_spec_writes_reproducible_files(tmp_path):
     corpus.CorpusSpec(first.data_dir, **{**small, "seed": 4})()
 
 
+@pytest.mark.slow
 def test_builtin_tasks(tmp_path):
   for name in ("builtin", "builtin_mm0", "builtin_mm3"):
     assert {"train", "validation", "test"} == set(seqio.get_mixture_or_task(name + "_ar").splits)

@@ -107,6 +107,7 @@ def test_a_failing_or_hanging_part_is_recorded_and_the_report_still_written(tmp_
   assert "not measured" in (tmp_path / "device_check.md").read_text()
 
 
+@pytest.mark.slow
 def test_the_check_imports_no_tensorflow_or_seqio(tmp_path):
   code = textwrap.dedent("""
       import sys

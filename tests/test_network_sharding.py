@@ -9,10 +9,12 @@ import subprocess
 import sys
 
 import jax
+import pytest
 
 REPO = pathlib.Path(__file__).resolve().parents[1]
 
 
+@pytest.mark.slow
 def test_params_and_activations_follow_the_logical_axis_rules():
   env = dict(os.environ, JAX_PLATFORMS="cpu",
              XLA_FLAGS="--xla_force_host_platform_device_count=8",
