@@ -510,6 +510,12 @@ def _with_legacy_arguments(parts: Dict[str, Any], legacy: Mapping[str, Any]) -> 
   """`parts` (loss, training, scheme, length_predictor) with the legacy arguments `legacy`
   applied: each replaces the field of its part (warning once that the form is deprecated).
   Raises TypeError on a name that is no legacy argument."""
+  legacy = dict(legacy)
+  # A decode-time argument of configs older than the decode configs, None in them (the canvas
+  # length is the batch's); `translator.upgrade_config` moves the others.
+  if legacy.pop("max_decode_length", None) is not None:
+    raise ValueError("PadirModel.max_decode_length: the canvas length is the batch's decoder "
+                     "length, or a predict call's decoder_params['max_decode_length']")
   known = {name: part for part, names in LEGACY_ARGUMENTS.items() for name in names}
   unknown = sorted(set(legacy) - set(known))
   if unknown:

@@ -136,6 +136,11 @@ models.PadirModel.length_loss_weight = 0.1
   assert caught
   with pytest.raises(TypeError, match="rejector"):
     models.PadirModel(_network(), special_tokens=ST, rejector="linear")
+  # Configs older than the decode configs bound the canvas length on the model, as None.
+  assert models.PadirModel(_network(), special_tokens=ST, max_decode_length=None).scheme == (
+      decoding.RefinementScheme())
+  with pytest.raises(ValueError, match="max_decode_length"):
+    models.PadirModel(_network(), special_tokens=ST, max_decode_length=12)
 
 
 def test_every_name_maps_to_its_class_and_unknown_ones_are_named():
