@@ -1,5 +1,6 @@
 """Length predictors (`padir.length`) and the PaDIR model's parts: one class per head, the same
 model from its parts as from the arguments (and string names) that earlier configs recorded."""
+import shutil
 import warnings
 
 import flax.linen as nn
@@ -9,11 +10,13 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
+from padir import checkpoints
 from padir import decoding
 from padir import length
 from padir import losses
 from padir import models
 from padir import network
+from padir import translator  # Imported before a fixture's training locks the gin config.
 from padir.special_tokens import SpecialTokens
 
 ST = SpecialTokens.create(num_pieces=24, max_target_length=8)
@@ -53,6 +56,7 @@ def _build(config: str):
 
 HEADER = """
 from __gin__ import dynamic_registration
+from padir import checkpoints
 from padir import decoding
 from padir import length
 from padir import losses
@@ -259,3 +263,44 @@ def test_decode_time_scheme_changes_are_an_explicit_ablation():
     model.check_decoder_params({"bogus": 1})
   with pytest.raises(ValueError, match="no RefinementScheme fields"):
     decoding.ablate_scheme(scheme, {"num_decode_iterations": 2})
+
+
+_PARTS = ("MODEL/losses.LossSettings.", "MODEL/decoding.RefinementScheme.",
+          "MODEL/models.TrainingRecipe.")
+
+
+def _recorded_before_the_parts(config_text: str) -> str:
+  """A run's config.gin as it was recorded before PadirModel took its parts as objects: their
+  fields bound as model arguments, the length predictor by name."""
+  lines = []
+  for line in config_text.splitlines():
+    if line.startswith(tuple(f"MODEL/models.PadirModel.{name} " for name in
+                             ("loss", "scheme", "training", "length_predictor"))):
+      continue
+    if line.startswith("MODEL/length."):
+      continue
+    for part in _PARTS:
+      if line.startswith(part):
+        line = "" if "aligned" in line else "MODEL/models.PadirModel." + line[len(part):]
+    lines.append(line)
+  lines += ["MODEL/models.PadirModel.length_predictor = 'classifier'",
+            "MODEL/models.PadirModel.max_length_offset = 16",
+            "MODEL/models.PadirModel.length_label_sigma = 1.0"]
+  return "\n".join(lines) + "\n"
+
+
+def test_a_run_recorded_before_the_parts_loads_and_translates_the_same(tiny_padir_dir, tmp_path):
+  old_dir = tmp_path / "old_run"
+  shutil.copytree(tiny_padir_dir, old_dir)
+  config_path = old_dir / checkpoints.CONFIG_FILE
+  old_text = _recorded_before_the_parts(config_path.read_text())
+  assert "@losses.LossSettings" not in old_text and "PadirModel.rejecter = " in old_text
+  config_path.write_text(old_text)
+  small = ["TranslatorOptions.batch_size = 4", "TranslatorOptions.length_buckets = (8, 16)"]
+  lines = ["a dog sees the cat .", "the big dog will see a small cat in the house ."]
+  new = translator.Translator.from_checkpoint(tiny_padir_dir, gin_bindings=small)
+  expected = (_parts(new.model), new.decode_config, new.translate(lines))
+  with warnings.catch_warnings():
+    warnings.simplefilter("ignore", DeprecationWarning)
+    old = translator.Translator.from_checkpoint(str(old_dir), gin_bindings=small)
+  assert (_parts(old.model), old.decode_config, old.translate(lines)) == expected
