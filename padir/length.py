@@ -18,8 +18,11 @@ says which network head it needs and what the model does with that head's output
                               before step 1 (`PadirModel.initialize_from_data`), or None (as
                               they are).
 
-Adding a predictor: a subclass here with a `name` (what `PadirModel.length_predictor = 'NAME'`
-selects) and a gin binding; the head's Flax module lives in `network.py` (`T5Config.length_head`).
+Adding a predictor: a subclass here and a gin binding (`models.PadirModel.length_predictor =
+@length.MyPredictor()`). It reuses a network head by its `network_overrides` (the heads' Flax
+modules are in `network.py`, selected by `T5Config.length_head`; a new head is one more there).
+`name` is the head's name and, for the predictors in `PREDICTORS`, the string that configs
+recorded before the predictors were objects select it by.
 
 The lengths count the real tokens and the EOS; `source_lengths` are the non-pad tokens of the
 encoder input the network sees.
