@@ -24,7 +24,7 @@ markers count as finished stages. Data: ../shared/data/multi30k (or $PADIR_MULTI
 
 Training runs on a data-parallel mesh over 2 CPU devices (JAX_NUM_CPU_DEVICES, unless set):
 XLA's CPU runtime keeps both threads busy for only ~15 % of a step on one device; two devices
-train the AR teacher 1.33x faster (BENCHMARKS.md, "Training throughput"). The JAX compilation
+train the AR teacher 1.33x faster (docs/benchmarks/log.md, "Training throughput"). The JAX compilation
 cache is ROOT/jax_cache unless JAX_COMPILATION_CACHE_DIR is set.
 GPU setting: --model_size small --extra_gin experiments/multi30k_gpu.gin --distill_method beam
 (6+6 layers, d_model 512, bfloat16, larger batches), with the budgets of your machine.

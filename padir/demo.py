@@ -62,8 +62,8 @@ DISTILL_BEAM_SIZE = 4
 TRAIN_GIN = "runs/train.gin"
 MINI_GIN = "experiments/builtin_mini.gin"
 PADIR_GIN = "experiments/builtin_padir.gin"
-# The demo's students: the aligned-canvas (CTC) model, the one that reaches AR quality in one or
-# two passes (README, "The demo"); `PADIR_GIN` is the mask-predict student
+# The demo's students: the aligned-canvas (CTC) model, the student with the best one-pass BLEU on
+# this corpus (docs/benchmarks/log.md); `PADIR_GIN` is the mask-predict student
 # (benchmarks/student_ablation.py trains it).
 STUDENT_GIN_FILES = ("models/ctc_tiny.gin", "experiments/builtin_ctc.gin")
 SETTINGS_FILE = "demo.json"
