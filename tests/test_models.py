@@ -28,6 +28,15 @@ def _network(dropout_rate=0.0):
       mlp_dim=64, dropout_rate=dropout_rate))
 
 
+def _padir(num_train_stages=1, dropout_rate=0.0, length_predictor=length.Classifier(),
+           special_tokens=ST, **scheme):
+  """A PaDIR model of the test network; `scheme`: `decoding.RefinementScheme`'s fields."""
+  return models.PadirModel(_network(dropout_rate), special_tokens=special_tokens,
+                           length_predictor=length_predictor,
+                           scheme=decoding.RefinementScheme(**scheme),
+                           training=models.TrainingRecipe(num_train_stages=num_train_stages))
+
+
 def _data():
   """4 examples: targets are the reversed source pieces + EOS (lengths 3..6 with EOS)."""
   rs = np.random.RandomState(0)
@@ -154,7 +163,7 @@ def test_ar_score_batch_prefers_the_gold_target(trained_ar):
 def trained_padir():
   # [MASK_i] inputs: T5 has no absolute positions, so identical [MASK]s would leave positions
   # indistinguishable but for their distance to EOS.
-  model = models.PadirModel(_network(), special_tokens=ST, decoder_input_scheme="mask_range")
+  model = _padir(decoder_input_scheme="mask_range")
   # Fully masked inputs (the scheme's initial tokens) and gold inputs (what a second iteration
   # sees), loss on every position.
   masked, gold = _padir_batch("mask_range", noise=1.0), _padir_batch("mask_range", noise=0.0)
@@ -265,7 +274,7 @@ def test_bad_options_are_named():
   with pytest.raises(ValueError, match="length_predictor"):
     models.PadirModel(_network(), special_tokens=ST, length_predictor="psychic")
   with pytest.raises(ValueError, match="rejecter"):
-    models.PadirModel(_network(), special_tokens=ST, rejecter="bouncer")
+    _padir(rejecter="bouncer")
   with pytest.raises(ValueError, match="loss_normalizing_factor"):
     models.ARModel(_network(), special_tokens=ST, loss_normalizing_factor="per_parsec")
   with pytest.raises(ValueError, match="special_tokens"):
@@ -277,23 +286,23 @@ def test_bad_options_are_named():
 
 # Between them: every length predictor, rejecter, decoder input scheme and remasking scheme.
 SCHEME_CASES = [
-    dict(length_predictor="affine", rejecter="stutter", decoder_input_scheme="mask",
-         remasking_scheme="initial"),
-    dict(length_predictor="fertility", rejecter="linear", decoder_input_scheme="mask_range",
-         remasking_scheme="logits_sum"),
-    dict(length_predictor="oracle", rejecter="constant_k", rejecter_k=2,
-         decoder_input_scheme="random", remasking_scheme="previous", stutter_remasking=True),
-    dict(length_predictor="classifier", rejecter="constant_fraction", rejecter_fraction=0.5,
-         decoder_input_scheme="mask", remasking_scheme="previous"),
+    (length.Affine(), dict(rejecter="stutter", decoder_input_scheme="mask",
+                           remasking_scheme="initial")),
+    (length.Fertility(), dict(rejecter="linear", decoder_input_scheme="mask_range",
+                              remasking_scheme="logits_sum")),
+    (length.Oracle(), dict(rejecter="constant_k", rejecter_k=2, decoder_input_scheme="random",
+                           remasking_scheme="previous", stutter_remasking=True)),
+    (length.Classifier(), dict(rejecter="constant_fraction", rejecter_fraction=0.5,
+                               decoder_input_scheme="mask", remasking_scheme="previous")),
 ]
 
 
-@pytest.mark.parametrize("options", SCHEME_CASES,
-                         ids=lambda o: "-".join(str(v) for v in o.values()))
-def test_every_option_runs_through_a_jitted_train_step(options):
-  model = models.PadirModel(_network(), special_tokens=ST, num_train_stages=2, **options)
+@pytest.mark.parametrize("predictor, scheme", SCHEME_CASES, ids=[
+    "-".join([p.name, *map(str, s.values())]) for p, s in SCHEME_CASES])
+def test_every_option_runs_through_a_jitted_train_step(predictor, scheme):
+  model = _padir(num_train_stages=2, length_predictor=predictor, **scheme)
   params = _init(model)
-  batch = _padir_batch(options["decoder_input_scheme"])
+  batch = _padir_batch(scheme["decoder_input_scheme"])
   # Sources without EOS: one token shorter than their targets, so that the affine and fertility
   # predictors (which start at "target length = source length") have something to learn.
   batch["encoder_input_tokens"] = np.where(SRC == EOS_ID, PAD_ID, SRC)
@@ -302,11 +311,11 @@ def test_every_option_runs_through_a_jitted_train_step(options):
   assert np.isfinite(float(loss))
   assert all(np.all(np.isfinite(g)) for g in jax.tree_util.tree_leaves(grads))
   assert {"stage_1/loss", "stage_2/loss", "stage_1/accuracy", "stage_2/accuracy"} <= set(metrics)
-  if options["length_predictor"] == "oracle":
+  if predictor.name == "oracle":
     assert "length_loss" not in metrics
   else:
     assert 0.0 <= float(metrics["length_accuracy"]) <= 1.0 and "length_loss" in metrics
-  if options["length_predictor"] in ("affine", "fertility"):  # Their heads get gradients.
+  if predictor.name in ("affine", "fertility"):  # Their heads get gradients.
     head = grads["length_head"]
     assert any(np.any(np.asarray(g) != 0) for g in jax.tree_util.tree_leaves(head))
 
@@ -316,7 +325,7 @@ MULTI_STAGE = dict(num_train_stages=3, rejecter="learned", decoder_input_scheme=
 
 
 def test_three_stages_with_the_learned_rejecter_report_per_stage_metrics():
-  model = models.PadirModel(_network(dropout_rate=0.1), special_tokens=ST, **MULTI_STAGE)
+  model = _padir(dropout_rate=0.1, **MULTI_STAGE)
   params = _init(model)
   (loss, metrics), grads = jax.jit(jax.value_and_grad(model.loss_fn, has_aux=True))(
       params, _padir_batch("random"), jax.random.PRNGKey(3))
@@ -342,9 +351,8 @@ def test_three_stages_with_the_learned_rejecter_report_per_stage_metrics():
 def test_stage_two_input_is_what_inference_would_have(remasking_scheme):
   """Mistakes 1 and 2: PAD at padding; a rejected stage-1 prediction is replaced by the
   scheme's initial token ([MASK]), never by a gold token of the partially gold input."""
-  model = models.PadirModel(_network(), special_tokens=ST, num_train_stages=2,
-                            decoder_input_scheme="mask", rejecter="constant_fraction",
-                            rejecter_fraction=0.6, remasking_scheme=remasking_scheme)
+  model = _padir(num_train_stages=2, decoder_input_scheme="mask", rejecter="constant_fraction",
+                 rejecter_fraction=0.6, remasking_scheme=remasking_scheme)
   batch = _padir_batch("mask", noise=0.3)
   _, stages = jax.jit(model.unrolled_stages)(_init(model), batch, None)
   first, second = stages
@@ -367,7 +375,7 @@ def test_stage_two_input_is_what_inference_would_have(remasking_scheme):
 def test_encoder_runs_once_per_step_and_every_stage_has_its_own_dropout_key():
   """Mistake 3, black box: count the network's method calls while tracing a 3-stage step;
   white box: the dropout keys the model hands the encoder and each stage are distinct."""
-  model = models.PadirModel(_network(dropout_rate=0.1), special_tokens=ST, **MULTI_STAGE)
+  model = _padir(dropout_rate=0.1, **MULTI_STAGE)
   params = _init(model)
   batch = _padir_batch("random")
   calls = []
@@ -466,7 +474,7 @@ def test_t5_layout_ar_and_padir_learn_and_decode():
       p, ar_batch, decoder_params={"decode_method": "greedy"}))(params)
   np.testing.assert_array_equal(tokens, TGT)
 
-  padir = models.PadirModel(_network(), special_tokens=st, decoder_input_scheme="mask_range")
+  padir = _padir(special_tokens=st, decoder_input_scheme="mask_range")
   initial = np.asarray(decoding.initial_decoder_inputs(
       jnp.asarray((TGT != PAD_ID).sum(-1)), T, "mask_range", st))
   assert initial[0, 0] == st.num_pieces + st.extra_ids - 1  # <extra_id_0>
@@ -537,8 +545,7 @@ def test_a_decoding_method_bound_in_gin_is_what_predict_runs(trained_ar, trained
 
   padir_model, padir_params, _, _ = trained_padir
   padir = _built_with(["PadirModel.decode_fn = @test_models_one_pass"],
-                      lambda: models.PadirModel(_network(), special_tokens=ST,
-                                                decoder_input_scheme="mask_range"))
+                      lambda: _padir(decoder_input_scheme="mask_range"))
   tokens, aux = jax.jit(padir.predict_batch_with_aux)(padir_params, batch)
   reference, _ = jax.jit(lambda p: padir_model.predict_batch_with_aux(
       p, batch, decoder_params={"num_decode_iterations": 1}))(padir_params)

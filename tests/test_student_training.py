@@ -8,6 +8,8 @@ import optax
 import pytest
 
 from padir import decoding
+from padir import length
+from padir import losses
 from padir import models
 from padir import network
 from padir.special_tokens import EOS_ID, PAD_ID, SpecialTokens
@@ -22,9 +24,12 @@ def _network():
       mlp_dim=64, dropout_rate=0.0))
 
 
-def _model(**kwargs):
-  kwargs.setdefault("decoder_input_scheme", "mask")
-  return models.PadirModel(_network(), special_tokens=ST, **kwargs)
+def _model(length_predictor=length.Classifier(), decoder_input_scheme="mask",
+           loss=losses.LossSettings(), training=models.TrainingRecipe()):
+  return models.PadirModel(
+      _network(), special_tokens=ST, loss=loss, length_predictor=length_predictor,
+      scheme=decoding.RefinementScheme(decoder_input_scheme=decoder_input_scheme),
+      training=training)
 
 
 def _length_rule_batch(rs: np.random.RandomState, rows: int):
@@ -77,17 +82,17 @@ def test_the_offset_predictor_learns_a_length_rule_that_the_classifier_cannot():
   train = [_length_rule_batch(rs, 32) for _ in range(150)]
   held_out = _length_rule_batch(rs, 256)
   accuracy = {}
-  for predictor in ("offset", "classifier"):
-    model = _model(length_predictor=predictor, length_loss_weight=5.0)
+  for predictor in (length.Offset(), length.Classifier()):
+    model = _model(length_predictor=predictor, loss=losses.LossSettings(length_loss_weight=5.0))
     params = model.initialize_from_data(_init(model, train[0]), train[:8])
     params, _ = _train(model, train, params)
-    accuracy[predictor] = _length_accuracy(model, params, held_out)
+    accuracy[predictor.name] = _length_accuracy(model, params, held_out)
   assert accuracy["offset"] >= 0.8, accuracy
   assert accuracy["classifier"] <= accuracy["offset"] - 0.3, accuracy
 
 
 def test_offset_scores_put_each_offset_at_source_length_plus_offset():
-  model = _model(length_predictor="offset", max_length_offset=2)
+  model = _model(length_predictor=length.Offset(max_offset=2))
   logits = jnp.asarray([[0.0, 1.0, 5.0, 2.0, 3.0]])  # offsets -2..2; best +0, then +2
   src = jnp.asarray([[7, 8, 9, EOS_ID] + [PAD_ID] * 4])  # 4 tokens
   scores = model._length_scores(logits, src)  # pylint: disable=protected-access
@@ -105,11 +110,11 @@ def test_the_length_prior_is_fitted_to_the_data():
   batches = [_length_rule_batch(rs, 64) for _ in range(4)]
   source = np.concatenate([(b["encoder_input_tokens"] != 0).sum(-1) for b in batches])
   gold = np.concatenate([(b["decoder_target_tokens"] != 0).sum(-1) for b in batches])
-  offset = _model(length_predictor="offset")
+  offset = _model(length_predictor=length.Offset())
   params = offset.initialize_from_data(_init(offset, batches[0]), batches)
   most_frequent = np.bincount(gold - source + offset.length_predictor.max_offset).argmax()
   assert int(np.argmax(params["length_head"]["bias"])) == most_frequent
-  affine = _model(length_predictor="affine")
+  affine = _model(length_predictor=length.Affine())
   params = affine.initialize_from_data(_init(affine, batches[0]), batches)
   scale, bias = float(params["length_head"]["scale"]), float(params["length_head"]["bias"])
   assert scale == pytest.approx(np.polyfit(source, gold, 1)[0], rel=1e-4)
@@ -144,7 +149,8 @@ def test_glancing_reveals_less_as_the_model_learns():
   rs = np.random.RandomState(3)
   batch = _length_rule_batch(rs, 16)
   batch["decoder_target_tokens"] = batch["encoder_input_tokens"]  # A copy task: learnable.
-  model = _model(length_predictor="offset", glancing_ratio=0.5)
+  model = _model(length_predictor=length.Offset(),
+                 training=models.TrainingRecipe(glancing_ratio=0.5))
   _, history = _train(model, [batch] * 200, learning_rate=1e-2)
   revealed = [float(m["glancing_revealed"]) for m in history]
   assert np.mean(revealed[:10]) > 0.3  # Nearly every first-pass token wrong: half revealed.
@@ -154,4 +160,4 @@ def test_glancing_reveals_less_as_the_model_learns():
 
 def test_glancing_trains_one_stage():
   with pytest.raises(ValueError, match="glancing"):
-    _model(glancing_ratio=0.5, num_train_stages=2)
+    models.TrainingRecipe(glancing_ratio=0.5, num_train_stages=2)
