@@ -835,8 +835,9 @@ def make_report(args: argparse.Namespace, setup_: Setup, batch_sizes: Sequence[i
           "per_batch_mean_target_length": {
               str(b): float(np.mean([t for _, t in v])) for b, v in sentence_lengths.items()}},
       "protocol": PROTOCOL,
-      "padir_config": {k: v for k, v in dataclasses.asdict(decoding.RefinementConfig.of(
-          setup_.padir_models["standard"].scheme, decoding.PadirDecodeConfig())).items()
+      "padir_config": {k: v for k, v in {
+          **dataclasses.asdict(setup_.padir_models["standard"].scheme),
+          **dataclasses.asdict(decoding.PadirDecodeConfig())}.items()
                        if k not in ("num_decode_iterations", "length_beam", "early_exit",
                                     "num_canvas_sizes")},
       "batch_sizes": list(batch_sizes),

@@ -85,7 +85,7 @@ def _label(value: Any) -> str:
 
 def _setting(name: str, value: Any, label: Optional[str] = None) -> Setting:
   if not isinstance(name, str) or not _NAME.match(name):
-    raise SweepError(f"{name!r} is not a gin binding name (e.g. 'models.PadirModel.rejecter', "
+    raise SweepError(f"{name!r} is not a gin binding name (e.g. 'decoding.RefinementScheme.rejecter', "
                      f"'DECODER_INPUT_SCHEME') nor {GIN_FILE!r}")
   return Setting(name, value, _label(value) if label is None else str(label))
 

@@ -25,7 +25,7 @@ BASE = ["models/padir_tiny.gin", "runs/train.gin"]
 
 def test_product_zip_union_and_names():
   grid = product(sweep("DECODER_INPUT_SCHEME", ["random", "mask"]),
-                 sweep("models.PadirModel.num_train_stages", [1, 2]))
+                 sweep("models.TrainingRecipe.num_train_stages", [1, 2]))
   assert [sweeps.point_name(p) for p in grid] == [
       "DECODER_INPUT_SCHEME=random,num_train_stages=1",
       "DECODER_INPUT_SCHEME=random,num_train_stages=2",
@@ -145,7 +145,7 @@ def test_wmt14_dry_run_lists_every_job(capsys, no_network):
     assert argv[:2] == ["padir", "train"] and argv[-1] == "--multihost"
     assert "--gin_file=models/padir_base.gin" in argv and "--gin.TRAIN_STEPS=1000" in argv
     assert f"--model_dir=/gcs/b/wmt14/{title}/model" in argv
-  assert '--gin.models.PadirModel.remasking_scheme="logits_sum"' in trains[4][3]
+  assert '--gin.decoding.RefinementScheme.remasking_scheme="logits_sum"' in trains[4][3]
   assert any(a.endswith("/task.gin") for a in trains[-1][3])  # raw vs distilled
   for kind, title, req, argv in evals:
     assert "tpu_v4=xm.Topology('2x2x1')" in req

@@ -11,11 +11,11 @@ from launch.sweeps import product, sweep, union
 
 TRAIN = union(
     sweep("DECODER_INPUT_SCHEME", ["random", "mask", "mask_range"]),
-    sweep("models.PadirModel.remasking_scheme", ["initial", "logits_sum"]),
+    sweep("decoding.RefinementScheme.remasking_scheme", ["initial", "logits_sum"]),
     sweep("preprocessors.padir_noise.loss_weights", ["mask", "all"]),
-    sweep("models.PadirModel.num_train_stages", [2, 3]),
+    sweep("models.TrainingRecipe.num_train_stages", [2, 3]),
     sweep("preprocessors.padir_noise.ratio_distribution", ["fixed"]),
-    sweep("models.PadirModel.rejecter", ["linear", "learned"]),
+    sweep("decoding.RefinementScheme.rejecter", ["linear", "learned"]),
 )
 
 # Iterations at length beam 1, and length beams 3 and 5 at 4 iterations.
