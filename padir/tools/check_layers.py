@@ -23,15 +23,22 @@ from typing import Dict, List, Optional, Sequence, Set, Tuple
 
 PACKAGES = ("padir", "tasks", "launch", "benchmarks")
 
-# Bottom first. Each name is an `fnmatch` pattern of module names (`padir.decoding.*` covers the
-# modules of a `padir/decoding/` package); a module matches exactly one.
+# Bottom first. Each name is an `fnmatch` pattern of module names (`padir.theory.*` covers the
+# modules of the `padir/theory/` package); a module matches exactly one. The modules of
+# `padir/decoding/` and `padir/models/` are named one by one, so a new one is placed on purpose:
+# `padir.decoding.choice` (the token choice and sampling filters) is below the rest of decoding
+# (the configs, AR search and refinement all use it), and a package's `__init__` (`padir.decoding`,
+# `padir.models`) re-exports its modules.
 LAYERS: Tuple[Tuple[str, Tuple[str, ...]], ...] = (
     ("base", ("padir.errors", "padir.files", "padir.quiet", "padir.special_tokens",
               "padir.partitioning", "padir.metrics", "padir.timing", "padir.tables", "padir.theory",
               "padir.theory.*")),
     ("network", ("padir.layers", "padir.network", "padir.losses")),
-    ("decoding", ("padir.decoding", "padir.decoding.*")),
-    ("models", ("padir.length", "padir.models", "padir.models.*", "padir.ctc")),
+    ("token choice", ("padir.decoding.choice",)),
+    ("decoding", ("padir.decoding", "padir.decoding.config", "padir.decoding.ar",
+                  "padir.decoding.pieces", "padir.decoding.refine")),
+    ("models", ("padir.length", "padir.models", "padir.models.base", "padir.models.ar",
+                "padir.models.padir", "padir.ctc")),
     ("data", ("padir.preprocessors", "padir.features", "padir.data", "padir.vocab",
               "padir.corpus", "padir.registration", "padir.parallel_text")),
     ("training", ("padir.checkpoints", "padir.t5_import", "padir.optimizers",
