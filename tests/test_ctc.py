@@ -205,3 +205,30 @@ def test_model_options_are_checked():
   assert model.scheme.aligned and model.train_config.scheme.aligned
   assert not model.module.config.decoder_causal and model.module.config.length_head is None
 
+
+
+def test_blank_penalty_lowers_the_blank_on_an_aligned_canvas_only():
+  """The blank leads piece 5 by 0.5 at position 0 and trails piece 6 by 2 at position 1: a
+  penalty of 1 turns position 0 to piece 5 and leaves position 1; no penalty, or a canvas that
+  is not aligned, chooses as before."""
+  logits = jnp.full((1, 3, ST.vocab_size), -10.0)
+  logits = logits.at[0, 0, BLANK].set(1.5).at[0, 0, 5].set(1.0)
+  logits = logits.at[0, 1, BLANK].set(1.0).at[0, 1, 6].set(3.0).at[0, 2, EOS_ID].set(0.0)
+  initial = jnp.array([[ST.mask_id, ST.mask_id, EOS_ID]])
+
+  def choose(aligned, penalty):
+    config = decoding.RefinementConfig.of(
+        decoding.RefinementScheme(aligned=aligned),
+        decoding.PadirDecodeConfig(blank_penalty=penalty))
+    return decoding.choose_tokens(logits, None, config, ST, initial)
+
+  tokens, log_probs = choose(True, 0.0)
+  np.testing.assert_array_equal(tokens, [[BLANK, 6, EOS_ID]])
+  tokens, penalised = choose(True, 1.0)
+  np.testing.assert_array_equal(tokens, [[5, 6, EOS_ID]])
+  assert penalised[0, 1] > log_probs[0, 1]  # The blank's share moved to the pieces.
+  tokens, _ = choose(False, 1.0)  # The blank is never chosen off an aligned canvas.
+  assert BLANK not in np.asarray(tokens)
+  np.testing.assert_array_equal(tokens, choose(False, 0.0)[0])
+  with pytest.raises(ValueError, match="blank_penalty"):
+    decoding.PadirDecodeConfig(blank_penalty=float("nan"))

@@ -143,7 +143,7 @@ def choose_tokens(logits: Array,
   Args:
     logits: [N, T, V].
     rng: PRNG key (used when config.decode.temperature > 0).
-    config: `decode.temperature`, `.top_k`, `.top_p`.
+    config: `decode.temperature`, `.top_k`, `.top_p`, `.blank_penalty` (aligned schemes).
     special_tokens: the id layout.
     initial_tokens: [N, T] optional; where it holds EOS or PAD the output keeps them (EOS at
       length - 1, PAD after), so predictions at padding are never used.
@@ -152,6 +152,9 @@ def choose_tokens(logits: Array,
     tokens [N, T] int32 and token_log_probs [N, T] float32, the log-probs of the returned tokens
     under the model's distribution over real pieces but PAD and BOS (0 at PAD).
   """
+  if config.scheme.aligned and config.decode.blank_penalty:
+    logits = logits - config.decode.blank_penalty * (
+        jnp.arange(logits.shape[-1]) == special_tokens.blank_id).astype(logits.dtype)
   if config.decode.temperature == 0:
     return _argmax_tokens(logits, special_tokens, initial_tokens, config.scheme.aligned)
   if rng is None:

@@ -6,6 +6,7 @@ a trained scheme. Registered in gin under their package's name (`decoding.PadirD
 see `padir/decoding/__init__.py`).
 """
 import dataclasses
+import math
 from typing import Any, Mapping, Optional, Tuple
 
 from padir.decoding.choice import _check_sampling
@@ -153,6 +154,10 @@ class PadirDecodeConfig:
       `rows`). The others keep their first-pass output and rank last (-inf). None (the
       default), or m >= C: every candidate is refined. Off by default: it costs
       BLEU (the first pass's scores favour short candidates; BENCHMARKS.md).
+    blank_penalty: on an aligned (CTC) canvas, subtracted from the blank's logit before each
+      token choice (the chosen tokens' log-probs are then under that shifted distribution): a
+      length control for CTC decoding, > 0 gives longer outputs. 0 (the default) leaves the
+      logits as they are; a scheme without an aligned canvas ignores it.
     max_decode_length: not a field (the refinement loop never read it): accepted, as None, from
       configs recorded when it was one. The canvas length T is the batch's decoder length (a
       predict call may give it as `decoder_params['max_decode_length']`).
@@ -173,6 +178,7 @@ class PadirDecodeConfig:
   exit_confidence: float = 0.0
   masked_logits_only: bool = False
   keep_candidates_after_first_pass: Optional[int] = None
+  blank_penalty: float = 0.0
   max_decode_length: dataclasses.InitVar[Optional[int]] = None
 
   def __post_init__(self, max_decode_length: Optional[int] = None):
@@ -198,6 +204,8 @@ class PadirDecodeConfig:
       raise ValueError(f"exit_confidence={self.exit_confidence} must be in [0, 1)")
     if self.num_canvas_sizes < 1:
       raise ValueError(f"num_canvas_sizes={self.num_canvas_sizes} must be >= 1")
+    if not math.isfinite(self.blank_penalty):
+      raise ValueError(f"blank_penalty={self.blank_penalty} must be a finite number")
     if (self.keep_candidates_after_first_pass is not None
         and self.keep_candidates_after_first_pass < 1):
       raise ValueError(f"keep_candidates_after_first_pass="
