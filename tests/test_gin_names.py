@@ -232,6 +232,15 @@ test_gin_names.run.model = %MODEL
 }
 
 
+# Fields added since the recording: gin writes their defaults too; every other line must match.
+ADDED_SINCE_THE_RECORDING = ("decoding.PadirDecodeConfig.blank_penalty = ",)
+
+
+def _as_recorded(text: str) -> str:
+  return "".join(line for line in text.splitlines(keepends=True)
+                 if not line.startswith(ADDED_SINCE_THE_RECORDING))
+
+
 def _parse(text: str, tmp_path, bindings=()):
   path = tmp_path / "config.gin"
   path.write_text(text)
@@ -250,7 +259,7 @@ def _clear_gin():
 @pytest.mark.parametrize("kind", ["padir", "ar"])
 def test_a_config_recorded_before_the_split_loads_and_is_recorded_the_same(kind, tmp_path):
   model, decode_config, recorded = _parse(RECORDED_BEFORE_THE_SPLIT[kind], tmp_path)
-  assert recorded == RECORDED_BEFORE_THE_SPLIT[kind]
+  assert _as_recorded(recorded) == RECORDED_BEFORE_THE_SPLIT[kind]
   assert type(model) is (models.PadirModel if kind == "padir" else models.ARModel)
   assert decode_config == model.decode_config_class()
 
@@ -258,7 +267,7 @@ def test_a_config_recorded_before_the_split_loads_and_is_recorded_the_same(kind,
 @pytest.mark.parametrize("kind", ["padir", "ar"])
 def test_todays_gin_files_record_the_names_runs_recorded_before_the_split(kind, tmp_path):
   _, _, recorded = _parse(run_input(f"models/{kind}_tiny.gin"), tmp_path)
-  assert recorded == RECORDED_BEFORE_THE_SPLIT[kind]
+  assert _as_recorded(recorded) == RECORDED_BEFORE_THE_SPLIT[kind]
   assert "from padir import decoding\n" in recorded and "from padir import models\n" in recorded
 
 
