@@ -35,6 +35,13 @@ def settings(iterations: int, candidates: int) -> Dict[str, Dict[str, Any]]:
   }
 
 
+def one_a_call(model_dir: str) -> translator_lib.Translator:
+  """The run's translator at batch 1 (one sentence a call)."""
+  t = translator_lib.Translator.from_checkpoint(model_dir)
+  return type(t)(t.model, t.params, dataclasses.replace(t.options, batch_size=1),
+                 decode_config=t.decode_config)
+
+
 def markdown(report: Mapping[str, Any]) -> str:
   machine = report["machine"]
   lines = ["# Pruning length candidates after the first pass: batch-1 latency", "",
@@ -71,11 +78,6 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
   importlib.import_module(args.module)
   sources = [s for s in reporting.task_texts(args.task, args.split)[0] if s.strip()]
   sources = sources[:args.sentences]
-
-  def one_a_call(model_dir: str) -> translator_lib.Translator:
-    t = translator_lib.Translator.from_checkpoint(model_dir)
-    return type(t)(t.model, t.params, dataclasses.replace(t.options, batch_size=1),
-                   decode_config=t.decode_config)
 
   calls: Dict[str, Callable[[str], Any]] = {}
   if args.teacher:

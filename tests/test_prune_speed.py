@@ -1,5 +1,7 @@
 """benchmarks/prune_speed.py: the protocol's bookkeeping (interleaving, fastest, median) on a
 fake clock, and its settings; no model is timed here."""
+import pytest
+
 from benchmarks import prune_speed
 from padir import timing
 
@@ -37,3 +39,13 @@ def test_settings_differ_only_in_candidates_and_pruning():
   assert (one["top_k_lengths"], every["top_k_lengths"], pruned["top_k_lengths"]) == (1, 3, 3)
   assert pruned["keep_candidates_after_first_pass"] == 1
   assert "keep_candidates_after_first_pass" not in every
+
+
+def test_latency_systems_are_parsed_with_their_decoder_params():
+  from benchmarks import latency  # pylint: disable=g-import-not-at-top
+  assert latency.parse_system("ar=runs/t") == ("ar", "runs/t", None)
+  assert latency.parse_system('ctc@1=runs/s={"blank_penalty": 2.0}') == (
+      "ctc@1", "runs/s", {"blank_penalty": 2.0})
+  for bad in ("runs/t", "=runs/t", "ar=runs/t={not json"):
+    with pytest.raises(SystemExit, match="--system"):
+      latency.parse_system(bad)

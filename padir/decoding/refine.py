@@ -505,7 +505,8 @@ def aligned_decode(logits_fn: LogitsFn,
     tokens [B, W] (the collapsed output, EOS-terminated, PAD after) and aux: 'scores' [B, 1] the
     alignment's mean token log-prob, 'best' [B] (0), 'lengths' [B] output lengths (EOS included),
     'iterations' [B], 'alignments' [B, W] the refined canvas before collapsing, and with
-    `return_history` 'history' [B, I, W].
+    `return_history` 'history' [B, I, W] (each iteration's canvas collapsed; the last row is
+    `tokens`).
   """
   del rescore_fn
   if not config.scheme.aligned:
@@ -519,6 +520,8 @@ def aligned_decode(logits_fn: LogitsFn,
          "lengths": jnp.sum(tokens != special_tokens.pad_id, axis=-1),
          "iterations": refine_aux["iterations"],
          "alignments": path}
-  if config.decode.return_history:
-    aux["history"] = jnp.moveaxis(refine_aux["history"], 0, 1)
+  if config.decode.return_history:  # Each iteration's canvas collapsed, as the output is.
+    history = jnp.moveaxis(refine_aux["history"], 0, 1)  # [B, I, W]
+    aux["history"] = ctc_collapse(history.reshape(-1, history.shape[-1]), special_tokens.blank_id,
+                                  special_tokens.pad_id).reshape(history.shape)
   return tokens, aux
