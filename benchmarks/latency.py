@@ -12,14 +12,35 @@ The speed column is the first system's latency over each one's. Writes OUTPUT/la
 OUTPUT/latency.md (machine, date, load, command). Time on an idle machine.
 """
 import argparse
+import dataclasses
 import importlib
 import json
 import sys
 from typing import Any, Callable, Dict, Mapping, Optional, Sequence
 
-from benchmarks import prune_speed
 from padir import reporting
 from padir import timing
+from padir import translator as translator_lib
+
+
+def one_a_call(model_dir: str) -> translator_lib.Translator:
+  """The run's translator at batch 1 (one sentence a call)."""
+  t = translator_lib.Translator.from_checkpoint(model_dir)
+  return type(t)(t.model, t.params, dataclasses.replace(t.options, batch_size=1),
+                 decode_config=t.decode_config)
+
+
+def interleaved_report(prog: str, argv: Optional[Sequence[str]],
+                       calls: Mapping[str, Callable[[str], Any]], sources: Sequence[str],
+                       repeats: int) -> Dict[str, Any]:
+  """`timing.interleaved_latency_ms` of `calls` over `sources`, as a report: command, date,
+  machine, load average before and after, sentences, repeats, results."""
+  load = timing.load_average()
+  results = timing.interleaved_latency_ms(calls, sources, repeats)
+  return {"command": " ".join([f"python -m {prog}", *(sys.argv[1:] if argv is None else argv)]),
+          "date": timing.now(), "machine": timing.machine(),
+          "load_average": [load, timing.load_average()], "sentences": len(sources),
+          "repeats": repeats, "results": results}
 
 
 def parse_system(flag: str) -> tuple:
@@ -65,17 +86,11 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
   importlib.import_module(args.module)
   sources = [s for s in reporting.task_texts(args.task, args.split)[0] if s.strip()]
   sources = sources[:args.sentences]
-  translators = {d: prune_speed.one_a_call(d) for d in {d for _, d, _ in systems}}
+  translators = {d: one_a_call(d) for d in {d for _, d, _ in systems}}
   calls: Dict[str, Callable[[str], Any]] = {
       name: (lambda s, t=translators[d], p=params: t.translate([s], p))
       for name, d, params in systems}
-  load = timing.load_average()
-  results = timing.interleaved_latency_ms(calls, sources, args.repeats)
-  report = {"command": " ".join(["python -m benchmarks.latency",
-                                 *(sys.argv[1:] if argv is None else argv)]),
-            "date": timing.now(), "machine": timing.machine(),
-            "load_average": [load, timing.load_average()], "sentences": len(sources),
-            "repeats": args.repeats, "results": results}
+  report = interleaved_report("benchmarks.latency", argv, calls, sources, args.repeats)
   reporting.write_report(args.output, "latency", report, markdown(report))
   print(markdown(report))
   return 0

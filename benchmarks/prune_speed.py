@@ -14,14 +14,12 @@ Writes OUTPUT/prune_speed.json and OUTPUT/prune_speed.md (machine, date, load, c
 on an idle machine: the numbers mean nothing under CPU contention.
 """
 import argparse
-import dataclasses
 import importlib
 import sys
 from typing import Any, Callable, Dict, Mapping, Optional, Sequence
 
+from benchmarks import latency
 from padir import reporting
-from padir import timing
-from padir import translator as translator_lib
 
 
 def settings(iterations: int, candidates: int) -> Dict[str, Dict[str, Any]]:
@@ -33,13 +31,6 @@ def settings(iterations: int, candidates: int) -> Dict[str, Dict[str, Any]]:
       f"padir@{iterations}, {candidates} candidates, best 1 after pass 1": {
           **fixed, "top_k_lengths": candidates, "keep_candidates_after_first_pass": 1},
   }
-
-
-def one_a_call(model_dir: str) -> translator_lib.Translator:
-  """The run's translator at batch 1 (one sentence a call)."""
-  t = translator_lib.Translator.from_checkpoint(model_dir)
-  return type(t)(t.model, t.params, dataclasses.replace(t.options, batch_size=1),
-                 decode_config=t.decode_config)
 
 
 def markdown(report: Mapping[str, Any]) -> str:
@@ -81,18 +72,13 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
 
   calls: Dict[str, Callable[[str], Any]] = {}
   if args.teacher:
-    teacher = one_a_call(args.teacher)
+    teacher = latency.one_a_call(args.teacher)
     calls["ar_greedy"] = lambda s: teacher.translate([s], {"decode_method": "greedy"})
-  student = one_a_call(args.student)
+  student = latency.one_a_call(args.student)
   for name, params in settings(args.iterations, args.candidates).items():
     calls[name] = lambda s, params=params: student.translate([s], params)
-  load = timing.load_average()
-  results = timing.interleaved_latency_ms(calls, sources, args.repeats)
-  report = {"command": " ".join(["python -m benchmarks.prune_speed",
-                                 *(sys.argv[1:] if argv is None else argv)]),
-            "date": timing.now(), "machine": timing.machine(),
-            "load_average": [load, timing.load_average()], "sentences": len(sources),
-            "repeats": args.repeats, "results": results}
+  report = latency.interleaved_report("benchmarks.prune_speed", argv, calls, sources,
+                                      args.repeats)
   reporting.write_report(args.output, "prune_speed", report, markdown(report))
   return 0
 
