@@ -234,3 +234,24 @@ def test_blank_penalty_lowers_the_blank_on_an_aligned_canvas_only():
   np.testing.assert_array_equal(tokens, choose(False, 0.0)[0])
   with pytest.raises(ValueError, match="blank_penalty"):
     decoding.PadirDecodeConfig(blank_penalty=float("nan"))
+  with pytest.raises(ValueError, match="blank_penalty_decay"):
+    decoding.PadirDecodeConfig(blank_penalty_decay=1.5)
+
+
+def test_blank_penalty_decay_scales_the_penalty_per_pass():
+  """The blank leads piece 5 by 0.5: a penalty of 1 turns it to piece 5 at pass 0; with decay
+  0.25 the pass-1 penalty (0.25) leaves the blank, with decay 1 it does not."""
+  logits = jnp.full((1, 2, ST.vocab_size), -10.0)
+  logits = logits.at[0, 0, BLANK].set(1.5).at[0, 0, 5].set(1.0).at[0, 1, EOS_ID].set(0.0)
+  initial = jnp.array([[ST.mask_id, EOS_ID]])
+
+  def choose(decay, iteration):
+    config = decoding.RefinementConfig.of(
+        decoding.RefinementScheme(aligned=True),
+        decoding.PadirDecodeConfig(blank_penalty=1.0, blank_penalty_decay=decay))
+    return int(decoding.choose_tokens(logits, None, config, ST, initial,
+                                      jnp.asarray(iteration))[0][0, 0])
+
+  assert choose(0.25, 0) == 5 and choose(0.0, 0) == 5
+  assert choose(0.25, 1) == BLANK and choose(0.0, 1) == BLANK
+  assert choose(1.0, 1) == 5

@@ -133,7 +133,8 @@ def choose_tokens(logits: Array,
                   rng: Optional[Array],
                   config: "RefinementConfig",
                   special_tokens: SpecialTokens,
-                  initial_tokens: Optional[Array] = None) -> Tuple[Array, Array]:
+                  initial_tokens: Optional[Array] = None,
+                  iteration: Optional[Array] = None) -> Tuple[Array, Array]:
   """Chooses a token per position: argmax, or temperature / top-k / top-p sampling.
 
   Only real pieces other than PAD, EOS and BOS are chosen (never a [MASK], a [LENGTH] or a
@@ -143,17 +144,22 @@ def choose_tokens(logits: Array,
   Args:
     logits: [N, T, V].
     rng: PRNG key (used when config.decode.temperature > 0).
-    config: `decode.temperature`, `.top_k`, `.top_p`, `.blank_penalty` (aligned schemes).
+    config: `decode.temperature`, `.top_k`, `.top_p`, `.blank_penalty` and
+      `.blank_penalty_decay` (aligned schemes).
     special_tokens: the id layout.
     initial_tokens: [N, T] optional; where it holds EOS or PAD the output keeps them (EOS at
       length - 1, PAD after), so predictions at padding are never used.
+    iteration: [] int, the 0-based refinement pass (the blank penalty's decay; None: 0).
 
   Returns:
     tokens [N, T] int32 and token_log_probs [N, T] float32, the log-probs of the returned tokens
     under the model's distribution over real pieces but PAD and BOS (0 at PAD).
   """
   if config.scheme.aligned and config.decode.blank_penalty:
-    logits = logits - config.decode.blank_penalty * (
+    penalty = config.decode.blank_penalty
+    if iteration is not None and config.decode.blank_penalty_decay != 1.0:
+      penalty = penalty * jnp.power(config.decode.blank_penalty_decay, iteration)
+    logits = logits - penalty * (
         jnp.arange(logits.shape[-1]) == special_tokens.blank_id).astype(logits.dtype)
   if config.decode.temperature == 0:
     return _argmax_tokens(logits, special_tokens, initial_tokens, config.scheme.aligned)

@@ -158,6 +158,10 @@ class PadirDecodeConfig:
       token choice (the chosen tokens' log-probs are then under that shifted distribution): a
       length control for CTC decoding, > 0 gives longer outputs. 0 (the default) leaves the
       logits as they are; a scheme without an aligned canvas ignores it.
+    blank_penalty_decay: the penalty at pass t (0-based) is `blank_penalty * decay ** t`: 1 (the
+      default) applies it in every pass, 0 in the first only. A later pass re-predicts the
+      least confident canvas positions, and the full penalty there lengthens the output again
+      (BENCHMARKS.md).
     max_decode_length: not a field (the refinement loop never read it): accepted, as None, from
       configs recorded when it was one. The canvas length T is the batch's decoder length (a
       predict call may give it as `decoder_params['max_decode_length']`).
@@ -179,6 +183,7 @@ class PadirDecodeConfig:
   masked_logits_only: bool = False
   keep_candidates_after_first_pass: Optional[int] = None
   blank_penalty: float = 0.0
+  blank_penalty_decay: float = 1.0
   max_decode_length: dataclasses.InitVar[Optional[int]] = None
 
   def __post_init__(self, max_decode_length: Optional[int] = None):
@@ -206,6 +211,8 @@ class PadirDecodeConfig:
       raise ValueError(f"num_canvas_sizes={self.num_canvas_sizes} must be >= 1")
     if not math.isfinite(self.blank_penalty):
       raise ValueError(f"blank_penalty={self.blank_penalty} must be a finite number")
+    if not 0.0 <= self.blank_penalty_decay <= 1.0:
+      raise ValueError(f"blank_penalty_decay={self.blank_penalty_decay} must be in [0, 1]")
     if (self.keep_candidates_after_first_pass is not None
         and self.keep_candidates_after_first_pass < 1):
       raise ValueError(f"keep_candidates_after_first_pass="

@@ -55,7 +55,7 @@ def score_candidates(tokens: Array, token_log_probs: Array, config: RefinementCo
 
 def _choose_at_masked(logits_fn: LogitsFn, inputs: Array, count: int, rng: Array,
                       config: RefinementConfig, special_tokens: SpecialTokens,
-                      initial_tokens: Array) -> Tuple[Array, Array]:
+                      initial_tokens: Array, iteration: Array) -> Tuple[Array, Array]:
   """`choose_tokens` on the logits of the masked positions and EOS only.
 
   The positions still holding their initial token (PAD aside) are gathered first and the pass
@@ -69,7 +69,8 @@ def _choose_at_masked(logits_fn: LogitsFn, inputs: Array, count: int, rng: Array
   positions = _front_order(projected)[:, :count]
   logits, _ = logits_fn(inputs, positions)
   tokens, token_log_probs = choose_tokens(
-      logits, rng, config, special_tokens, jnp.take_along_axis(initial_tokens, positions, axis=-1))
+      logits, rng, config, special_tokens, jnp.take_along_axis(initial_tokens, positions, axis=-1),
+      iteration)
   at = (jnp.arange(rows)[:, None], positions)
   tokens = jnp.zeros((rows, length), jnp.int32).at[at].set(tokens)
   token_log_probs = jnp.zeros((rows, length), jnp.float32).at[at].set(token_log_probs)
@@ -142,11 +143,12 @@ def refinement_step(logits_fn: LogitsFn,
   """
   if count is None:
     logits, accept_logits = logits_fn(inputs)
-    tokens, token_log_probs = choose_tokens(logits, rng, config, special_tokens, initial_tokens)
+    tokens, token_log_probs = choose_tokens(logits, rng, config, special_tokens, initial_tokens,
+                                            iteration)
   else:
     logits = accept_logits = None
     tokens, token_log_probs = _choose_at_masked(logits_fn, inputs, count, rng, config,
-                                                special_tokens, initial_tokens)
+                                                special_tokens, initial_tokens, iteration)
   if config.scheme.keep_visible:
     tokens, token_log_probs = keep_visible_tokens(tokens, token_log_probs, inputs,
                                                   input_log_probs, initial_tokens)
