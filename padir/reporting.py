@@ -95,11 +95,11 @@ def systems(teacher_dir: str, student_dirs: Mapping[str, str],
              {**(padir_decoder_params or {}), "num_decode_iterations": k})
 
 
-def evaluate(sources: Sequence[str], references: Sequence[str], teacher_dir: str,
-             student_dirs: Mapping[str, str], *, hypotheses_dir: str,
-             num_latency_sentences: int,
-             length_buckets: Optional[Sequence[int]] = None,
-             padir_decoder_params: Optional[Mapping[str, Any]] = None) -> List[Dict[str, Any]]:
+def evaluate_systems(sources: Sequence[str], references: Sequence[str], teacher_dir: str,
+                     student_dirs: Mapping[str, str], *, hypotheses_dir: str,
+                     num_latency_sentences: int,
+                     length_buckets: Optional[Sequence[int]] = None,
+                     padir_decoder_params: Optional[Mapping[str, Any]] = None) -> List[Dict[str, Any]]:
   """Every system (`systems`) on one test set, one after the other in this process; writes
   `hypotheses_dir/SYSTEM.txt`. Returns the rows of results.json's `systems`."""
   # pylint: disable-next=g-import-not-at-top,redefined-outer-name
@@ -321,10 +321,10 @@ def evaluate_and_report(output_dir: str, teacher_dir: str, student_dirs: Mapping
   started (None: its last); `padir_decoder_params`: decoding options of every student."""
   sources, references = task_texts(task, split)
   load_start = timing.load_average()
-  rows = evaluate(sources, references, teacher_dir, student_dirs,
-                  hypotheses_dir=os.path.join(output_dir, "hypotheses"),
-                  num_latency_sentences=num_latency_sentences, length_buckets=length_buckets,
-                  padir_decoder_params=padir_decoder_params)
+  rows = evaluate_systems(sources, references, teacher_dir, student_dirs,
+                          hypotheses_dir=os.path.join(output_dir, "hypotheses"),
+                          num_latency_sentences=num_latency_sentences,
+                          length_buckets=length_buckets, padir_decoder_params=padir_decoder_params)
   results = {
       "title": title, "command": command, **(extra or {}),
       "date": timing.now(),
