@@ -9,7 +9,8 @@ with glancing on the best alignment of the reference to the model's own first pa
 2021, "Fully Non-autoregressive Neural Machine Translation").
 
 - `initial_canvas`: the decoder input before the first pass, [B, W].
-- `ctc_labels`, `ctc_loss`: optax's CTC loss over the canvas.
+- `ctc_labels`, `ctc_loss`: optax's CTC loss over the canvas; `pin_revealed`: the Imputer's
+  variant, the sum restricted to the alignments that agree with the canvas's revealed tokens.
 - `best_alignment`: the Viterbi alignment of the reference to the canvas's log-probs.
 - `CTCModel`: T5X's model interface (a `models.PadirModel` with another canvas and loss).
 """
@@ -96,6 +97,16 @@ def ctc_loss(logits: Array, canvas_paddings: Array, labels: Array, label_padding
                         blank_id=blank_id)
 
 
+def pin_revealed(logits: Array, inputs: Array, revealed: Array) -> Array:
+  """Logits [B, W, V] whose CTC loss sums only the alignments that hold `inputs` [B, W] where
+  `revealed` [B, W] is True (the Imputer's loss, Saharia et al. 2020): a revealed position's
+  logits become 0 at its input token and -1e9 elsewhere, so after the loss's log-softmax that
+  token has probability 1 there (the revealed positions are given, not predicted; no gradient
+  reaches their logits)."""
+  pinned = jnp.where(jax.nn.one_hot(inputs, logits.shape[-1], dtype=bool), 0.0, -1e9)
+  return jnp.where(revealed[..., None], pinned.astype(logits.dtype), logits)
+
+
 def best_alignment(log_probs: Array, canvas_paddings: Array, labels: Array,
                    label_paddings: Array, blank_id: int, pad_id: int = 0) -> Array:
   """The most probable CTC alignment of each row's labels (Viterbi over the extended labels
@@ -169,7 +180,10 @@ class CTCModel(models.PadirModel):
   glanced (Fully-NAT: `glancing_ratio` x the positions where the first pass disagrees with the
   alignment are revealed, at random, so the share falls as the model improves); the other rows
   get a uniformly random share of it revealed (the Imputer's masked alignments), which trains
-  the later refinement passes. With `glancing_ratio` 0 every row gets the random share.
+  the later refinement passes. With `glancing_ratio` 0 every row gets the random share. With
+  `pin_revealed_tokens` the loss sums only the alignments that keep the revealed tokens where
+  they are (the Imputer's loss), as refinement keeps the canvas's visible tokens; without it,
+  every alignment of the reference counts.
   Rows whose canvas cannot hold the reference (more pieces, plus a blank between repeats, than
   positions) are left out of the loss; `feasible` reports their share.
 
@@ -182,7 +196,7 @@ class CTCModel(models.PadirModel):
       `models.BaseModel`'s (label smoothing and z-loss do not apply to the CTC loss).
     upsample: canvas positions per source piece (2-3).
     canvas_input: the initial canvas, 'source' (the upsampled source pieces) or 'mask'.
-    glancing_ratio, glancing_fraction: as above.
+    glancing_ratio, glancing_fraction, pin_revealed_tokens: as above.
     rejecter, rejecter_k, rejecter_fraction: which canvas positions a refinement pass re-masks
       (`decoding.RefinementScheme`; re-masked positions get their initial token back, the others
       keep theirs: the Imputer's update). The default, the least confident quarter of the canvas
@@ -202,6 +216,7 @@ class CTCModel(models.PadirModel):
                canvas_input: str = "source",
                glancing_ratio: float = 0.5,
                glancing_fraction: float = 0.5,
+               pin_revealed_tokens: bool = False,
                rejecter: str = "constant_fraction",
                rejecter_k: int = 1,
                rejecter_fraction: float = 0.25,
@@ -229,6 +244,7 @@ class CTCModel(models.PadirModel):
     # Glancing is this model's own (`loss_fn`), not `PadirModel`'s training recipe.
     self.glancing_ratio = glancing_ratio
     self.glancing_fraction = glancing_fraction
+    self.pin_revealed_tokens = pin_revealed_tokens
     _ = self.special_tokens.blank_id  # Fails early when the vocabulary has no row for it.
 
   def _network_overrides(self) -> Dict[str, Any]:
@@ -291,6 +307,8 @@ class CTCModel(models.PadirModel):
     inputs, revealed = decoding.glance(alignment, jnp.where(glanced[:, None], first, canvas),
                                        canvas, ratio, glance_rng, special)
     logits, _ = self._decode_pass(params, encoder_tokens, cross_kv, inputs, pass_rng)
+    if self.pin_revealed_tokens:
+      logits = pin_revealed(logits, inputs, revealed & real)
     per_row = self._canvas_loss(logits, canvas, labels, label_paddings)
     weight = ok.astype(jnp.float32)
     tokens = jnp.sum(label_paddings == 0, axis=-1).astype(jnp.float32)

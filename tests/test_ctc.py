@@ -64,6 +64,30 @@ def test_ctc_loss_is_minus_log_of_the_summed_alignment_probabilities():
     np.testing.assert_allclose(loss[row], expected, rtol=1e-4)
 
 
+def test_pinned_ctc_loss_sums_only_the_alignments_that_keep_the_revealed_tokens():
+  """Labels [5, 6, 5] on 5 positions, 6 revealed at position 2 and a blank at position 4: the
+  loss is -log of the summed probabilities, over the free positions only, of the alignments
+  holding those two tokens there."""
+  vocab, width = 40, 5
+  log_probs = _random_log_probs(3, 1, width, vocab)
+  labels = np.array([[5, 6, 5]], np.int32)
+  inputs = np.array([[ST.mask_id, ST.mask_id, 6, ST.mask_id, BLANK]], np.int32)
+  revealed = np.array([[False, False, True, False, True]])
+  pinned = ctc.pin_revealed(log_probs, inputs, revealed)
+  loss = float(ctc.ctc_loss(pinned, np.zeros((1, width), np.float32), labels,
+                            np.zeros((1, 3), np.float32), BLANK)[0])
+  paths = [p for p in _alignments([5, 6, 5], width, [5, 6, BLANK]) if p[2] == 6 and p[4] == BLANK]
+  assert paths and len(paths) < len(_alignments([5, 6, 5], width, [5, 6, BLANK]))
+  free = [0, 1, 3]
+  expected = -np.logaddexp.reduce(
+      [sum(float(log_probs[0, t, p[t]]) for t in free) for p in paths])
+  np.testing.assert_allclose(loss, expected, rtol=1e-4)
+  # No gradient reaches a revealed position's logits.
+  grads = jax.grad(lambda x: ctc.ctc_loss(ctc.pin_revealed(x, inputs, revealed), np.zeros(
+      (1, width), np.float32), labels, np.zeros((1, 3), np.float32), BLANK)[0])(log_probs)
+  assert np.all(np.asarray(grads)[0, [2, 4]] == 0) and np.any(np.asarray(grads)[0, 0] != 0)
+
+
 def test_feasible_counts_a_blank_between_repeats():
   labels = np.array([[5, 5, 6], [5, 6, 7], [5, 5, 5]], np.int32)
   paddings = np.zeros(labels.shape, np.float32)
@@ -196,6 +220,19 @@ def test_glancing_reveals_less_as_the_first_pass_improves(copy_model):
   _, _, _, first, last = copy_model
   assert float(last["glancing_revealed"]) < float(first["glancing_revealed"])
   assert float(last["accuracy"]) > 0.95 and float(last["sequence_accuracy"]) > 0.95
+
+
+def test_the_pinned_loss_trains_the_refinement_passes():
+  """With `pin_revealed_tokens` the glanced and randomly revealed rows' loss leaves their
+  revealed positions out: lower than the full loss on the same batch, and it trains."""
+  batch = _copy_data()
+  pinned = ctc.CTCModel(_network(), special_tokens=ST, glancing_ratio=0.5, glancing_fraction=0.5,
+                        pin_revealed_tokens=True)
+  params, first, last = _train(pinned, batch, 60)
+  assert np.isfinite(float(last["loss"])) and last["loss"] < 0.5 * first["loss"]
+  full = ctc.CTCModel(_network(), special_tokens=ST, glancing_ratio=0.5, glancing_fraction=0.5)
+  rng = jax.random.PRNGKey(7)
+  assert float(pinned.loss_fn(params, batch, rng)[0]) < float(full.loss_fn(params, batch, rng)[0])
 
 
 def test_model_options_are_checked():
