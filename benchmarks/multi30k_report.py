@@ -36,6 +36,8 @@ def main(argv: Sequence[str]) -> int:
   parser.add_argument("--padir_decoder_params", type=json.loads, default=None,
                       help="JSON decoding options of every student, e.g. "
                       "'{\"top_k_lengths\": 5}' (RefinementConfig fields)")
+  parser.add_argument("--iterations", default=",".join(map(str, reporting.ITERATIONS)),
+                      help="the students' numbers of passes, comma-separated")
   parser.add_argument("--output", default=None, help="default: ROOT/results")
   args = parser.parse_args(argv)
   metrics_lib.log_to_stderr()
@@ -53,7 +55,8 @@ def main(argv: Sequence[str]) -> int:
       output, os.path.join(args.root, "teacher"), students, args.task, args.split,
       command=" ".join(["python -m benchmarks.multi30k_report", *map(shlex.quote, argv)]),
       title=f"{args.task} {args.split}", num_latency_sentences=args.latency_sentences,
-      padir_decoder_params=args.padir_decoder_params)
+      padir_decoder_params=args.padir_decoder_params,
+      iterations=[int(k) for k in args.iterations.split(",")])
   print(reporting.systems_markdown(results))
   return 0
 

@@ -84,13 +84,14 @@ def measure(translator: "translator_lib.Translator", sources: Sequence[str],
 
 
 def systems(teacher_dir: str, student_dirs: Mapping[str, str],
-            padir_decoder_params: Optional[Mapping[str, Any]] = None):
-  """(name, model, iterations, model dir, decoder_params) of every evaluated system;
-  `padir_decoder_params` are added to every student's."""
+            padir_decoder_params: Optional[Mapping[str, Any]] = None,
+            iterations: Sequence[int] = ITERATIONS):
+  """(name, model, iterations, model dir, decoder_params) of every evaluated system, each
+  student at each of `iterations`; `padir_decoder_params` are added to every student's."""
   yield "ar_greedy", "ar", None, teacher_dir, {"decode_method": "greedy"}
   yield "ar_beam4", "ar", None, teacher_dir, {"decode_method": "beam", "beam_size": 4}
   for data_name, model_dir in student_dirs.items():
-    for k in ITERATIONS:
+    for k in iterations:
       yield (f"padir_{data_name}@{k}", "padir", k, model_dir,
              {**(padir_decoder_params or {}), "num_decode_iterations": k})
 
@@ -99,7 +100,8 @@ def evaluate_systems(sources: Sequence[str], references: Sequence[str], teacher_
                      student_dirs: Mapping[str, str], *, hypotheses_dir: str,
                      num_latency_sentences: int,
                      length_buckets: Optional[Sequence[int]] = None,
-                     padir_decoder_params: Optional[Mapping[str, Any]] = None) -> List[Dict[str, Any]]:
+                     padir_decoder_params: Optional[Mapping[str, Any]] = None,
+                     iterations: Sequence[int] = ITERATIONS) -> List[Dict[str, Any]]:
   """Every system (`systems`) on one test set, one after the other in this process; writes
   `hypotheses_dir/SYSTEM.txt`. Returns the rows of results.json's `systems`."""
   # pylint: disable-next=g-import-not-at-top,redefined-outer-name
@@ -109,15 +111,15 @@ def evaluate_systems(sources: Sequence[str], references: Sequence[str], teacher_
     options.append(f"TranslatorOptions.length_buckets = {tuple(length_buckets)}")
   translators: Dict[str, "translator_lib.Translator"] = {}
   rows = []
-  for name, model, iterations, model_dir, decoder_params in systems(teacher_dir, student_dirs,
-                                                                   padir_decoder_params):
+  for name, model, k, model_dir, decoder_params in systems(teacher_dir, student_dirs,
+                                                          padir_decoder_params, iterations):
     if model_dir not in translators:
       translators[model_dir] = translator_lib.Translator.from_checkpoint(
           model_dir, gin_bindings=options)
     metrics, hypotheses = measure(translators[model_dir], sources, references, decoder_params,
                                   num_latency_sentences)
     translator_lib.write_lines(os.path.join(hypotheses_dir, f"{name}.txt"), hypotheses)
-    rows.append({"name": name, "model": model, "iterations": iterations, **metrics})
+    rows.append({"name": name, "model": model, "iterations": k, **metrics})
     logger.info("%-20s BLEU %6.2f  chrF %6.2f  stutter %.4f  batch-1 %8.1f ms  batch-64 %7.1f "
                 "sentences/s", name, metrics["bleu"], metrics["chrf"], metrics["stutter_rate"],
                 metrics["latency_ms_batch1"], metrics["sentences_per_s_batch64"])
@@ -139,15 +141,16 @@ def checks(rows: Sequence[Mapping[str, Any]]) -> Dict[str, Any]:
   reader's call): every field present; the best student BLEU among the points faster than AR
   greedy at batch 1, and its difference to AR greedy; the distilled student's difference to AR
   greedy at one pass; whether the distilled student is at least as good as the raw one at every
-  K; the students' mean BLEU at each K (ITERATIONS)."""
+  K; the students' mean BLEU at each K evaluated."""
   bleu = {row["name"]: row["bleu"] for row in rows}
+  ks = sorted({row["iterations"] for row in rows if row["model"] != "ar"})
   greedy_ms = next(row["latency_ms_batch1"] for row in rows if row["name"] == "ar_greedy")
   # Every student evaluated ("raw", "distilled", or any name a benchmark gave): padir_{name}@K.
   students = sorted({row["name"][len("padir_"):].rsplit("@", 1)[0] for row in rows
                      if row["model"] != "ar"})
   mean_by_k = ([statistics.fmean([bleu[f"padir_{d}@{k}"] for d in students])
-                for k in ITERATIONS] if students else None)
-  distilled = ({k: bleu[f"padir_distilled@{k}"] for k in ITERATIONS}
+                for k in ks] if students else None)
+  distilled = ({k: bleu[f"padir_distilled@{k}"] for k in ks}
                if "distilled" in students else None)
   fast = [row for row in rows if row["model"] != "ar" and row["latency_ms_batch1"] < greedy_ms]
   best = max(fast, key=lambda row: row["bleu"], default=None)
@@ -159,7 +162,7 @@ def checks(rows: Sequence[Mapping[str, Any]]) -> Dict[str, Any]:
       "best_fast_point_minus_ar_greedy": gap,
       "distilled_at_1_minus_ar_greedy": (None if distilled is None
                                          else distilled[1] - bleu["ar_greedy"]),
-      "distilled_at_least_raw": (all(distilled[k] >= bleu[f"padir_raw@{k}"] for k in ITERATIONS)
+      "distilled_at_least_raw": (all(distilled[k] >= bleu[f"padir_raw@{k}"] for k in ks)
                                  if distilled is not None and "raw" in students else None),
       "students_mean_bleu_by_iterations": mean_by_k,
   }
@@ -221,7 +224,9 @@ def systems_markdown(results: Mapping[str, Any]) -> str:
                                              else f"{c['distilled_at_1_minus_ar_greedy']:+.2f} BLEU"),
       f"- distilled student at least as good as the raw-data one at every K: "
       f"{_yes(c['distilled_at_least_raw'])}",
-      f"- students' mean BLEU at K = {', '.join(map(str, ITERATIONS))}: {mean}",
+      f"- students' mean BLEU at K = "
+      f"{', '.join(str(k) for k in sorted({r['iterations'] for r in rows if r['model'] != 'ar'}))}"
+      f": {mean}",
   ]
   return "\n".join(lines) + "\n"
 
@@ -313,18 +318,20 @@ def evaluate_and_report(output_dir: str, teacher_dir: str, student_dirs: Mapping
                         extra: Optional[Mapping[str, Any]] = None,
                         before_writing: Optional[Callable[[Dict[str, Any]], Any]] = None,
                         student_init_step: Optional[int] = None,
-                        padir_decoder_params: Optional[Mapping[str, Any]] = None
-                        ) -> Dict[str, Any]:
+                        padir_decoder_params: Optional[Mapping[str, Any]] = None,
+                        iterations: Sequence[int] = ITERATIONS) -> Dict[str, Any]:
   """Evaluates every system on `task`/`split` and writes `output_dir`/{results.json, results.md,
   tradeoff.png, learning_curves.png, hypotheses/} (the demo's last stage;
   benchmarks/multi30k.py's too). `student_init_step`: the teacher's step where the students
-  started (None: its last); `padir_decoder_params`: decoding options of every student."""
+  started (None: its last); `padir_decoder_params`: decoding options of every student;
+  `iterations`: the students' numbers of passes."""
   sources, references = task_texts(task, split)
   load_start = timing.load_average()
   rows = evaluate_systems(sources, references, teacher_dir, student_dirs,
                           hypotheses_dir=os.path.join(output_dir, "hypotheses"),
                           num_latency_sentences=num_latency_sentences,
-                          length_buckets=length_buckets, padir_decoder_params=padir_decoder_params)
+                          length_buckets=length_buckets, padir_decoder_params=padir_decoder_params,
+                          iterations=iterations)
   results = {
       "title": title, "command": command, **(extra or {}),
       "date": timing.now(),

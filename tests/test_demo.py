@@ -144,7 +144,8 @@ def test_student_ablation_on_the_demo(demo_run, tmp_path):
 def test_checks_with_and_without_the_raw_student():
   def rows(bleu, latency):
     return [{"name": name, "model": "ar" if name.startswith("ar") else "padir",
-             "iterations": None, "bleu": b, "chrf": 1.0, "stutter_rate": 0.0,
+             "iterations": None if name.startswith("ar") else int(name.rsplit("@", 1)[1]),
+             "bleu": b, "chrf": 1.0, "stutter_rate": 0.0,
              "latency_ms_batch1": latency.get(name, 1.0), "sentences_per_s_batch64": 1.0}
             for name, b in bleu.items()]
 
@@ -173,6 +174,9 @@ def test_checks_with_and_without_the_raw_student():
   assert named["students_mean_bleu_by_iterations"] == [21.0, 22.0, 24.0, 28.0]
   assert named["distilled_at_1_minus_ar_greedy"] is None and named["distilled_at_least_raw"] is None
   assert named["best_fast_point"] == "padir_ctc45@1"
+  # Students evaluated at some K only (multi30k_report --iterations 1,2).
+  some = {name: b for name, b in other.items() if not name.endswith(("@4", "@8"))}
+  assert reporting.checks(rows(some, {}))["students_mean_bleu_by_iterations"] == [21.0, 22.0]
 
 
 def test_the_students_are_aligned_canvas_models(demo_run):
