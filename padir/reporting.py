@@ -262,11 +262,16 @@ def tradeoff_plot(rows: Sequence[Mapping[str, Any]], path: str, title: str = "pa
 def training_curve(model_dir: str) -> Dict[str, List[float]]:
   """A run's curves from its metrics.jsonl: `steps`, `minutes` (of training, summed from each
   train log row's steps/s) and `accuracy` of its train rows; `validation_minutes` and
-  `validation_accuracy` of its validation rows (placed at the minutes of their step)."""
-  with open(os.path.join(model_dir, "metrics.jsonl"), encoding="utf-8") as f:
-    rows = [json.loads(line) for line in f if line.strip()]
+  `validation_accuracy` of its validation rows (placed at the minutes of their step). Empty
+  curves for a dir without a training log (e.g. one made to hold a single checkpoint)."""
   curve = {"steps": [], "minutes": [], "accuracy": [], "validation_minutes": [],
            "validation_accuracy": []}
+  path = os.path.join(model_dir, "metrics.jsonl")
+  if not os.path.isfile(path):
+    logger.warning("%s: no training log, so no learning curve", path)
+    return curve
+  with open(path, encoding="utf-8") as f:
+    rows = [json.loads(line) for line in f if line.strip()]
   minutes, step = 0.0, 0
   for row in rows:
     if row.get("split") == "train" and row.get("steps_per_second"):
@@ -342,11 +347,12 @@ def evaluate_and_report(output_dir: str, teacher_dir: str, student_dirs: Mapping
       "latency_sentences": min(num_latency_sentences, len(sources)), "systems": rows,
       "checks": checks(rows),
   }
+  if before_writing is not None:
+    before_writing(results)
+  # The measurements first: a failing plot must not lose them.
+  files.write_text(os.path.join(output_dir, RESULTS_MD), systems_markdown(results))
+  files.write_json(os.path.join(output_dir, RESULTS_JSON), results)
   tradeoff_plot(rows, os.path.join(output_dir, TRADEOFF_PNG), title)
   learning_curves_plot(teacher_dir, student_dirs, os.path.join(output_dir, LEARNING_CURVES_PNG),
                        student_init_step, title)
-  if before_writing is not None:
-    before_writing(results)
-  files.write_text(os.path.join(output_dir, RESULTS_MD), systems_markdown(results))
-  files.write_json(os.path.join(output_dir, RESULTS_JSON), results)
   return results

@@ -193,3 +193,10 @@ def test_demo_size_checks_the_students_start():
     dataclasses.replace(size, student_init_step=size.teacher_steps + 1)
   with pytest.raises(ValueError, match="student_steps"):
     dataclasses.replace(size, student_steps=0)
+
+
+def test_a_model_dir_without_a_training_log_has_empty_curves(tmp_path):
+  """A dir made to hold one checkpoint of a run (benchmarks name one student per step) has no
+  metrics.jsonl: its learning curve is empty instead of failing the report after evaluating."""
+  curve = reporting.training_curve(str(tmp_path))
+  assert curve and all(values == [] for values in curve.values())
