@@ -176,7 +176,9 @@ def test_checks_with_and_without_the_raw_student():
   assert named["best_fast_point"] == "padir_ctc45@1"
   # Students evaluated at some K only (multi30k_report --iterations 1,2).
   some = {name: b for name, b in other.items() if not name.endswith(("@4", "@8"))}
-  assert reporting.checks(rows(some, {}))["students_mean_bleu_by_iterations"] == [21.0, 22.0]
+  some_checks = reporting.checks(rows(some, {}))
+  assert some_checks["students_mean_bleu_by_iterations"] == [21.0, 22.0]
+  assert some_checks["students_iterations"] == [1, 2]
 
 
 def test_the_students_are_aligned_canvas_models(demo_run):
