@@ -406,8 +406,8 @@ def part_decode(args: argparse.Namespace, size: str, dtype: str,
 def train_batches(kind: str, special_tokens, rows: int, length: int, count: int,
                   seed: int = 0) -> List[Dict[str, np.ndarray]]:
   """`count` synthetic batches of full rows (every token real, EOS last): AR batches are shifted
-  right; PaDIR's decoder inputs have half their tokens (EOS never) replaced by random pieces
-  (the 'random' scheme's noise), loss on the noised tokens and EOS."""
+  right; PaDIR's decoder inputs have half their tokens (EOS never) marked [MASK] (the model
+  fills them with its initial decoder input), loss on the marked tokens and EOS."""
   from padir import models  # pylint: disable=g-import-not-at-top
   rng = np.random.RandomState(seed)
   out = []
@@ -422,8 +422,7 @@ def train_batches(kind: str, special_tokens, rows: int, length: int, count: int,
     else:
       noised = rng.rand(rows, length) < 0.5
       noised[:, -1] = False
-      random_pieces = rng.randint(4, special_tokens.num_pieces, size=(rows, length))
-      batch["decoder_input_tokens"] = np.where(noised, random_pieces, tgt).astype(np.int32)
+      batch["decoder_input_tokens"] = np.where(noised, special_tokens.mask_id, tgt).astype(np.int32)
       weights = noised.copy()
       weights[:, -1] = True
       batch["decoder_loss_weights"] = weights.astype(np.float32)

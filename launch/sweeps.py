@@ -9,7 +9,7 @@ Python, the experiment itself as gin):
       name="builtin_decoder_input",
       gin_files=["models/padir_tiny.gin", "runs/train.gin", "tasks/builtin.gin",
                  "sweeps/builtin_base.gin"],
-      train=sweep("DECODER_INPUT_SCHEME", ["random", "mask", "mask_range"]),
+      train=sweep("decoding.RefinementScheme.decoder_input_scheme", ["random", "mask", "mask_range"]),
       decode=sweep("decoding.PadirDecodeConfig.num_decode_iterations", [1, 2, 4, 8]),
       eval_task="builtin_padir")
 
@@ -86,7 +86,7 @@ def _label(value: Any) -> str:
 def _setting(name: str, value: Any, label: Optional[str] = None) -> Setting:
   if not isinstance(name, str) or not _NAME.match(name):
     raise SweepError(f"{name!r} is not a gin binding name (e.g. 'decoding.RefinementScheme.rejecter', "
-                     f"'DECODER_INPUT_SCHEME') nor {GIN_FILE!r}")
+                     f"'DROPOUT_RATE') nor {GIN_FILE!r}")
   return Setting(name, value, _label(value) if label is None else str(label))
 
 

@@ -19,7 +19,6 @@ from typing import Any, Callable, Dict, Mapping, Optional, Tuple
 import gin
 import jax
 import jax.numpy as jnp
-import numpy as np
 import optax
 from jax import lax
 
@@ -249,10 +248,6 @@ class CTCModel(models.PadirModel):
 
   def _network_overrides(self) -> Dict[str, Any]:
     return dict(decoder_causal=False, length_head=None, rejecter_head=False)
-
-  def check_train_batch(self, batch: Mapping[str, np.ndarray]) -> None:
-    """Nothing to check: the model builds its canvas from the source (the data pipeline's
-    decoder inputs are not read)."""
 
   def canvas(self, encoder_input_tokens: Array) -> Array:
     """The initial canvas of a batch's sources: [B, S] -> [B, upsample x (S - 1) + 1]."""

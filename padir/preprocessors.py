@@ -7,17 +7,17 @@ must never noise is in place. For each target position that is neither PAD nor E
   1. the position is noised with probability `ratio`, drawn per example: uniform on [0, 1]
      ("uniform", the default), a constant ("fixed") or Beta(a, b) ("beta");
   2. a noised token stays correct with `correct_prob`, becomes a random real piece with
-     `random_prob`, and otherwise becomes the scheme's initial token: `[MASK]` ("mask"),
-     `[MASK_i]` for position i ("mask_range") or a random real piece ("random") -- the token
-     the decoder starts from at inference.
+     `random_prob`, and otherwise becomes `[MASK]`: a mark, not the decoder's input. The model
+     fills the marked positions with its own initial decoder input, the one decoding starts
+     from (`decoding.initial_decoder_inputs` of its `RefinementScheme.decoder_input_scheme`:
+     `[MASK]`, `[MASK_i]` or random pieces), so the data pipeline never builds a canvas itself.
 
 Loss weights (1.0 where the loss is taken, else 0.0), from the noise indicators, never from id
 ranges: "all" (every non-pad target), "noise" (noised positions + EOS/BOS), "mask" (positions
-given the initial token + EOS/BOS).
+marked [MASK] + EOS/BOS).
 
-Features added: `targets_noised` (int32, the PaDIR decoder input, aligned with `targets`) and
-`targets_loss_weights` (float32). Gin binds the scheme at the edge, e.g.
-`padir_noise.init_scheme = %DECODER_INPUT_SCHEME`.
+Features added: `targets_noised` (int32, the PaDIR decoder input before the model fills its
+[MASK] marks, aligned with `targets`) and `targets_loss_weights` (float32).
 """
 import dataclasses
 from typing import Dict, Mapping, Optional
@@ -28,7 +28,6 @@ import tensorflow as tf
 
 from padir import special_tokens as special_tokens_lib
 
-INIT_SCHEMES = ("mask", "mask_range", "random")
 RATIO_DISTRIBUTIONS = ("uniform", "fixed", "beta")
 LOSS_WEIGHT_SCHEMES = ("all", "noise", "mask")
 NOISED_FEATURE = "targets_noised"
@@ -38,7 +37,6 @@ LOSS_WEIGHTS_FEATURE = "targets_loss_weights"
 @dataclasses.dataclass(frozen=True)
 class NoiseConfig:
   """Parameters of the target noise (see the module docstring); validated on construction."""
-  init_scheme: str = "mask"
   ratio_distribution: str = "uniform"
   fixed_ratio: float = 0.5
   beta_a: float = 1.0
@@ -48,8 +46,7 @@ class NoiseConfig:
   loss_weights: str = "noise"
 
   def __post_init__(self):
-    for value, allowed, name in ((self.init_scheme, INIT_SCHEMES, "init_scheme"),
-                                 (self.ratio_distribution, RATIO_DISTRIBUTIONS,
+    for value, allowed, name in ((self.ratio_distribution, RATIO_DISTRIBUTIONS,
                                   "ratio_distribution"),
                                  (self.loss_weights, LOSS_WEIGHT_SCHEMES, "loss_weights")):
       if value not in allowed:
@@ -81,23 +78,6 @@ def _random_pieces(shape, seed, special_tokens: special_tokens_lib.SpecialTokens
                                      maxval=special_tokens.num_pieces, dtype=tf.int32)
 
 
-def _initial_tokens(shape, seed, special_tokens: special_tokens_lib.SpecialTokens,
-                    scheme: str) -> tf.Tensor:
-  """The decoder's initial token at every position, as inference would start."""
-  if scheme == "mask":
-    return tf.fill(shape, tf.constant(special_tokens.mask_id, tf.int32))
-  if scheme == "random":
-    return _random_pieces(shape, seed, special_tokens)
-  length = shape[-1]
-  check = tf.debugging.assert_less_equal(
-      length, special_tokens.max_target_length,
-      message=f"mask_range noise: targets longer than max_target_length="
-              f"{special_tokens.max_target_length} have no [MASK_i] id")
-  with tf.control_dependencies([check]):
-    positions = tf.range(length, dtype=tf.int32)
-  return tf.broadcast_to(special_tokens.mask_range_id(positions), shape)
-
-
 def noise_targets(targets, seed, special_tokens: special_tokens_lib.SpecialTokens,
                   config: NoiseConfig = NoiseConfig()) -> Dict[str, tf.Tensor]:
   """Noises target ids the PaDIR way.
@@ -111,11 +91,12 @@ def noise_targets(targets, seed, special_tokens: special_tokens_lib.SpecialToken
   Returns:
     A dict of `[..., L]` tensors: `targets_noised` (int32), `targets_loss_weights` (float32),
     and the indicators they were made from, `noise_mask` (position noised) and `init_mask`
-    (position given the scheme's initial token); both bool, False on PAD, EOS and BOS.
+    (position marked [MASK], for the model's initial token); both bool, False on PAD, EOS and
+    BOS.
   """
   targets = tf.convert_to_tensor(targets, tf.int32)
   shape = tf.shape(targets)
-  seeds = tf.unstack(tf.random.experimental.stateless_split(seed, 5))
+  seeds = tf.unstack(tf.random.experimental.stateless_split(seed, 4))
   ratio = _sample_ratio(tf.concat([shape[:-1], [1]], axis=0), seeds[0], config)
   is_pad = tf.equal(targets, special_tokens.pad_id)
   is_boundary = (tf.equal(targets, special_tokens.eos_id) |
@@ -128,8 +109,7 @@ def noise_targets(targets, seed, special_tokens: special_tokens_lib.SpecialToken
   init_mask = noise_mask & ~keep & ~randomize
   noised = tf.where(noise_mask & randomize, _random_pieces(shape, seeds[3], special_tokens),
                     targets)
-  noised = tf.where(init_mask,
-                    _initial_tokens(shape, seeds[4], special_tokens, config.init_scheme), noised)
+  noised = tf.where(init_mask, special_tokens.mask_id, noised)
   if config.loss_weights == "all":
     weights = ~is_pad
   elif config.loss_weights == "noise":
@@ -149,7 +129,6 @@ def padir_noise(dataset: tf.data.Dataset,
                 sequence_length: Optional[Mapping[str, int]] = None,
                 output_features: Optional[Mapping[str, seqio.Feature]] = None,
                 *,
-                init_scheme: str = "mask",
                 ratio_distribution: str = "uniform",
                 fixed_ratio: float = 0.5,
                 beta_a: float = 1.0,
@@ -163,7 +142,7 @@ def padir_noise(dataset: tf.data.Dataset,
   `padir.vocab.PadirVocabulary` (it gives the special ids). Randomness comes from seqio's
   per-example seeds, so a dataset built with a seed is reproducible.
   """
-  config = NoiseConfig(init_scheme=init_scheme, ratio_distribution=ratio_distribution,
+  config = NoiseConfig(ratio_distribution=ratio_distribution,
                        fixed_ratio=fixed_ratio, beta_a=beta_a, beta_b=beta_b,
                        correct_prob=correct_prob, random_prob=random_prob,
                        loss_weights=loss_weights)

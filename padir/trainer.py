@@ -593,7 +593,7 @@ def train(*, model=gin.REQUIRED, model_dir: str = gin.REQUIRED,
   dataset = lambda skip: iter(train_dataset_fn(
       batch_size=batch_size, shard_id=shard_id, num_shards=num_shards, skip_batches=skip))
   batches = dataset(0)
-  first = _checked_first_batch(model, batches, local_rows)
+  first = _checked_first_batch(batches, local_rows)
   input_shapes, input_types = input_specs(first, batch_size)
   init_key, dropout_key = run_keys(seed, dropout_rng_impl)
 
@@ -633,16 +633,12 @@ def train(*, model=gin.REQUIRED, model_dir: str = gin.REQUIRED,
                     eval_every=eval_every, skip_nonfinite_steps=skip_nonfinite_steps)
 
 
-def _checked_first_batch(model, batches: Iterator[Batch], local_rows: int) -> Batch:
-  """The first training batch, checked (its rows and the model's own checks)."""
+def _checked_first_batch(batches: Iterator[Batch], local_rows: int) -> Batch:
+  """The first training batch, its rows checked."""
   first = next(batches, None)
   if first is None:
     raise TrainConfigError("the training dataset is empty")
   _check_local_batch(first, local_rows, "train_dataset_fn")
-  try:
-    getattr(model, "check_train_batch", lambda batch: None)(first)
-  except ValueError as e:
-    raise TrainConfigError(str(e)) from None
   return first
 
 

@@ -25,8 +25,9 @@ given gin files and bindings. Decode-time options are not the model's: they are 
 binding in a flag or a file overrides the run's default
 (`--gin.PadirDecodeConfig.num_decode_iterations=8`,
 `--gin.ARDecodeConfig.decode_method="'greedy'"`).
-A config.gin of an earlier version, which bound them as model arguments, is converted in memory
-when it is read (`upgrade_config`; the file is left as it is).
+A config.gin of an earlier version, which bound them as model arguments (or bound the data
+noise's removed `init_scheme`), is converted in memory when it is read (`upgrade_config`; the
+file is left as it is).
 """
 import dataclasses
 import logging
@@ -55,6 +56,9 @@ INFER_GIN_FILE = "runs/infer.gin"
 _MODEL_BINDING = re.compile(r"^(?:[\w.]+/)?models\.(ARModel|PadirModel)\.(\w+)\s*=\s*(.*)$")
 # The decode config class of each model class (the decode-time arguments they once had).
 _DECODE_CONFIGS = {"ARModel": decoding.ARDecodeConfig, "PadirModel": decoding.PadirDecodeConfig}
+# Bindings of parameters that no longer exist: the data noise's own initial tokens (the model
+# now fills the positions the noise marks with [MASK]).
+_REMOVED_BINDING = re.compile(r"^(?:[\w.]+/)?preprocessors\.padir_noise\.init_scheme\s*=")
 
 
 class CheckpointDirError(FileNotFoundError):
@@ -184,12 +188,18 @@ def upgrade_config(config_text: str) -> Tuple[str, List[str]]:
   Decode-time options were model arguments (`MODEL/models.PadirModel.num_decode_iterations = 4`,
   `MODEL/models.ARModel.decode_method = 'beam'`); they are now fields of the model's decode
   config (`decoding.PadirDecodeConfig.num_decode_iterations = 4`), named by the DECODE_CONFIG
-  macro. A config that defines DECODE_CONFIG is returned as it is.
+  macro (a config that defines it has none to move). Bindings of removed parameters
+  (`_REMOVED_BINDING`) are dropped and listed with the moved ones.
   """
+  lines = config_text.splitlines()
+  dropped = [line for line in lines if _REMOVED_BINDING.match(line)]
+  if dropped:
+    lines = [line for line in lines if not _REMOVED_BINDING.match(line)]
+    config_text = "\n".join(lines) + "\n"
   if re.search(r"^DECODE_CONFIG\s*=", config_text, re.M):
-    return config_text, []
+    return config_text, dropped
   kept, moved, model_class = [], [], None
-  for line in config_text.splitlines():
+  for line in lines:
     match = _MODEL_BINDING.match(line)
     if match:
       model_class = match.group(1)
@@ -199,13 +209,13 @@ def upgrade_config(config_text: str) -> Tuple[str, List[str]]:
         continue
     kept.append(line)
   if model_class is None:
-    return config_text, []
+    return config_text, dropped
   text = "\n".join(kept)
   header = "from __gin__ import dynamic_registration"
   if header in text:
     text = text.replace(header, header + "\nfrom padir import decoding", 1)
   name = _DECODE_CONFIGS[model_class].__name__
-  return "\n".join([text, f"DECODE_CONFIG = @decoding.{name}", *moved, ""]), moved
+  return "\n".join([text, f"DECODE_CONFIG = @decoding.{name}", *moved, ""]), dropped + moved
 
 
 def parse_run_config(model_dir: str, gin_files: Sequence[str] = (),
@@ -222,8 +232,8 @@ def parse_run_config(model_dir: str, gin_files: Sequence[str] = (),
     config_text, moved = upgrade_config(f.read())
   if moved:
     logger.warning("%s is of an earlier version: its decode-time model arguments are read as "
-                   "decode config bindings (%s); the file is left as it is", config_path,
-                   "; ".join(moved))
+                   "decode config bindings and bindings of removed parameters are dropped "
+                   "(%s); the file is left as it is", config_path, "; ".join(moved))
   gin.clear_config()
   try:
     gin.parse_config(config_text)

@@ -106,8 +106,7 @@ def _train_tiny(tmp_path_factory, corpus, kind: str) -> str:
       "optimizers.adamw.learning_rate = 0.003",
       "trainer.train.eval_dataset_fn = None",
       "trainer.train.log_every = 10",
-  ] + (["preprocessors.padir_noise.init_scheme = %DECODER_INPUT_SCHEME"]
-       if kind == "padir" else [])) + "\n")
+  ]) + "\n")
   model_dir = str(root / "model")
   rc = train_command.main([f"--gin_file=models/{kind}_tiny.gin", "--gin_file=runs/train.gin",
                            f"--gin_file={experiment}", f"--gin.TRAIN_STEPS={TINY_TRAIN_STEPS}",

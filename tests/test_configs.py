@@ -38,10 +38,8 @@ def test_experiment_parses_and_binds(run):
     for name, value in fields.items():
       assert getattr(config, name) == value, (name, getattr(config, name))
     if "padir" in files[0]:
-      # The data's noise starts from the model's decoder-input scheme.
-      assert str(gin.query_parameter("preprocessors.padir_noise.init_scheme")) == (
-          "%DECODER_INPUT_SCHEME")
-      assert gin.query_parameter("%DECODER_INPUT_SCHEME") == "mask_range"
+      assert gin.query_parameter(
+          "decoding.RefinementScheme.decoder_input_scheme") == "mask_range"
   finally:
     gin.clear_config()
 

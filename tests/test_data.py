@@ -77,25 +77,21 @@ def test_noise_ratio_is_drawn_per_example(distribution, mean):
     np.testing.assert_allclose(quartiles, 0.25, atol=0.04)
 
 
-def test_initial_token_schemes():
+def test_noised_positions_are_marked_for_the_model():
+  """Positions that start from scratch are [MASK], whatever the model's initial canvas: the
+  model fills them (`PadirModel.unrolled_stages`)."""
   targets = _random_targets(rows=200)
-  positions = np.broadcast_to(np.arange(targets.shape[1]), targets.shape)
-  out = _noise(targets, init_scheme="mask_range", correct_prob=0.0, random_prob=0.0)
+  out = _noise(targets, correct_prob=0.0, random_prob=0.0)
   init = out["init_mask"]
   np.testing.assert_array_equal(out["noise_mask"], init)
-  np.testing.assert_array_equal(out["targets_noised"][init],
-                                TOKENS.mask_range_start + positions[init])
-  out = _noise(targets, init_scheme="random", correct_prob=0.0, random_prob=0.0)
-  init = out["init_mask"]
-  assert init.any() and (out["targets_noised"][init] > 3).all()
-  assert (out["targets_noised"][init] < TOKENS.num_pieces).all()
+  assert init.any() and (out["targets_noised"][init] == TOKENS.mask_id).all()
+  assert (out["targets_noised"][~init] != TOKENS.mask_id).all()
 
 
 @pytest.mark.parametrize("scheme", ["all", "noise", "mask"])
-@pytest.mark.parametrize("init_scheme", ["mask", "random"])
-def test_loss_weights_select_exact_positions(scheme, init_scheme):
+def test_loss_weights_select_exact_positions(scheme):
   targets = _random_targets(rows=300)
-  out = _noise(targets, init_scheme=init_scheme, loss_weights=scheme, correct_prob=0.2,
+  out = _noise(targets, loss_weights=scheme, correct_prob=0.2,
                random_prob=0.2)
   is_eos = targets == TOKENS.eos_id
   expected = {"all": targets != TOKENS.pad_id,
@@ -110,8 +106,8 @@ def test_loss_weights_select_exact_positions(scheme, init_scheme):
 def test_noise_config_is_validated():
   with pytest.raises(ValueError, match="correct_prob"):
     preprocessors.NoiseConfig(correct_prob=0.7, random_prob=0.5)
-  with pytest.raises(ValueError, match="init_scheme"):
-    preprocessors.NoiseConfig(init_scheme="masks")
+  with pytest.raises(ValueError, match="loss_weights"):
+    preprocessors.NoiseConfig(loss_weights="masks")
 
 
 # --- Feature converters ----------------------------------------------------------------------
@@ -250,7 +246,6 @@ def test_batches_are_deterministic_resumable_and_sharded(local_tasks):
 @pytest.mark.slow
 def test_noise_is_bound_by_gin_at_the_edge(local_tasks):
   gin.parse_config("""
-      padir_noise.init_scheme = 'mask_range'
       padir_noise.ratio_distribution = 'fixed'
       padir_noise.fixed_ratio = 1.0
       padir_noise.correct_prob = 0.0
@@ -263,9 +258,9 @@ def test_noise_is_bound_by_gin_at_the_edge(local_tasks):
     gin.clear_config()
   targets, inputs = batch["decoder_target_tokens"], batch["decoder_input_tokens"]
   words = targets > 1
-  start = seqio.get_mixture_or_task(local_tasks["padir"]).output_features[
-      "targets"].vocabulary.special_tokens.mask_range_start
-  np.testing.assert_array_equal(inputs[words], (start + np.nonzero(words)[1]))
+  mask_id = seqio.get_mixture_or_task(local_tasks["padir"]).output_features[
+      "targets"].vocabulary.special_tokens.mask_id
+  assert (inputs[words] == mask_id).all() and (inputs[~words] == targets[~words]).all()
   np.testing.assert_array_equal(batch["decoder_loss_weights"], (targets > 0).astype(np.float32))
 
 

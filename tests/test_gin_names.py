@@ -242,6 +242,13 @@ def _as_recorded(text: str) -> str:
                  if not line.startswith(ADDED_SINCE_THE_RECORDING))
 
 
+def _scheme_bound_once(recorded: str) -> str:
+  """The recording as today's files write it: the decoder-input scheme was a macro shared with
+  the data noise (DECODER_INPUT_SCHEME), it is now the model's one binding."""
+  return recorded.replace("DECODER_INPUT_SCHEME = 'random'\n", "").replace(
+      "%DECODER_INPUT_SCHEME", "'random'")
+
+
 def _parse(text: str, tmp_path, bindings=()):
   path = tmp_path / "config.gin"
   path.write_text(text)
@@ -268,7 +275,7 @@ def test_a_config_recorded_before_the_split_loads_and_is_recorded_the_same(kind,
 @pytest.mark.parametrize("kind", ["padir", "ar"])
 def test_todays_gin_files_record_the_names_runs_recorded_before_the_split(kind, tmp_path):
   _, _, recorded = _parse(run_input(f"models/{kind}_tiny.gin"), tmp_path)
-  assert _as_recorded(recorded) == RECORDED_BEFORE_THE_SPLIT[kind]
+  assert _as_recorded(recorded) == _scheme_bound_once(RECORDED_BEFORE_THE_SPLIT[kind])
   assert "from padir import decoding\n" in recorded and "from padir import models\n" in recorded
 
 

@@ -229,6 +229,9 @@ def test_execute_in_worker_processes_reports_failures(tmp_path):
   assert [len(p.evals) for p in local.pending(plans)] == [2]  # Only the failed run is left.
 
 
+SCHEME = "decoding.RefinementScheme.decoder_input_scheme"
+
+
 def _tiny_sweep_file(tmp_path, corpus) -> str:
   """A real sweep over the tiny test corpus: one training run, 2 decodings."""
   from conftest import TINY_MAX_LENGTH  # pylint: disable=g-import-not-at-top
@@ -242,7 +245,6 @@ def _tiny_sweep_file(tmp_path, corpus) -> str:
       f"TASK_FEATURE_LENGTHS = {{'inputs': {TINY_MAX_LENGTH}, 'targets': {TINY_MAX_LENGTH}}}",
       "network.get_config.name = 'test'",
       "network.get_config.dropout_rate = 0.0",
-      "preprocessors.padir_noise.init_scheme = %DECODER_INPUT_SCHEME",
       "trainer.train.eval_dataset_fn = None",
       "trainer.train.progress_bar = False",
       "TRAIN_STEPS = 3", "BATCH_SIZE = 8", "SAVE_EVERY = 3",
@@ -253,7 +255,7 @@ def _tiny_sweep_file(tmp_path, corpus) -> str:
       "SWEEP = Sweep(",
       "    name='tiny',",
       f"    gin_files=['models/padir_tiny.gin', 'runs/train.gin', {str(base)!r}],",
-      "    train=sweep('DECODER_INPUT_SCHEME', ['mask']),",
+      f"    train=sweep('{SCHEME}', ['mask']),",
       f"    decode=sweep('{ITERATIONS}', [1, 2]),",
       f"    eval_task={corpus['padir_task']!r},",
       "    eval_max_examples=6)",
@@ -273,11 +275,11 @@ def test_a_real_trial_then_the_summary(tmp_path, tiny_corpus, capsys):
   assert [r["status"] for r in records] == ["done", "done"], records
   for record, iterations in zip(records, (1, 2)):
     assert record["step"] == 3 and record["num_examples"] == 6
-    assert record["settings"] == {"DECODER_INPUT_SCHEME": "mask", ITERATIONS: str(iterations)}
+    assert record["settings"] == {SCHEME: "mask", ITERATIONS: str(iterations)}
     assert record["mean_iterations"] <= iterations
     assert record["speed"]["sentences"] == 4 and record["speed"]["ms_per_sentence"] > 0
     assert record["commands"]["eval"].startswith("padir eval --checkpoint_dir=")
-  assert os.path.isfile(os.path.join(root, "DECODER_INPUT_SCHEME=mask", "train.log"))
+  assert os.path.isfile(os.path.join(root, "decoder_input_scheme=mask", "train.log"))  # Short.
 
   capsys.readouterr()
   assert local.main(["--sweep", sweep_file, "--root", root]) == 0
@@ -288,10 +290,10 @@ def test_a_real_trial_then_the_summary(tmp_path, tiny_corpus, capsys):
   assert [float(r["bleu"]) for r in rows] == [r["bleu"] for r in records]
   assert all(float(r["ms_per_sentence"]) > 0 and r["status"] == "done" for r in rows)
   summary = open(os.path.join(root, "summary.md")).read()
-  assert f"| DECODER_INPUT_SCHEME | {ITERATIONS} | BLEU" in summary
+  assert f"| {SCHEME} | {ITERATIONS} | BLEU" in summary
   assert records[0]["commands"]["train"] in summary
   assert os.path.isfile(os.path.join(root, "plots", f"{ITERATIONS}.png"))
-  assert not os.path.exists(os.path.join(root, "plots", "DECODER_INPUT_SCHEME.png"))
+  assert not os.path.exists(os.path.join(root, "plots", f"{SCHEME}.png"))
   # Other training arguments in the same root are refused, run by run and trial by trial.
   other = local.build_plans(sweeps.load(sweep_file), root, ["--gin.SEED=1"])
   with pytest.raises(ValueError, match="other arguments"):

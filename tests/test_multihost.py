@@ -55,7 +55,6 @@ def _experiment(path, data_dir: str, max_length: int) -> str:
       f"TASK_FEATURE_LENGTHS = {{'inputs': {max_length}, 'targets': {max_length}}}",
       "network.get_config.name = 'test'",
       "network.get_config.dropout_rate = 0.0",
-      "preprocessors.padir_noise.init_scheme = %DECODER_INPUT_SCHEME",
       f"TRAIN_STEPS = {TRAIN_STEPS}",
       "BATCH_SIZE = 8",
       "MESH_SHAPE = (2, 2)  # data across the processes, model within each",

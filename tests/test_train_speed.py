@@ -36,8 +36,7 @@ def _experiment(tmp_path, corpus, kind: str) -> str:
       "network.get_config.name = 'test'",
       "train/data.get_dataset.length_buckets = (16, 32)",
       "trainer.train.eval_dataset_fn = None",
-  ] + (["preprocessors.padir_noise.init_scheme = %DECODER_INPUT_SCHEME"]
-       if kind == "padir" else [])) + "\n")
+  ]) + "\n")
   return str(path)
 
 

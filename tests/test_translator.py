@@ -92,6 +92,7 @@ def test_a_config_of_an_earlier_version_still_loads(tiny_padir_dir, tmp_path, ca
       line = "MODEL/models.PadirModel." + line[len("decoding.PadirDecodeConfig."):]
     lines.append(line)
   lines.append("MODEL/models.PadirModel.num_decode_iterations = 5")
+  lines.append("train/preprocessors.padir_noise.init_scheme = 'mask'")  # A removed parameter.
   old_text = "\n".join(lines) + "\n"
   config_path.write_text(old_text)
   with caplog.at_level(logging.WARNING, logger="padir.translator"):
@@ -103,6 +104,8 @@ def test_a_config_of_an_earlier_version_still_loads(tiny_padir_dir, tmp_path, ca
   assert config_path.read_text() == old_text
   text, moved = translator_lib.upgrade_config(old_text)
   assert "decoding.PadirDecodeConfig.num_decode_iterations = 5" in moved
+  assert "train/preprocessors.padir_noise.init_scheme = 'mask'" in moved
+  assert "init_scheme" not in text
   assert translator_lib.upgrade_config(text) == (text, [])
 
 

@@ -3,14 +3,14 @@
 
 TRAIN varies one training setting at a time around the default student (random initial decoder
 inputs, previous-token remasking, loss on noised tokens, one training stage, uniform mask ratio,
-passthrough rejecter): the first axis holds the default run (`DECODER_INPUT_SCHEME=random`), the
+passthrough rejecter): the first axis holds the default run (`decoder_input_scheme=random`), the
 others only their alternatives, so the default is trained once; in tables a setting a trial does
 not change shows as `(base)`. DECODE is what every trained student is decoded with.
 """
 from launch.sweeps import product, sweep, union
 
 TRAIN = union(
-    sweep("DECODER_INPUT_SCHEME", ["random", "mask", "mask_range"]),
+    sweep("decoding.RefinementScheme.decoder_input_scheme", ["random", "mask", "mask_range"]),
     sweep("decoding.RefinementScheme.remasking_scheme", ["initial", "logits_sum"]),
     sweep("preprocessors.padir_noise.loss_weights", ["mask", "all"]),
     sweep("models.TrainingRecipe.num_train_stages", [2, 3]),

@@ -14,7 +14,7 @@ SWEEP = Sweep(
     name="builtin_decoding",
     gin_files=["models/padir_tiny.gin", "runs/train.gin", "experiments/builtin_mini.gin",
                "experiments/builtin_padir.gin"],
-    train=sweep("DECODER_INPUT_SCHEME", ["random", "mask", "mask_range"]),
+    train=sweep("decoding.RefinementScheme.decoder_input_scheme", ["random", "mask", "mask_range"]),
     decode=sweep("decoding.PadirDecodeConfig.num_decode_iterations", [1, 2, 4, 8]),
     # Run from the repository root (the path is relative to it).
     bindings={"trainer.train.init_checkpoint": "runs/demo/teacher_init",

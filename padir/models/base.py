@@ -189,9 +189,6 @@ class BaseModel(abc.ABC):
     return self.module.init(rng, self._encoder_inputs(encoder_tokens), decoder_tokens,
                             enable_dropout=False)
 
-  def check_train_batch(self, batch: Mapping[str, np.ndarray]) -> None:
-    """Raises ValueError when a training batch does not fit the model (nothing to check here)."""
-
   def initialize_from_data(self, params: PyTree,
                            batches: Iterable[Mapping[str, np.ndarray]]) -> PyTree:
     """Parameters fitted to training batches before the first step (none here)."""

@@ -134,8 +134,10 @@ class PadirModel(BaseModel):
   """PaDIR: a non-causal decoder refining all positions in parallel.
 
   Training: the batch's `decoder_input_tokens` are the noised targets (aligned, no shift) from
-  the data pipeline, `decoder_loss_weights` mark stage 1's loss positions; the decoder gets the
-  gold length. With `num_train_stages` S > 1 training is unrolled as inference runs: each stage
+  the data pipeline, with [MASK] where the decoder starts from its initial tokens (the model
+  puts there what decoding starts from: `decoding.initial_decoder_inputs` of the scheme's
+  `decoder_input_scheme`); `decoder_loss_weights` mark stage 1's loss positions; the decoder
+  gets the gold length. With `num_train_stages` S > 1 training is unrolled as inference runs: each stage
   is inference's step (`decoding.refinement_step`), so stage i's predictions, after rejection
   and re-masking, are stage i+1's input, and stages after the first weight every non-pad position. The encoder runs once per
   step; every stage has its own dropout key (the stage index folded in); predictions at padding
@@ -152,8 +154,8 @@ class PadirModel(BaseModel):
       `length.Affine()`, `length.Fertility()`, `length.Oracle()`); the name of one ('offset')
       is the deprecated form that earlier configs recorded.
     scheme: how the model refines, in its unrolled training stages and at inference alike
-      (`decoding.RefinementScheme`). Its `decoder_input_scheme` must match the data pipeline's
-      noise scheme (gin shares the macro DECODER_INPUT_SCHEME).
+      (`decoding.RefinementScheme`). Its `decoder_input_scheme` also fills the positions the
+      data pipeline marked [MASK] in training (`preprocessors.padir_noise`).
     training: the training recipe (`TrainingRecipe`: unrolled stages, glancing).
     decode_fn: the decoding method (T5X's `decode_fn`), `decoding.padir_decode` by default;
       another is bound in gin (`PadirModel.decode_fn = @decoding.my_method`). Called as
@@ -257,28 +259,6 @@ class PadirModel(BaseModel):
                   "length_within_1": jnp.mean(_float(error <= 1)),
                   "length_within_2": jnp.mean(_float(error <= 2))}
 
-  def check_train_batch(self, batch: Mapping[str, np.ndarray]) -> None:
-    """Raises ValueError when the batch's decoder inputs were noised with another scheme than
-    the model's `decoder_input_scheme` (the data pipeline's `padir_noise.init_scheme`), which
-    would train on one canvas and decode from another. Glancing makes its own inputs."""
-    if self.training.glancing_ratio > 0 and self.training.glancing_fraction == 1.0:
-      return
-    special = self.special_tokens
-    inputs = np.asarray(batch["decoder_input_tokens"])
-    found = {"mask": np.any(inputs == special.mask_id),
-             "mask_range": np.any((inputs >= special.mask_range_start)
-                                  & (inputs < special.mask_range_end))}
-    seen = [name for name, present in found.items() if present]
-    scheme = self.scheme.decoder_input_scheme
-    expected = [] if scheme == "random" else [scheme]
-    noised = int(np.sum(inputs != np.asarray(batch["decoder_target_tokens"])))
-    if seen != expected and (seen or noised >= 32):
-      raise ValueError(
-          f"the training batch's decoder inputs hold {' and '.join(seen) or 'no mask'} tokens, "
-          f"but the model's decoder_input_scheme is {scheme!r}: the data noise "
-          "(preprocessors.padir_noise.init_scheme) and the model must use one scheme; bind both "
-          "to %DECODER_INPUT_SCHEME (models/padir.gin does)")
-
   def initialize_from_data(self, params: PyTree,
                            batches: Iterable[Mapping[str, np.ndarray]]) -> PyTree:
     """The length head fitted to the training data before training (`LengthPredictor.fit`:
@@ -340,7 +320,10 @@ class PadirModel(BaseModel):
     initial = decoding.initial_decoder_inputs(self._lengths(targets), targets.shape[1],
                                               config.scheme.decoder_input_scheme, special, init_rng)
     non_pad = _float(targets != special.pad_id)
+    # The data marks the positions to start from scratch with [MASK] (`padir_noise`); they get
+    # the initial tokens decoding starts from, so the canvas has one definition.
     inputs = jnp.asarray(batch["decoder_input_tokens"], jnp.int32)
+    inputs = jnp.where(inputs == special.mask_id, initial, inputs)
     weights = batch.get("decoder_loss_weights")
     weights = non_pad if weights is None else _float(weights)
     if self.training.glancing_ratio > 0:
