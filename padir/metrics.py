@@ -145,9 +145,18 @@ class Progress:
       self._bar.close()
 
 
+class _StderrHandler(logging.StreamHandler):
+  """Writes to the `sys.stderr` of the moment, not the one it was made with (a caller that
+  swaps stderr, as pytest's capture does, may close the old one)."""
+
+  def emit(self, record: logging.LogRecord) -> None:
+    self.stream = sys.stderr
+    super().emit(record)
+
+
 def log_to_stderr() -> None:
   """INFO lines of the `padir` loggers on stderr (absl owns the root logger, at WARNING)."""
-  handler = logging.StreamHandler(sys.stderr)
+  handler = _StderrHandler()
   handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s] %(message)s"))
   package_logger = logging.getLogger("padir")
   if not package_logger.handlers:

@@ -218,6 +218,23 @@ def test_progress_eta_is_the_sooner_of_steps_and_time_budget(monkeypatch):
   assert budgeted.eta(11).total_seconds() == 0
 
 
+def test_log_lines_go_to_the_stderr_of_the_moment(monkeypatch):
+  """The commands' handler follows sys.stderr: one swapped out (and closed) by a caller, as
+  pytest's capture does, is not written to later."""
+  import io  # pylint: disable=g-import-not-at-top
+  package_logger = logging.getLogger("padir")
+  monkeypatch.setattr(package_logger, "handlers", [])
+  monkeypatch.setattr(package_logger, "propagate", package_logger.propagate)
+  monkeypatch.setattr(package_logger, "level", package_logger.level)
+  first, second = io.StringIO(), io.StringIO()
+  monkeypatch.setattr(sys, "stderr", first)
+  metrics_lib.log_to_stderr()
+  logging.getLogger("padir.test").info("one")
+  first.close()
+  monkeypatch.setattr(sys, "stderr", second)
+  logging.getLogger("padir.test").info("two")
+  assert second.getvalue().rstrip().endswith("padir.test] two")
+
 def test_nonfinite_step_is_skipped_or_stops(tmp_path):
   state = _train(tmp_path / "skip", 5, train_dataset_fn=lambda **kw: toy_dataset_fn(
       nan_at=2, **kw))
