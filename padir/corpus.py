@@ -23,6 +23,13 @@ random per sentence, and the choices are correlated within the sentence:
      (default)
   3  3 registers and free order
 
+By default every choice is uniform (the two orders, the registers equally likely). With
+`dominant_share` = p each choice takes its first variant (register 0, the default order) with
+probability p and the others share the rest, as in natural language, where one variant of a
+phrase is usually the common one: an AR teacher trained on such data then settles on the
+dominant variants, so its translations (the distilled data) are one-mode. With uniform choices
+the teacher's pick is arbitrary for each source, a function of the source no student can learn.
+
 A non-autoregressive model trained on such data mixes registers within a sentence (and repeats
 moved phrases); a student trained on one-mode (AR-distilled) data does not. `measure_multimodality`
 counts distinct references per source by re-sampling translations of the same source.
@@ -253,11 +260,38 @@ def _target_noun_phrase(np: NounPhrase, register: int) -> Tuple[List[str], str]:
   return [determiner, noun] + adjectives, gender
 
 
-def realize_target(sentence: Sentence, rng: random.Random, multimodality: int) -> str:
-  """One translation of a meaning; `rng` draws the modes allowed by `multimodality`."""
+def check_dominant_share(dominant_share: Optional[float]) -> None:
+  if dominant_share is not None and not 0.0 < dominant_share < 1.0:
+    raise ValueError(f"dominant_share={dominant_share}: expected None (uniform choices) or a "
+                     "probability in (0, 1)")
+
+
+def _register(rng: random.Random, num_registers: int, dominant_share: Optional[float]) -> int:
+  """Uniform, or register 0 with probability `dominant_share` and the others equally likely."""
+  if num_registers == 1:
+    return 0
+  if dominant_share is None:
+    return rng.randrange(num_registers)
+  u = rng.random()
+  if u < dominant_share:
+    return 0
+  return 1 + min(int((u - dominant_share) / (1 - dominant_share) * (num_registers - 1)),
+                 num_registers - 2)
+
+
+def _moved(rng: random.Random, dominant_share: Optional[float]) -> bool:
+  """Whether a movable phrase leaves its default place: half the time, or 1 - dominant_share."""
+  return rng.random() < (0.5 if dominant_share is None else 1.0 - dominant_share)
+
+
+def realize_target(sentence: Sentence, rng: random.Random, multimodality: int,
+                   dominant_share: Optional[float] = None) -> str:
+  """One translation of a meaning; `rng` draws the modes allowed by `multimodality` (each
+  uniform, or its first variant with probability `dominant_share`)."""
   if multimodality not in MULTIMODALITY_LEVELS:
     raise ValueError(f"multimodality={multimodality}: expected one of {MULTIMODALITY_LEVELS}")
-  register = rng.randrange(_REGISTERS[multimodality]) if _REGISTERS[multimodality] > 1 else 0
+  check_dominant_share(dominant_share)
+  register = _register(rng, _REGISTERS[multimodality], dominant_share)
   clauses = []
   for clause in sentence:
     subject, gender = _target_noun_phrase(clause.subject, register)
@@ -270,8 +304,9 @@ def realize_target(sentence: Sentence, rng: random.Random, multimodality: int) -
       phrase = _target_noun_phrase(np, register)[0] + [_POSTPOSITIONS[PREPOSITIONS[preposition]]]
     adverb = ([LEXICON.adverbs[register][clause.adverb] + _ADVERB_ENDING]
               if clause.adverb is not None else [])
-    phrase_first = bool(phrase) and _FREE_ORDER[multimodality] and rng.random() < 0.5
-    adverb_first = bool(adverb) and _FREE_ORDER[multimodality] and rng.random() < 0.5
+    free = _FREE_ORDER[multimodality]
+    phrase_first = bool(phrase) and free and _moved(rng, dominant_share)
+    adverb_first = bool(adverb) and free and _moved(rng, dominant_share)
     words = ((adverb if adverb_first else []) + (phrase if phrase_first else []) + subject +
              ([] if phrase_first else phrase) + obj + [verb] + ([] if adverb_first else adverb))
     clauses.append(" ".join(words))
@@ -283,12 +318,12 @@ def _split_rng(seed: int, stream: str) -> random.Random:
 
 
 def generate_pairs(seed: int, split: str, num_pairs: int, multimodality: int,
-                   exclude_sources: Sequence[str] = (),
-                   max_words: int = MAX_WORDS) -> List[Tuple[str, str]]:
+                   exclude_sources: Sequence[str] = (), max_words: int = MAX_WORDS,
+                   dominant_share: Optional[float] = None) -> List[Tuple[str, str]]:
   """`num_pairs` (source, target) pairs of one split; sources in `exclude_sources` are skipped.
 
-  Each split has its own random streams, and sources do not depend on `multimodality`, so
-  levels differ only in their targets.
+  Each split has its own random streams, and sources do not depend on `multimodality` or
+  `dominant_share`, so corpora of other levels or shares differ only in their targets.
   """
   sources_rng, modes_rng = _split_rng(seed, split), _split_rng(seed, split + "/modes")
   excluded = set(exclude_sources)
@@ -298,32 +333,34 @@ def generate_pairs(seed: int, split: str, num_pairs: int, multimodality: int,
     source = realize_source(sentence)
     if source in excluded:
       continue
-    pairs.append((source, realize_target(sentence, modes_rng, multimodality)))
+    pairs.append((source, realize_target(sentence, modes_rng, multimodality, dominant_share)))
   return pairs
 
 
 def generate_corpus(seed: int = 0, multimodality: int = DEFAULT_MULTIMODALITY,
                     num_train: int = 50_000, num_validation: int = 1_000,
-                    num_test: int = 1_000,
-                    max_words: int = MAX_WORDS) -> Dict[str, List[Tuple[str, str]]]:
+                    num_test: int = 1_000, max_words: int = MAX_WORDS,
+                    dominant_share: Optional[float] = None) -> Dict[str, List[Tuple[str, str]]]:
   """The corpus, split -> pairs; evaluation sources never occur in earlier splits."""
   corpus, seen = {}, set()
   for split, size in zip(SPLITS, (num_train, num_validation, num_test)):
     corpus[split] = generate_pairs(seed, split, size, multimodality, exclude_sources=seen,
-                                   max_words=max_words)
+                                   max_words=max_words, dominant_share=dominant_share)
     seen.update(source for source, _ in corpus[split])
   return corpus
 
 
 def measure_multimodality(seed: int = 0, multimodality: int = DEFAULT_MULTIMODALITY,
-                          num_sources: int = 200, num_samples: int = 20) -> float:
+                          num_sources: int = 200, num_samples: int = 20,
+                          dominant_share: Optional[float] = None) -> float:
   """Mean number of distinct references per source, over `num_samples` re-sampled translations
   of each of `num_sources` sources (1.0 means deterministic translation)."""
   sources_rng, modes_rng = _split_rng(seed, "measure"), _split_rng(seed, "measure/modes")
   total = 0
   for _ in range(num_sources):
     sentence = sample_sentence(sources_rng)
-    total += len({realize_target(sentence, modes_rng, multimodality) for _ in range(num_samples)})
+    total += len({realize_target(sentence, modes_rng, multimodality, dominant_share)
+                  for _ in range(num_samples)})
   return total / num_sources
 
 
@@ -353,11 +390,13 @@ class CorpusSpec:
   num_test: int = 1_000
   vocab_size: int = 1_000
   max_words: int = MAX_WORDS  # sentences of MIN_WORDS..max_words source words
+  dominant_share: Optional[float] = None  # see `realize_target`; None: uniform choices
 
   def __post_init__(self):
     if self.multimodality not in MULTIMODALITY_LEVELS:
       raise ValueError(f"multimodality={self.multimodality}: expected one of "
                        f"{MULTIMODALITY_LEVELS}")
+    check_dominant_share(self.dominant_share)
 
   @property
   def vocab_path(self) -> str:
@@ -366,8 +405,9 @@ class CorpusSpec:
   def _parameters(self) -> Dict[str, int]:
     parameters = dataclasses.asdict(self)
     del parameters["data_dir"]
-    if self.max_words == MAX_WORDS:  # corpus.json as before the option existed
-      del parameters["max_words"]
+    for name, default in (("max_words", MAX_WORDS), ("dominant_share", None)):
+      if parameters[name] == default:  # corpus.json as before the option existed
+        del parameters[name]
     return {**parameters, "generator_version": GENERATOR_VERSION}
 
   def _check_existing(self) -> bool:
@@ -394,7 +434,8 @@ class CorpusSpec:
     tmp = tempfile.mkdtemp(dir=parent, prefix=".tmp-corpus-")
     try:
       write_corpus(tmp, generate_corpus(self.seed, self.multimodality, self.num_train,
-                                        self.num_validation, self.num_test, self.max_words))
+                                        self.num_validation, self.num_test, self.max_words,
+                                        self.dominant_share))
       from padir import vocab as vocab_lib  # pylint: disable=g-import-not-at-top  (seqio)
       vocab_lib.train_sentencepiece(
           [os.path.join(tmp, f"train.{s}.gz") for s in (SOURCE_SUFFIX, TARGET_SUFFIX)],

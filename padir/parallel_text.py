@@ -323,6 +323,7 @@ def register_builtin(name: str = "builtin",
                      num_test: int = 1_000,
                      vocab_size: int = 1_000,
                      max_words: int = corpus.MAX_WORDS,
+                     dominant_share: Optional[float] = None,
                      max_target_length: int = DEFAULT_MAX_TARGET_LENGTH,
                      data_dir: Optional[str] = None,
                      noise: Optional[Mapping[str, object]] = None,
@@ -341,6 +342,8 @@ def register_builtin(name: str = "builtin",
     num_test: test pairs.
     vocab_size: SentencePiece pieces requested.
     max_words: longest source sentence in words (`padir.corpus.MIN_WORDS`..`MAX_WORDS`).
+    dominant_share: each choice's first variant's probability (`padir.corpus.realize_target`);
+      None: uniform choices.
     max_target_length: sizes the vocabulary's PaDIR ids (targets up to this many pieces).
     data_dir: where to generate; default `$PADIR_DATA_DIR/builtin/<parameters>`.
     noise: `padir_noise` arguments fixed for the PaDIR task.
@@ -354,10 +357,12 @@ def register_builtin(name: str = "builtin",
         corpus.default_data_dir(), "builtin",
         f"v{corpus.GENERATOR_VERSION}_seed{seed}_mm{multimodality}_"
         f"{num_train}_{num_validation}_{num_test}_spm{vocab_size}"
-        + (f"_w{max_words}" if max_words != corpus.MAX_WORDS else ""))
+        + (f"_w{max_words}" if max_words != corpus.MAX_WORDS else "")
+        + (f"_dom{dominant_share:g}" if dominant_share is not None else ""))
   spec = corpus.CorpusSpec(data_dir, seed=seed, multimodality=multimodality,
                            num_train=num_train, num_validation=num_validation,
-                           num_test=num_test, vocab_size=vocab_size, max_words=max_words)
+                           num_test=num_test, vocab_size=vocab_size, max_words=max_words,
+                           dominant_share=dominant_share)
   vocabulary = vocab_lib.PadirVocabulary(spec.vocab_path, max_target_length, prepare_fn=spec)
   return register_parallel_text(
       name, vocabulary=vocabulary, folder=data_dir, src=corpus.SOURCE_SUFFIX,

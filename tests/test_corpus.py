@@ -73,6 +73,26 @@ def test_multimodality_is_measured_and_correlated():
   assert {r for c in chosen if len(c) == 1 for r in c} == {0, 1, 2}  # ...and all are used.
 
 
+def test_dominant_share_skews_every_choice_and_keeps_the_sources():
+  uniform = corpus.generate_pairs(0, "train", 600, multimodality=3)
+  skewed = corpus.generate_pairs(0, "train", 600, multimodality=3, dominant_share=0.8)
+  assert [s for s, _ in skewed] == [s for s, _ in uniform]
+  registers = [_registers(t) for _, t in skewed]
+  first_register = np.mean([c == [0] for c in registers if len(c) == 1])
+  assert 0.74 < first_register < 0.86  # Register 0 in ~80 %, the other two share the rest.
+  assert {r for c in registers if len(c) == 1 for r in c} == {0, 1, 2}
+  # A movable phrase: the adverb (last in the source) opens the target in ~20 %.
+  adverbs = {stem + "u" for register in corpus.LEXICON.adverbs for stem in register}
+  adverb_first = [t.split()[0] in adverbs for s, t in skewed
+                  if s.split()[-1] in corpus.ADVERBS and " and " not in s]
+  assert 0.12 < np.mean(adverb_first) < 0.28
+  assert (corpus.measure_multimodality(multimodality=2, num_sources=60, num_samples=12,
+                                       dominant_share=0.8)
+          < corpus.measure_multimodality(multimodality=2, num_sources=60, num_samples=12))
+  with pytest.raises(ValueError, match="dominant_share=1.5"):
+    corpus.generate_pairs(0, "train", 1, multimodality=2, dominant_share=1.5)
+
+
 def test_corpus_spec_writes_reproducible_files(tmp_path):
   small = dict(seed=3, multimodality=2, num_train=200, num_validation=20, num_test=20,
                vocab_size=300)

@@ -15,7 +15,7 @@ from padir import reporting
 from padir.commands import demo as demo_command
 
 SYSTEMS = (["ar_greedy", "ar_beam4"] +
-           [f"padir_{data}@{k}" for data in ("raw", "distilled") for k in reporting.ITERATIONS])
+           [f"padir_{data}@{k}" for data in ("raw", "distilled") for k in demo.ITERATIONS])
 
 
 @pytest.fixture(scope="module")
