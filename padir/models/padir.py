@@ -290,6 +290,33 @@ class PadirModel(BaseModel):
     logits, hidden = out
     return logits, self._apply(params, self.module.accept_logits, hidden)
 
+  def _noised_inputs(self, batch: Batch, initial: Array, glance_rng: Array,
+                     logits_fn: Callable[[Array], Array]) -> Tuple[Array, Array]:
+    """Stage 1's decoder input and loss weights ([B, T] each), by one of two noise policies per
+    row. The data's noise: the batch's noised targets, whose [MASK] marks (`padir_noise`) get
+    the initial tokens decoding starts from (`initial`, so the canvas has one definition), and
+    its loss weights. Glancing (on the first `glancing_fraction` of the rows, when
+    `glancing_ratio` > 0): gold tokens revealed on the initial canvas in proportion to the
+    errors of a first pass over it (`logits_fn(tokens) -> logits`, no gradient), the loss on the
+    rest."""
+    special = self.special_tokens
+    targets = jnp.asarray(batch["decoder_target_tokens"], jnp.int32)
+    non_pad = _float(targets != special.pad_id)
+    inputs = jnp.asarray(batch["decoder_input_tokens"], jnp.int32)
+    inputs = jnp.where(inputs == special.mask_id, initial, inputs)
+    weights = batch.get("decoder_loss_weights")
+    weights = non_pad if weights is None else _float(weights)
+    if self.training.glancing_ratio <= 0:
+      return inputs, weights
+    first_pass = decoding.choose_tokens(jax.lax.stop_gradient(logits_fn(initial)), None,
+                                        self.train_config, special, initial)[0]
+    glanced, revealed = decoding.glance(targets, first_pass, initial,
+                                        self.training.glancing_ratio, glance_rng, special)
+    glancing_rows = (jnp.arange(targets.shape[0]) <
+                     round(self.training.glancing_fraction * targets.shape[0]))[:, None]
+    return (jnp.where(glancing_rows, glanced, inputs),
+            jnp.where(glancing_rows, non_pad * _float(~revealed), weights))
+
   def unrolled_stages(self, params: PyTree, batch: Batch,
                       dropout_rng: Optional[Array]) -> Tuple[Array, List[StageOutput]]:
     """Runs the S training stages (no losses). Public for analysis and tests.
@@ -320,22 +347,9 @@ class PadirModel(BaseModel):
     initial = decoding.initial_decoder_inputs(self._lengths(targets), targets.shape[1],
                                               config.scheme.decoder_input_scheme, special, init_rng)
     non_pad = _float(targets != special.pad_id)
-    # The data marks the positions to start from scratch with [MASK] (`padir_noise`); they get
-    # the initial tokens decoding starts from, so the canvas has one definition.
-    inputs = jnp.asarray(batch["decoder_input_tokens"], jnp.int32)
-    inputs = jnp.where(inputs == special.mask_id, initial, inputs)
-    weights = batch.get("decoder_loss_weights")
-    weights = non_pad if weights is None else _float(weights)
-    if self.training.glancing_ratio > 0:
-      logits, _ = self._decode_pass(params, encoder_tokens, cross_kv, initial)
-      first_pass = decoding.choose_tokens(jax.lax.stop_gradient(logits), None, config, special,
-                                          initial)[0]
-      glanced, revealed = decoding.glance(targets, first_pass, initial,
-                                          self.training.glancing_ratio, glance_rng, special)
-      glancing_rows = (jnp.arange(targets.shape[0]) <
-                       round(self.training.glancing_fraction * targets.shape[0]))[:, None]
-      inputs = jnp.where(glancing_rows, glanced, inputs)
-      weights = jnp.where(glancing_rows, non_pad * _float(~revealed), weights)
+    inputs, weights = self._noised_inputs(
+        batch, initial, glance_rng,
+        lambda tokens: self._decode_pass(params, encoder_tokens, cross_kv, tokens)[0])
     previous = initial  # Stage 1's "previous tokens": inference's, never the noised gold input.
     input_log_probs = jnp.zeros(targets.shape, jnp.float32)  # Visible gold: certain.
     logits_sum = None
