@@ -12,7 +12,6 @@ The speed column is the first system's latency over each one's. Writes OUTPUT/la
 OUTPUT/latency.md (machine, date, load, command). Time on an idle machine.
 """
 import argparse
-import dataclasses
 import importlib
 import json
 import sys
@@ -25,9 +24,7 @@ from padir import translator as translator_lib
 
 def one_a_call(model_dir: str) -> translator_lib.Translator:
   """The run's translator at batch 1 (one sentence a call)."""
-  t = translator_lib.Translator.from_checkpoint(model_dir)
-  return type(t)(t.model, t.params, dataclasses.replace(t.options, batch_size=1),
-                 decode_config=t.decode_config)
+  return reporting.one_a_call(translator_lib.Translator.from_checkpoint(model_dir))
 
 
 def interleaved_report(prog: str, argv: Optional[Sequence[str]],

@@ -9,10 +9,11 @@ the translate path (`padir.translator`: text -> ids -> jitted decode -> text) an
   bleu, chrf, stutter_rate, length_ratio   `padir.evaluation.score_hypotheses` (sacreBLEU)
   mean_iterations           PaDIR: decoder passes per sentence (rows stop when they converge)
   sentences_per_s_batch64   the test split at batch 64, sentences / wall second, after a warm-up
-                            batch (compilation excluded)
-  latency_ms_batch1         wall ms of one sentence a call (`timing.latency_ms`): the fastest of
-                            LATENCY_REPEATS calls per sentence, the median over the first
-                            `num_latency_sentences` test sentences, after a warm-up call
+                            run over the split (compilation excluded)
+  latency_ms_batch1         wall ms of one sentence a call (`timing.interleaved_latency_ms`, every
+                            system called in turn on each sentence, so a load change hits them
+                            alike): the fastest of LATENCY_REPEATS calls per sentence, the median
+                            over the first `num_latency_sentences` test sentences
   speedup_batch1            AR greedy's latency / the system's
 """
 import dataclasses
@@ -54,34 +55,31 @@ def clock(seconds: float) -> str:
 
 
 def measure(translator: "translator_lib.Translator", sources: Sequence[str],
-            references: Sequence[str], decoder_params: Mapping[str, Any],
-            num_latency_sentences: int) -> Tuple[Dict[str, Any], List[str]]:
-  """Quality and speed of one system (see the module docstring). Returns (metrics, hypotheses).
-
-  `translator` decodes EVAL_BATCH_SIZE sentences a call; a copy decoding one a call times the
-  latency.
-  """
+            references: Sequence[str], decoder_params: Mapping[str, Any]
+            ) -> Tuple[Dict[str, Any], List[str]]:
+  """Quality and batch-64 throughput of one system (see the module docstring). Returns (metrics,
+  hypotheses). `translator` decodes EVAL_BATCH_SIZE sentences a call."""
   from padir import evaluation  # pylint: disable=g-import-not-at-top
   # Compiles every shape the timed run meets: each length bucket, and the last batch's rows.
   translator.predict(sources, decoder_params)
   start = time.perf_counter()
   predictions = translator.predict(sources, decoder_params)
   throughput = len(sources) / (time.perf_counter() - start)
-
-  single = type(translator)(translator.model, translator.params,
-                            dataclasses.replace(translator.options, batch_size=1))
-  latency = timing.latency_ms(lambda source: single.translate([source], decoder_params),
-                              sources[:num_latency_sentences], LATENCY_REPEATS)
-
   hypotheses = [p.text for p in predictions]
   scores = evaluation.score_hypotheses(hypotheses, references)
   iterations = [float(p.aux["iterations"]) for p in predictions if "iterations" in p.aux]
   return {
       **scores,
       "mean_iterations": statistics.fmean(iterations) if iterations else None,
-      "latency_ms_batch1": latency,
       "sentences_per_s_batch64": throughput,
   }, hypotheses
+
+
+def one_a_call(translator: "translator_lib.Translator") -> "translator_lib.Translator":
+  """A copy of `translator` that decodes one sentence a call (batch-1 latency)."""
+  return type(translator)(translator.model, translator.params,
+                          dataclasses.replace(translator.options, batch_size=1),
+                          decode_config=translator.decode_config)
 
 
 def systems(teacher_dir: str, student_dirs: Mapping[str, str],
@@ -111,19 +109,26 @@ def evaluate_systems(sources: Sequence[str], references: Sequence[str], teacher_
   if length_buckets:
     options.append(f"TranslatorOptions.length_buckets = {tuple(length_buckets)}")
   translators: Dict[str, "translator_lib.Translator"] = {}
-  rows = []
+  rows, calls = [], {}
   for name, model, k, model_dir, decoder_params in systems(teacher_dir, student_dirs,
                                                           padir_decoder_params, iterations):
     if model_dir not in translators:
       translators[model_dir] = translator_lib.Translator.from_checkpoint(
           model_dir, gin_bindings=options)
-    metrics, hypotheses = measure(translators[model_dir], sources, references, decoder_params,
-                                  num_latency_sentences)
+    metrics, hypotheses = measure(translators[model_dir], sources, references, decoder_params)
     translator_lib.write_lines(os.path.join(hypotheses_dir, f"{name}.txt"), hypotheses)
     rows.append({"name": name, "model": model, "iterations": k, **metrics})
-    logger.info("%-20s BLEU %6.2f  chrF %6.2f  stutter %.4f  batch-1 %8.1f ms  batch-64 %7.1f "
-                "sentences/s", name, metrics["bleu"], metrics["chrf"], metrics["stutter_rate"],
-                metrics["latency_ms_batch1"], metrics["sentences_per_s_batch64"])
+    logger.info("%-20s BLEU %6.2f  chrF %6.2f  stutter %.4f  batch-64 %7.1f sentences/s", name,
+                metrics["bleu"], metrics["chrf"], metrics["stutter_rate"],
+                metrics["sentences_per_s_batch64"])
+    single = one_a_call(translators[model_dir])
+    calls[name] = lambda source, t=single, p=decoder_params: t.translate([source], p)
+  # Batch-1 latency, the systems called in turn sentence by sentence (a load change hits all).
+  latency = timing.interleaved_latency_ms(calls, sources[:num_latency_sentences],
+                                          LATENCY_REPEATS)
+  for row in rows:
+    row["latency_ms_batch1"] = latency[row["name"]]["ms"]
+    logger.info("%-20s batch-1 %8.2f ms", row["name"], row["latency_ms_batch1"])
   greedy = rows[0]["latency_ms_batch1"]
   for row in rows:
     row["speedup_batch1"] = greedy / row["latency_ms_batch1"]
@@ -195,7 +200,8 @@ def systems_markdown(results: Mapping[str, Any]) -> str:
       f"({results['test_split']}); "
       f"sacreBLEU `{rows[0]['bleu_signature']}`, `{rows[0]['chrf_signature']}`",
       f"- speed, one process, this machine: batch-1 latency = median over "
-      f"{results['latency_sentences']} test sentences translated one a call; throughput = the "
+      f"{results['latency_sentences']} test sentences translated one a call (each sentence's "
+      f"fastest of {LATENCY_REPEATS}, the systems called in turn); throughput = the "
       f"test set at batch {EVAL_BATCH_SIZE}; both through the translate path (text -> text), "
       "compilation excluded",
       *([f"- training: {results['training']}"] if "training" in results else []),
