@@ -128,8 +128,8 @@ SIZES = {
         corpus="builtin_demo", num_train=10_240, num_validation=512, num_test=512,
         num_latency_sentences=64, num_distill_sources=10_240, distill_shard_size=2_560,
         # A recorded run's CPU seconds of each stage (README, "The demo").
-        budgets_s={"corpus": 20, "teacher": 450, "distill": 75, "student_raw": 480,
-                   "student_distilled": 420, "evaluate": 180},
+        budgets_s={"corpus": 20, "teacher": 490, "distill": 75, "student_raw": 790,
+                   "student_distilled": 650, "evaluate": 190},
         teacher_steps=1000, student_init_step=1000, student_steps=1500, dominant_share=0.8),
     "reduced": DemoSize(
         corpus="builtin_demo_reduced", num_train=256, num_validation=64, num_test=64,
