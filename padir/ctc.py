@@ -14,6 +14,7 @@ with glancing on the best alignment of the reference to the model's own first pa
 - `best_alignment`: the Viterbi alignment of the reference to the canvas's log-probs.
 - `CTCModel`: T5X's model interface (a `models.PadirModel` with another canvas and loss).
 """
+import fractions
 from typing import Any, Callable, Dict, Mapping, Optional, Tuple
 
 import gin
@@ -34,18 +35,34 @@ PyTree = Any
 CANVAS_INPUTS = ("source", "mask")
 
 
-def initial_canvas(encoder_input_tokens: Array, upsample: int, canvas_input: str,
+def upsample_fraction(upsample: float) -> fractions.Fraction:
+  """`upsample` as an exact ratio p / q (q <= 16): 2 -> 2/1, 1.5 -> 3/2. ValueError below 1 or
+  for another number (1.37)."""
+  ratio = fractions.Fraction(upsample).limit_denominator(16)
+  if ratio < 1 or abs(float(ratio) - upsample) > 1e-9:
+    raise ValueError(f"upsample={upsample}: expected a number >= 1 that is a ratio p / q with "
+                     "q <= 16, such as 2, 1.5 or 1.25")
+  return ratio
+
+
+def canvas_width(source_width: int, upsample: float) -> int:
+  """W = ceil(upsample x (S - 1)) + 1: the canvas of an [B, S] source batch (its EOS included)."""
+  ratio = upsample_fraction(upsample)
+  return -(-ratio.numerator * max(source_width - 1, 1) // ratio.denominator) + 1
+
+
+def initial_canvas(encoder_input_tokens: Array, upsample: float, canvas_input: str,
                    special_tokens: SpecialTokens, width: Optional[int] = None) -> Array:
-  """The canvas before the first pass: W_b = upsample x (source pieces, EOS excluded) positions,
-  then EOS, then PAD.
+  """The canvas before the first pass: W_b = ceil(upsample x (source pieces, EOS excluded))
+  positions, then EOS, then PAD.
 
   Args:
     encoder_input_tokens: [B, S] source tokens (EOS-terminated, PAD after).
-    upsample: canvas positions per source piece.
+    upsample: canvas positions per source piece, an integer or a ratio such as 1.5.
     canvas_input: 'source' (position i holds source piece floor(i / upsample): the uniform copy
       of GLAT and Fully-NAT, a monotone alignment to start from) or 'mask' ([MASK] everywhere).
     special_tokens: the id layout.
-    width: W, the canvas width (default upsample x (S - 1) + 1, enough for any row).
+    width: W, the canvas width (default `canvas_width`, enough for any row).
 
   Returns:
     [B, W] int32.
@@ -54,13 +71,14 @@ def initial_canvas(encoder_input_tokens: Array, upsample: int, canvas_input: str
     raise ValueError(f"canvas_input={canvas_input!r}: expected one of {CANVAS_INPUTS}")
   tokens = jnp.asarray(encoder_input_tokens, jnp.int32)
   rows, source_width = tokens.shape
-  width = upsample * max(source_width - 1, 1) + 1 if width is None else width
+  width = canvas_width(source_width, upsample) if width is None else width
+  p, q = upsample_fraction(upsample).as_integer_ratio()
   source = tokens != special_tokens.pad_id
   pieces = jnp.sum(source & (tokens != special_tokens.eos_id), axis=-1)  # [B]
-  length = jnp.clip(upsample * jnp.maximum(pieces, 1), 1, width - 1)[:, None]  # real positions
+  length = jnp.clip(-(-p * jnp.maximum(pieces, 1) // q), 1, width - 1)[:, None]  # real positions
   positions = jnp.arange(width)[None, :]
   if canvas_input == "source":
-    index = jnp.clip(positions // upsample, 0, source_width - 1)
+    index = jnp.clip(positions * q // p, 0, source_width - 1)
     canvas = jnp.take_along_axis(tokens, jnp.broadcast_to(index, (rows, width)), axis=-1)
     canvas = jnp.where(special_tokens.is_real_piece(canvas) & (canvas != special_tokens.eos_id)
                        & (canvas != special_tokens.pad_id), canvas, special_tokens.mask_id)
@@ -193,7 +211,8 @@ class CTCModel(models.PadirModel):
   Args:
     module, optimizer_def, special_tokens, vocabulary, loss_normalizing_factor: as
       `models.BaseModel`'s (label smoothing and z-loss do not apply to the CTC loss).
-    upsample: canvas positions per source piece (2-3).
+    upsample: canvas positions per source piece (2-3; a ratio such as 1.5 allowed: a shorter
+      canvas is a cheaper pass, where the targets are not longer than the sources).
     canvas_input: the initial canvas, 'source' (the upsampled source pieces) or 'mask'.
     glancing_ratio, glancing_fraction, pin_revealed_tokens: as above.
     rejecter, rejecter_k, rejecter_fraction: which canvas positions a refinement pass re-masks
@@ -211,7 +230,7 @@ class CTCModel(models.PadirModel):
                special_tokens: Optional[SpecialTokens] = None,
                vocabulary: Any = None,
                loss_normalizing_factor: Any = "NUM_REAL_TARGET_TOKENS",
-               upsample: int = 2,
+               upsample: float = 2,
                canvas_input: str = "source",
                glancing_ratio: float = 0.5,
                glancing_fraction: float = 0.5,
@@ -220,8 +239,7 @@ class CTCModel(models.PadirModel):
                rejecter_k: int = 1,
                rejecter_fraction: float = 0.25,
                decode_fn: Callable[..., Tuple[Array, Dict[str, Array]]] = decoding.aligned_decode):
-    if upsample < 1:
-      raise ValueError(f"upsample={upsample} must be >= 1")
+    upsample_fraction(upsample)  # ValueError below 1.
     if canvas_input not in CANVAS_INPUTS:
       raise ValueError(f"canvas_input={canvas_input!r}: expected one of {CANVAS_INPUTS}")
     if not 0.0 <= glancing_ratio <= 1.0 or not 0.0 <= glancing_fraction <= 1.0:
@@ -250,7 +268,7 @@ class CTCModel(models.PadirModel):
     return dict(decoder_causal=False, length_head=None, rejecter_head=False)
 
   def canvas(self, encoder_input_tokens: Array) -> Array:
-    """The initial canvas of a batch's sources: [B, S] -> [B, upsample x (S - 1) + 1]."""
+    """The initial canvas of a batch's sources: [B, S] -> [B, canvas_width(S, upsample)]."""
     return initial_canvas(encoder_input_tokens, self.upsample, self.canvas_input,
                           self.special_tokens)
 
@@ -330,7 +348,7 @@ class CTCModel(models.PadirModel):
                              rng: Optional[Array] = None, decoder_params: Any = None,
                              rescore_fn: Any = None) -> Tuple[Array, Dict[str, Array]]:
     """Decodes on the canvas (`decode_fn`): tokens [B, W] (EOS-terminated, PAD after; W the
-    canvas width, upsample x (S - 1) + 1, whatever the batch's decoder length) and aux
+    canvas width, `canvas_width(S, upsample)`, whatever the batch's decoder length) and aux
     ('scores' [B], 'iterations' [B], 'lengths' [B], 'alignments' [B, W], ...). `rescore_fn` is
     not used: there is one candidate."""
     config = self.refinement_config(decoder_params)

@@ -134,6 +134,18 @@ def test_initial_canvas_copies_the_source_upsampled_with_eos_last():
   assert masked.shape == (2, 10) and masked[1, 3] == EOS_ID and np.all(masked[1, :3] == ST.mask_id)
 
 
+
+def test_a_fractional_upsample_gives_ceil_of_the_ratio_times_the_pieces():
+  src = np.array([[5, 6, 7, 9, EOS_ID], [8, EOS_ID, 0, 0, 0]], np.int32)
+  assert ctc.canvas_width(5, 1.5) == 7 and ctc.canvas_width(5, 2) == 9
+  canvas = np.asarray(ctc.initial_canvas(src, 1.5, "source", ST))
+  # Position i holds piece floor(i / 1.5); ceil(1.5 x 4) = 6 and ceil(1.5 x 1) = 2 positions.
+  np.testing.assert_array_equal(canvas, [[5, 5, 6, 7, 7, 9, EOS_ID],
+                                         [8, 8, EOS_ID, 0, 0, 0, 0]])
+  for bad in (0.5, 1.37):
+    with pytest.raises(ValueError, match=f"upsample={bad}"):
+      ctc.initial_canvas(src, bad, "source", ST)
+
 def _network():
   return network.Transformer(network.get_config(
       "test", num_encoder_layers=1, num_decoder_layers=1, emb_dim=32, num_heads=2, head_dim=16,
@@ -222,6 +234,7 @@ def test_glancing_reveals_less_as_the_first_pass_improves(copy_model):
   assert float(last["accuracy"]) > 0.95 and float(last["sequence_accuracy"]) > 0.95
 
 
+@pytest.mark.slow
 def test_the_pinned_loss_trains_the_refinement_passes():
   """With `pin_revealed_tokens` the glanced and randomly revealed rows' loss leaves their
   revealed positions out: lower than the full loss on the same batch, and it trains."""

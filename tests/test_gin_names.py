@@ -279,6 +279,7 @@ def test_todays_gin_files_record_the_names_runs_recorded_before_the_split(kind, 
   assert "from padir import decoding\n" in recorded and "from padir import models\n" in recorded
 
 
+@pytest.mark.slow
 def test_the_recorded_padir_model_is_todays_and_decodes_the_same(tmp_path):
   model, decode_config, _ = _parse(RECORDED_BEFORE_THE_SPLIT["padir"], tmp_path)
   expected = models.PadirModel(
@@ -301,6 +302,7 @@ def test_the_recorded_padir_model_is_todays_and_decodes_the_same(tmp_path):
   np.testing.assert_array_equal(aux["lengths"], expected_aux["lengths"])
 
 
+@pytest.mark.slow
 def test_the_recorded_ar_model_decodes_like_todays(tmp_path):
   model, decode_config, _ = _parse(RECORDED_BEFORE_THE_SPLIT["ar"], tmp_path)
   expected = models.ARModel(tiny_network(), vocabulary=stub_vocabulary())

@@ -121,6 +121,7 @@ def test_the_length_prior_is_fitted_to_the_data():
   assert np.mean(np.abs(scale * source + bias - gold)) < 0.6
 
 
+@pytest.mark.slow
 def test_the_model_fills_the_datas_mask_marks_with_its_own_initial_inputs():
   """The data marks noised positions [MASK]; stage 1 starts them from what decoding starts from
   (the scheme's initial tokens at the gold length), and keeps every other input."""
