@@ -4,7 +4,7 @@ Layout in `model_dir`:
   checkpoints/<step>/params/        the parameters (T5X names: encoder/layers_0/...)
   checkpoints/<step>/train_state/   optimizer state and step counters
   config.gin                        the run's operative gin config
-  run_info.json                     seed, package versions, devices, command line
+  run_info.json                     seed, package versions, devices, command line, vocabulary
 
 Each step directory is written to a temporary name and renamed when complete (orbax's atomic
 commit), so a killed save never looks like a checkpoint. A checkpoint that is complete but
@@ -17,6 +17,7 @@ The data position is the step: datasets are deterministic and the trainer skips 
 on resume.
 """
 import dataclasses
+import hashlib
 import json
 import logging
 import os
@@ -44,6 +45,10 @@ PACKAGES = ("jax", "jaxlib", "flax", "optax", "orbax-checkpoint", "gin-config", 
 
 class CheckpointMismatchError(ValueError):
   """A checkpoint whose tree differs from the model's (another model config)."""
+
+
+class VocabularyMismatchError(ValueError):
+  """A run loaded with another vocabulary than it was trained with."""
 
 
 class NoUsableCheckpointError(errors.UserError, RuntimeError):
@@ -319,6 +324,34 @@ def _package_versions() -> Dict[str, Optional[str]]:
     except importlib_metadata.PackageNotFoundError:
       versions[name] = None
   return versions
+
+
+def vocabulary_record(vocabulary: Any) -> Optional[Dict[str, str]]:
+  """{'file', 'md5'} of a SentencePiece vocabulary's model (None for another kind): what
+  `check_vocabulary` compares when the run is loaded again."""
+  model = getattr(vocabulary, "sp_model", None)
+  if not isinstance(model, bytes):
+    return None
+  return {"file": str(getattr(vocabulary, "sentencepiece_model_file", "")),
+          "md5": hashlib.md5(model).hexdigest()}
+
+
+def check_vocabulary(model_dir: str, vocabulary: Any) -> None:
+  """Raises VocabularyMismatchError when `model_dir`'s run_info.json recorded another
+  SentencePiece model than `vocabulary`'s (its gin config names a task now registered over
+  another corpus, say). Runs without the record (older runs, other vocabularies) pass."""
+  path = os.path.join(model_dir, RUN_INFO_FILE)
+  if not os.path.exists(path):
+    return
+  with open(path) as f:
+    recorded = json.load(f).get("vocabulary")
+  current = vocabulary_record(vocabulary)
+  if recorded and current and recorded["md5"] != current["md5"]:
+    raise VocabularyMismatchError(
+        f"{path}: the run was trained with the SentencePiece model {recorded['file']} (md5 "
+        f"{recorded['md5']}), but its gin config now gives {current['file']} (md5 "
+        f"{current['md5']}): the task or vocabulary it names was registered again over other "
+        "data; register the run's own corpus under that name, or bind its vocabulary file")
 
 
 def write_run_record(model_dir: str, *, gin_config: str, seed: int,

@@ -612,7 +612,8 @@ def train(*, model=gin.REQUIRED, model_dir: str = gin.REQUIRED,
         model_dir, gin_config=gin.operative_config_str(), seed=seed,
         extra={"mesh_shape": dict(mesh.shape), "batch_size": batch_size,
                "num_microbatches": num_microbatches, "start_step": start_step,
-               "num_train_steps": num_train_steps})
+               "num_train_steps": num_train_steps,
+               "vocabulary": checkpoints.vocabulary_record(model.output_vocabulary)})
     # The data position is the step: batch `start_step` comes next.
     batches = itertools.chain([first], batches) if start_step == 0 else dataset(start_step)
     clock = TrainClock(model_dir, start_step, started)

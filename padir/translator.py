@@ -354,12 +354,13 @@ class Translator:
       gin_files: more gin files, parsed after gin/runs/infer.gin.
 
     Raises:
-      CheckpointDirError, gin_utils.GinFlagError, checkpoints.CheckpointMismatchError: with the
-      dir, file or binding named.
+      CheckpointDirError, gin_utils.GinFlagError, checkpoints.CheckpointMismatchError,
+      checkpoints.VocabularyMismatchError: with the dir, file or binding named.
     """
     model_dir, step = resolve_model_dir(checkpoint_dir, step)
     parse_run_config(model_dir, gin_files, gin_bindings)
     model, decode_config = _built_model(model_dir)
+    checkpoints.check_vocabulary(model_dir, model.output_vocabulary)
     options, reranking = TranslatorOptions(), TeacherReranking()
     gin_config = gin.operative_config_str()  # Before a teacher's config replaces it.
     params, step = load_model_params(model, model_dir, step)
@@ -368,6 +369,7 @@ class Translator:
       teacher_dir, teacher_step = resolve_model_dir(reranking.checkpoint_dir, reranking.step)
       parse_run_config(teacher_dir)
       teacher_model, _ = _built_model(teacher_dir)
+      checkpoints.check_vocabulary(teacher_dir, teacher_model.output_vocabulary)
       if not isinstance(teacher_model, models.ARModel):
         raise ValueError(f"TeacherReranking.checkpoint_dir={teacher_dir} holds a "
                          f"{type(teacher_model).__name__}; the teacher must be an ARModel")

@@ -137,6 +137,23 @@ def test_run_record(tmp_path, caplog):
   assert len(kept) == 1 and (tmp_path / kept[0]).read_text() == "a.b = 1\n"
 
 
+
+class _Vocabulary:
+  def __init__(self, model: bytes, path: str):
+    self.sp_model, self.sentencepiece_model_file = model, path
+
+
+def test_a_run_loaded_with_another_vocabulary_is_named(tmp_path):
+  trained = _Vocabulary(b"the corpus of training", "/data/a/spm.model")
+  checkpoints.write_run_record(str(tmp_path), gin_config="", seed=0,
+                               extra={"vocabulary": checkpoints.vocabulary_record(trained)})
+  checkpoints.check_vocabulary(str(tmp_path), trained)  # The same model: no error.
+  checkpoints.check_vocabulary(str(tmp_path), object())  # Not SentencePiece: nothing to compare.
+  with pytest.raises(checkpoints.VocabularyMismatchError,
+                     match=r"run_info.json.*/data/a/spm.model.*/data/b/spm.model"):
+    checkpoints.check_vocabulary(str(tmp_path), _Vocabulary(b"another corpus", "/data/b/spm.model"))
+  checkpoints.check_vocabulary(str(tmp_path / "a run of before the record"), trained)
+
 def test_average_writes_the_mean_of_the_last_checkpoints(tmp_path, capsys):
   from padir import average  # pylint: disable=g-import-not-at-top
   run = tmp_path / "run"

@@ -2,6 +2,7 @@
 (empty, whitespace-only and overlong lines), gin overrides of the saved config, teacher
 reranking, the CLI round trip, and errors that name the checkpoint dir."""
 import dataclasses
+import json
 import logging
 import os
 import shutil
@@ -151,6 +152,18 @@ def test_infer_cli_round_trip(ar_translator, tiny_ar_dir, tmp_path, capsys):
   assert not os.path.exists(f"{output}.tmp")
   assert capsys.readouterr().err.count("error") == 0
 
+
+
+def test_a_run_records_its_vocabulary_and_is_refused_another(tiny_ar_dir, tmp_path):
+  moved = tmp_path / "run"
+  shutil.copytree(tiny_ar_dir, moved)
+  info_path = moved / checkpoints.RUN_INFO_FILE
+  info = json.loads(info_path.read_text())
+  assert len(info["vocabulary"]["md5"]) == 32 and info["vocabulary"]["file"].endswith(".model")
+  info["vocabulary"]["md5"] = "0" * 32  # As if the task's corpus had been registered again.
+  info_path.write_text(json.dumps(info))
+  with pytest.raises(checkpoints.VocabularyMismatchError, match=str(info_path)):
+    padir.Translator.from_checkpoint(str(moved))
 
 def test_missing_or_empty_checkpoint_dir_is_named(tiny_ar_dir, tmp_path, capsys):
   missing = tmp_path / "nowhere"
