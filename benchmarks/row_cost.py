@@ -9,8 +9,9 @@ For each shape [d_in -> d_out] and row count R, `x @ W` ([R, d_in] x [d_in, d_ou
 timed inside one compiled program, as a decoder's products run: a chain of CHAIN_LONG products
 and one of CHAIN_SHORT (each product's input depends on the last product's output, so none is
 hoisted), each program the fastest of `--repeats` calls (`padir.timing.wall_seconds`), one
-product the difference over CHAIN_LONG - CHAIN_SHORT. A lone jitted `x @ W` would add the call's
-dispatch (~10-15 µs on a CPU), more than a one-row product of a small network costs. The report
+product the difference over CHAIN_LONG - CHAIN_SHORT (below 0.1 µs it is lost in the jitter,
+and has no one-row unit). A lone jitted `x @ W` would add the call's dispatch (~10-15 µs on a
+CPU), more than a one-row product of a small network costs. The report
 gives the time, the FLOP rate and the cost in one-row products, with the machine and its load,
 into OUTPUT/row_cost.json and OUTPUT/row_cost.md.
 """
@@ -31,6 +32,7 @@ def _shape(text: str) -> Tuple[int, int]:
 
 
 CHAIN_SHORT, CHAIN_LONG = 4, 12
+RESOLUTION = 1e-7  # seconds
 
 
 def _chain(length: int):
@@ -57,11 +59,13 @@ def measure(rows: Sequence[int], shapes: Sequence[Tuple[int, int]],
       x = jnp.ones((r, d_in), dtype)
       fastest = [min(timing.wall_seconds(lambda f=f, x=x: f(x, weights, scale), repeats))
                  for f in (short, long)]
-      seconds = max(fastest[1] - fastest[0], 1e-9) / (CHAIN_LONG - CHAIN_SHORT)
+      seconds = max(fastest[1] - fastest[0], 0.0) / (CHAIN_LONG - CHAIN_SHORT) + 1e-12
       one_row = seconds if r == 1 else one_row
+      # Below RESOLUTION a product is lost in the calls' jitter (or fused away): no unit.
+      unit = one_row if one_row is not None and one_row >= RESOLUTION else None
       results.append({"d_in": d_in, "d_out": d_out, "rows": r, "seconds": seconds,
                       "flop_rate": 2 * r * d_in * d_out / seconds,
-                      "one_row_products": None if one_row is None else seconds / one_row})
+                      "one_row_products": None if unit is None else seconds / unit})
   return results
 
 
@@ -74,8 +78,11 @@ def markdown(report: Dict[str, Any]) -> str:
            "| d_in → d_out | rows | µs | GFLOP/s | one-row products |", "|---|---:|---:|---:|---:|"]
   for r in report["results"]:
     cost = "" if r["one_row_products"] is None else f"{r['one_row_products']:.2f}"
-    lines.append(f"| {r['d_in']} → {r['d_out']} | {r['rows']} | {1e6 * r['seconds']:.1f} | "
-                 f"{r['flop_rate'] / 1e9:.1f} | {cost} |")
+    if r["seconds"] < RESOLUTION:
+      time_rate = "< 0.1 | —"
+    else:
+      time_rate = f"{1e6 * r['seconds']:.1f} | {r['flop_rate'] / 1e9:.1f}"
+    lines.append(f"| {r['d_in']} → {r['d_out']} | {r['rows']} | {time_rate} | {cost} |")
   return "\n".join(lines) + "\n"
 
 

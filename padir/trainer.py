@@ -613,7 +613,8 @@ def train(*, model=gin.REQUIRED, model_dir: str = gin.REQUIRED,
         extra={"mesh_shape": dict(mesh.shape), "batch_size": batch_size,
                "num_microbatches": num_microbatches, "start_step": start_step,
                "num_train_steps": num_train_steps,
-               "vocabulary": checkpoints.vocabulary_record(model.output_vocabulary)})
+               "vocabulary": checkpoints.vocabulary_record(
+                   getattr(model, "output_vocabulary", None))})
     # The data position is the step: batch `start_step` comes next.
     batches = itertools.chain([first], batches) if start_step == 0 else dataset(start_step)
     clock = TrainClock(model_dir, start_step, started)
