@@ -18,6 +18,7 @@ the translate path (`padir.translator`: text -> ids -> jitted decode -> text) an
 """
 import dataclasses
 import datetime
+import itertools
 import json
 import logging
 import os
@@ -241,13 +242,22 @@ def _yes(value: Optional[bool]) -> str:
   return "n/a" if value is None else "yes" if value else "**no**"
 
 
+def plot_groups(rows: Sequence[Mapping[str, Any]]) -> Dict[str, List[Mapping[str, Any]]]:
+  """The plot's series: 'ar' (the AR systems), then each student by the name before "@K"
+  (padir_raw, padir_distilled, padir_beam750, ...), in the rows' order."""
+  groups = {"ar": [r for r in rows if r["name"].startswith("ar_")]}
+  for r in rows:
+    if not r["name"].startswith("ar_"):
+      groups.setdefault(r["name"].split("@")[0], []).append(r)
+  return groups
+
+
 def tradeoff_plot(rows: Sequence[Mapping[str, Any]], path: str, title: str = "padir demo") -> None:
   """BLEU vs batch-1 latency, one point per system; each student's K joined by a line."""
   from matplotlib.figure import Figure  # pylint: disable=g-import-not-at-top
   figure = Figure(figsize=(7, 5))
   ax = figure.subplots()
-  for model_name, marker in (("ar", "s"), ("padir_raw", "o"), ("padir_distilled", "^")):
-    points = [r for r in rows if r["name"].startswith(model_name)]
+  for (model_name, points), marker in zip(plot_groups(rows).items(), itertools.cycle("so^vDP*X")):
     ax.plot([r["latency_ms_batch1"] for r in points], [r["bleu"] for r in points],
             marker=marker, linestyle="" if model_name == "ar" else "-", label=model_name)
     for r in points:

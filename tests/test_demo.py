@@ -202,3 +202,16 @@ def test_a_model_dir_without_a_training_log_has_empty_curves(tmp_path):
   metrics.jsonl: its learning curve is empty instead of failing the report after evaluating."""
   curve = reporting.training_curve(str(tmp_path))
   assert curve and all(values == [] for values in curve.values())
+
+
+def test_the_plot_has_a_series_per_student_whatever_its_name(tmp_path):
+  rows = [dict(name=name, bleu=20.0 + i, latency_ms_batch1=10.0 + i, iterations=k)
+          for i, (name, k) in enumerate([("ar_greedy", None), ("ar_beam4", None),
+                                         ("padir_beam750@1", 1), ("padir_beam750@2", 2),
+                                         ("padir_raw@1", 1)])]
+  groups = reporting.plot_groups(rows)
+  assert {k: [r["name"] for r in v] for k, v in groups.items()} == {
+      "ar": ["ar_greedy", "ar_beam4"], "padir_beam750": ["padir_beam750@1", "padir_beam750@2"],
+      "padir_raw": ["padir_raw@1"]}
+  reporting.tradeoff_plot(rows, str(tmp_path / "tradeoff.png"))
+  assert (tmp_path / "tradeoff.png").stat().st_size > 0
