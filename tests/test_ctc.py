@@ -64,6 +64,7 @@ def test_ctc_loss_is_minus_log_of_the_summed_alignment_probabilities():
     np.testing.assert_allclose(loss[row], expected, rtol=1e-4)
 
 
+@pytest.mark.slow
 def test_pinned_ctc_loss_sums_only_the_alignments_that_keep_the_revealed_tokens():
   """Labels [5, 6, 5] on 5 positions, 6 revealed at position 2 and a blank at position 4: the
   loss is -log of the summed probabilities, over the free positions only, of the alignments

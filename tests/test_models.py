@@ -297,6 +297,7 @@ SCHEME_CASES = [
 ]
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("predictor, scheme", SCHEME_CASES, ids=[
     "-".join([p.name, *map(str, s.values())]) for p, s in SCHEME_CASES])
 def test_every_option_runs_through_a_jitted_train_step(predictor, scheme):
@@ -347,6 +348,7 @@ def test_three_stages_with_the_learned_rejecter_report_per_stage_metrics():
 # The reference's training mistakes 1-3 (DESIGN.md).
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("remasking_scheme", ["previous", "initial"])
 def test_stage_two_input_is_what_inference_would_have(remasking_scheme):
   """Mistakes 1 and 2: PAD at padding; a rejected stage-1 prediction is replaced by the

@@ -77,6 +77,7 @@ def _relative_error(ours, theirs, valid):
 TOLERANCE = 1e-5
 
 
+@pytest.mark.slow
 def test_huggingface_encoder_and_logits_match(hf_checkpoint):
   kind, hf, path = hf_checkpoint
   imported = t5_import.read(path)
