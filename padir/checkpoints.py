@@ -326,6 +326,15 @@ def _package_versions() -> Dict[str, Optional[str]]:
   return versions
 
 
+def read_run_info(model_dir: str) -> Dict[str, Any]:
+  """`model_dir`'s run_info.json ({} if it has none)."""
+  path = os.path.join(model_dir, RUN_INFO_FILE)
+  if not os.path.exists(path):
+    return {}
+  with open(path) as f:
+    return json.load(f)
+
+
 def vocabulary_record(vocabulary: Any) -> Optional[Dict[str, str]]:
   """{'file', 'md5'} of a SentencePiece vocabulary's model (None for another kind): what
   `check_vocabulary` compares when the run is loaded again."""
@@ -340,15 +349,11 @@ def check_vocabulary(model_dir: str, vocabulary: Any) -> None:
   """Raises VocabularyMismatchError when `model_dir`'s run_info.json recorded another
   SentencePiece model than `vocabulary`'s (its gin config names a task now registered over
   another corpus, say). Runs without the record (older runs, other vocabularies) pass."""
-  path = os.path.join(model_dir, RUN_INFO_FILE)
-  if not os.path.exists(path):
-    return
-  with open(path) as f:
-    recorded = json.load(f).get("vocabulary")
+  recorded = read_run_info(model_dir).get("vocabulary")
   current = vocabulary_record(vocabulary)
   if recorded and current and recorded["md5"] != current["md5"]:
     raise VocabularyMismatchError(
-        f"{path}: the run was trained with the SentencePiece model {recorded['file']} (md5 "
+        f"{os.path.join(model_dir, RUN_INFO_FILE)}: the run was trained with the SentencePiece model {recorded['file']} (md5 "
         f"{recorded['md5']}), but its gin config now gives {current['file']} (md5 "
         f"{current['md5']}): the task or vocabulary it names was registered again over other "
         "data; register the run's own corpus under that name, or bind its vocabulary file")

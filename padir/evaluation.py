@@ -181,11 +181,7 @@ def final_train_step(model_dir: str) -> Optional[int]:
   The trainer saves its last checkpoint at exactly this step, so training has finished when a
   checkpoint of this step exists.
   """
-  path = os.path.join(model_dir, checkpoints.RUN_INFO_FILE)
-  if not os.path.exists(path):
-    return None
-  with open(path) as f:
-    steps = json.load(f).get("num_train_steps")
+  steps = checkpoints.read_run_info(model_dir).get("num_train_steps")
   return int(steps) if steps is not None else None
 
 

@@ -243,7 +243,8 @@ def parse_run_config(model_dir: str, gin_files: Sequence[str] = (),
 
 
 def _built_model(model_dir: str) -> Tuple[models.BaseModel, Any]:
-  """(the model, its decode config) that the parsed gin config builds."""
+  """(the model, its decode config) that the parsed gin config builds; the model's vocabulary
+  checked against the one the run recorded (`checkpoints.check_vocabulary`)."""
   try:
     model = checkpoint_model()
   except Exception as e:  # gin wraps the model's own errors; the message says which.
@@ -259,6 +260,7 @@ def _built_model(model_dir: str) -> Tuple[models.BaseModel, Any]:
         f"{model_dir}/{checkpoints.CONFIG_FILE}: DECODE_CONFIG builds a "
         f"{type(decode_config).__name__}, but a {type(model).__name__} takes a "
         f"{model.decode_config_class.__name__}")
+  checkpoints.check_vocabulary(model_dir, model.output_vocabulary)
   return model, decode_config
 
 
@@ -360,7 +362,6 @@ class Translator:
     model_dir, step = resolve_model_dir(checkpoint_dir, step)
     parse_run_config(model_dir, gin_files, gin_bindings)
     model, decode_config = _built_model(model_dir)
-    checkpoints.check_vocabulary(model_dir, model.output_vocabulary)
     options, reranking = TranslatorOptions(), TeacherReranking()
     gin_config = gin.operative_config_str()  # Before a teacher's config replaces it.
     params, step = load_model_params(model, model_dir, step)
@@ -369,7 +370,6 @@ class Translator:
       teacher_dir, teacher_step = resolve_model_dir(reranking.checkpoint_dir, reranking.step)
       parse_run_config(teacher_dir)
       teacher_model, _ = _built_model(teacher_dir)
-      checkpoints.check_vocabulary(teacher_dir, teacher_model.output_vocabulary)
       if not isinstance(teacher_model, models.ARModel):
         raise ValueError(f"TeacherReranking.checkpoint_dir={teacher_dir} holds a "
                          f"{type(teacher_model).__name__}; the teacher must be an ARModel")
