@@ -6,6 +6,7 @@ metadata and grouped (encoder, decoder layers, output projection, token choice, 
       --sources sources.txt --iterations 1,2 --output runs/profile/student
   python -m benchmarks.profile_pass --checkpoint runs/demo/teacher --sources sources.txt \\
       --output runs/profile/teacher
+  python -m benchmarks.profile_pass --model tiny --iterations 1,5 --output runs/profile/tiny
 
 For each `--iterations` K (a PaDIR or CTC model; `early_exit` off, so K is the exact pass count;
 an AR model is profiled once, its whole decode), the sentences of `--sources` that share the
@@ -14,8 +15,10 @@ profiler. Per call: the wall time (per sentence the fastest call, then the media
 among the groups by their ops' CPU time (an op's time minus the ops nested in it, so a loop or a
 branch counts its own control only; the host's part, dispatch and copies, is spread over the
 groups too). With two K, one pass is the difference over K2 - K1 passes and the fixed part is
-K1's time minus K1 passes. Out: OUTPUT/profile.json, OUTPUT/profile.md (with the machine and its
-load; take it on an idle machine).
+K1's time minus K1 passes. With `--model`, a preset with random weights is profiled instead
+(`benchmarks.decode_speed`'s models, fixed work, its median-length sentence, batch 1), PaDIR at
+each K and AR greedy beside it. Out: OUTPUT/profile.json, OUTPUT/profile.md (with the machine
+and its load; take it on an idle machine).
 """
 import argparse
 import collections
@@ -27,7 +30,7 @@ import os
 import re
 import sys
 import tempfile
-from typing import Any, Dict, List, Optional, Sequence, Tuple
+from typing import Any, Callable, Dict, List, Optional, Sequence, Tuple
 
 import jax
 
@@ -110,24 +113,52 @@ def profile(translator: translator_lib.Translator, sources: Sequence[str],
   batches = [translator._pad([ids])  # pylint: disable=protected-access
              for ids in translator._encode(sources) if ids is not None]  # pylint: disable=protected-access
   batches = [b for b in batches if b.shape == batches[0].shape]
+  rng = translator._rng  # pylint: disable=protected-access
+  return {"decoder_params": decoder_params, **profile_program(
+      predict, [(translator.params, None, b, rng) for b in batches], repeats,
+      batches[0].shape)}
 
-  def call(batch):
-    return jax.block_until_ready(predict(translator.params, None, batch, translator._rng))  # pylint: disable=protected-access
 
-  for batch in batches:
-    call(batch)  # Compiles (one shape) and warms up.
-  sources_of = op_sources(predict.lower(translator.params, None, batches[0],
-                                        translator._rng).compile().as_text())  # pylint: disable=protected-access
-  # The wall time without the profiler: per sentence the fastest call, then the median.
-  wall = timing.latency_ms(call, batches, repeats) / 1e3
-  calls = repeats * len(batches)
+def profile_random(model_name: str, decoder_params: Optional[Dict[str, Any]],
+                   repeats: int) -> Dict[str, Any]:
+  """The same for a `model_name` preset with random weights (`benchmarks.decode_speed`'s models,
+  batch 1, its median-length sentence, fixed work): PaDIR with `decoder_params`, or AR greedy
+  when they are None."""
+  from benchmarks import decode_speed  # pylint: disable=g-import-not-at-top
+  args = decode_speed.parse_args(["--model", model_name, "--deep_shallow", "none"])
+  setup = decode_speed.setup(args)
+  system = (decode_speed.System("ar_greedy", "ar", "standard") if decoder_params is None else
+            decode_speed.System("padir", "padir", "standard",
+                                decoder_params["num_decode_iterations"]))
+  predict = jax.jit(decode_speed.predict_fn(setup.model_for(system), system))
+  batch = setup.batch_for(1, args)
+  params = setup.params[system.kind, system.variant]
+  return {"decoder_params": decoder_params or {"decode_method": "greedy"},
+          **profile_program(predict, [(params, batch, setup.rng)], repeats,
+                            batch["encoder_input_tokens"].shape)}
+
+
+def profile_program(predict: Callable, calls: Sequence[Tuple], repeats: int,
+                    shape: Sequence[int]) -> Dict[str, Any]:
+  """Per-call wall time and grouped op times (µs) of the jitted `predict`, called with each
+  argument tuple of `calls` (sources of one `shape`) `repeats` times, one call at a time."""
+
+  def call(args):
+    return jax.block_until_ready(predict(*args))
+
+  for args in calls:
+    call(args)  # Compiles (one shape) and warms up.
+  sources_of = op_sources(predict.lower(*calls[0]).compile().as_text())
+  # The wall time without the profiler: per call the fastest repeat, then the median.
+  wall = timing.latency_ms(call, calls, repeats) / 1e3
+  num_calls = repeats * len(calls)
   options = jax.profiler.ProfileOptions()
   options.python_tracer_level = 0  # Python frames would cost more than the program.
   with tempfile.TemporaryDirectory() as trace_dir:
     with jax.profiler.trace(trace_dir, create_perfetto_trace=True, profiler_options=options):
       for _ in range(repeats):
-        for batch in batches:
-          call(batch)
+        for args in calls:
+          call(args)
     own = self_times(_trace_events(trace_dir))
   cpu, ops = collections.Counter(), []
   for name, microseconds in own.items():
@@ -135,13 +166,12 @@ def profile(translator: translator_lib.Translator, sources: Sequence[str],
     if source is None:
       continue  # Host-side events (dispatch, argument handling, the executor's own spans).
     group = group_of(source if source != name else name)
-    cpu[group] += microseconds / calls
-    ops.append({"op": name, "source": source, "group": group, "cpu_us": microseconds / calls})
+    cpu[group] += microseconds / num_calls
+    ops.append({"op": name, "source": source, "group": group, "cpu_us": microseconds / num_calls})
   ops.sort(key=lambda op: -op["cpu_us"])
   total = sum(cpu.values())
   wall_us = 1e6 * wall
-  return {"decoder_params": decoder_params, "calls": calls, "shape": list(batches[0].shape),
-          "wall_us": wall_us, "op_cpu_us": total,
+  return {"calls": num_calls, "shape": list(shape), "wall_us": wall_us, "op_cpu_us": total,
           # The wall time shared out by each group's share of the ops' CPU time (XLA runs a
           # program's ops on more than one thread, so CPU times add up to more than the wall).
           "groups_us": {g: wall_us * t / total for g, t in cpu.most_common()},
@@ -149,13 +179,12 @@ def profile(translator: translator_lib.Translator, sources: Sequence[str],
 
 
 def markdown(report: Dict[str, Any]) -> str:
-  runs = report["runs"]
+  runs = report["runs"] + ([report["ar_greedy"]] if "ar_greedy" in report else [])
   names = [json.dumps(r["decoder_params"]) if r["decoder_params"] else "the decode"
            for r in runs]
   groups = sorted({g for r in runs for g in r["groups_us"]},
                   key=lambda g: -max(r["groups_us"].get(g, 0.0) for r in runs))
-  lines = [f"# Profile of `{report['checkpoint']}` (batch 1, the translate path's compiled "
-           f"program)", "",
+  lines = [f"# Profile of `{report['checkpoint']}` (batch 1, the compiled predict program)", "",
            f"Command: `{report['command']}`; {report['date']}; "
            f"{report['machine']['processor']}, JAX {report['machine']['jax']} on "
            f"{report['machine']['platform']}; load average {report['load_average']}; "
@@ -193,29 +222,43 @@ def split_pass(runs: Sequence[Dict[str, Any]], iterations: Sequence[int]) -> Dic
 def main(argv: Optional[Sequence[str]] = None) -> int:
   parser = argparse.ArgumentParser(prog="python -m benchmarks.profile_pass",
                                    description=__doc__.split("\n\n")[0])
-  parser.add_argument("--checkpoint", required=True, help="a `padir train` model dir")
-  parser.add_argument("--sources", required=True, help="source sentences, one a line")
+  which = parser.add_mutually_exclusive_group(required=True)
+  which.add_argument("--checkpoint", help="a `padir train` model dir (with --sources)")
+  which.add_argument("--model", choices=("test", "tiny", "small", "base"),
+                     help="a preset with random weights (benchmarks.decode_speed's models and "
+                          "median sentence): PaDIR at each K and AR greedy")
+  parser.add_argument("--sources", help="source sentences, one a line (with --checkpoint)")
   parser.add_argument("--num_sentences", type=int, default=48)
   parser.add_argument("--iterations", default="1,2",
                       type=lambda text: [int(x) for x in text.split(",")],
                       help="pass counts K of a PaDIR / CTC model (ignored for an AR model)")
+  parser.add_argument("--decoder_params", type=json.loads, default={},
+                      help='decoding options of every run (JSON), e.g. \'{"decode_method": '
+                           '"greedy"}\' for an AR checkpoint whose run decodes with beam search')
   parser.add_argument("--repeats", type=int, default=20)
   parser.add_argument("--output", default="runs/profile")
   args = parser.parse_args(argv)
-  if not os.path.exists(args.sources):
-    parser.error(f"--sources {args.sources}: no such file")
-  translator = translator_lib.Translator.from_checkpoint(
-      args.checkpoint, gin_bindings=["TranslatorOptions.batch_size = 1"])
-  sources = translator_lib.read_lines(args.sources)[:args.num_sentences]
-  refining = hasattr(translator.decode_config, "num_decode_iterations")
-  iterations = sorted(set(args.iterations)) if refining else [None]
   load = timing.load_average()
-  runs = [profile(translator, sources, {} if k is None else {
-      "num_decode_iterations": k, "early_exit": False}, args.repeats) for k in iterations]
+  extra = {}
+  if args.model:
+    iterations = sorted(set(args.iterations))
+    runs = [profile_random(args.model, {"num_decode_iterations": k, "early_exit": False},
+                           args.repeats) for k in iterations]
+    extra["ar_greedy"] = profile_random(args.model, None, args.repeats)
+  else:
+    if not args.sources or not os.path.exists(args.sources):
+      parser.error(f"--sources {args.sources}: no such file (--checkpoint needs one)")
+    translator = translator_lib.Translator.from_checkpoint(
+        args.checkpoint, gin_bindings=["TranslatorOptions.batch_size = 1"])
+    sources = translator_lib.read_lines(args.sources)[:args.num_sentences]
+    refining = hasattr(translator.decode_config, "num_decode_iterations")
+    iterations = sorted(set(args.iterations)) if refining else [None]
+    runs = [profile(translator, sources, {**args.decoder_params, **({} if k is None else {
+        "num_decode_iterations": k, "early_exit": False})}, args.repeats) for k in iterations]
   report = {"command": " ".join(["python -m benchmarks.profile_pass", *(argv or sys.argv[1:])]),
-            "checkpoint": args.checkpoint, "date": timing.now(),
-            "machine": timing.machine(), "load_average": [load, timing.load_average()],
-            "runs": runs}
+            "checkpoint": args.checkpoint or f"{args.model}, random weights",
+            "date": timing.now(), "machine": timing.machine(),
+            "load_average": [load, timing.load_average()], "runs": runs, **extra}
   if len(iterations) > 1:
     report.update(split_pass(runs, iterations))
   reporting.write_report(args.output, "profile", report, markdown(report))

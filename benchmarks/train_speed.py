@@ -7,7 +7,7 @@
 Each setup is a `padir train` configuration (gin files + bindings, Multi30k at `tiny` by
 default; it needs ../shared/data). Setups run one after the other in this process, on the
 batches the run's own SeqIO pipeline gives, with the trainer's own jitted step
-(`trainer.make_train_step`):
+(`train_step.make_train_step`):
   data_s_per_batch   host time to produce a batch (the pipeline alone, measured apart; the step
                      must never wait on it)
   s_per_step         steady state: every batch shape is compiled and run once before the clock
@@ -44,6 +44,7 @@ from padir import gin_utils
 from padir import partitioning
 from padir import tables
 from padir import timing
+from padir import train_step
 from padir import trainer
 
 
@@ -135,24 +136,24 @@ def measure_setup(setup: Setup, steps: int, extra_bindings: Sequence[str] = ()) 
 def time_train_step(model, batch_size: int, first: Mapping[str, np.ndarray],
                     batches: Sequence[Mapping[str, np.ndarray]],
                     dropout_rng_impl: Optional[str] = None) -> Dict[str, Any]:
-  """The trainer's own jitted step (`trainer.make_train_step`, state donated) on this process's
+  """The trainer's own jitted step (`train_step.make_train_step`, state donated) on this process's
   devices: every batch shape of `first` and `batches` compiled and run once off the clock, then
   `batches` timed. Returns devices, batch_shapes, seconds (all of `batches`), s_per_step,
   flop_per_step (XLA's cost analysis x the mesh's devices, averaged over `batches`) and
   achieved_flop_s. Also `benchmarks/device_check.py`'s training part."""
-  mesh = trainer.make_train_mesh(None)
+  mesh = train_step.make_train_mesh(None)
   shapes, types = trainer.input_specs(first, batch_size)
   init_key, key = trainer.run_keys(0, dropout_rng_impl)
   with jax.set_mesh(mesh), nn.logical_axis_rules(partitioning.LOGICAL_AXIS_RULES):
     boxed = trainer.abstract_train_state(model, shapes, types)
     shardings = trainer.train_state_shardings(mesh, boxed)
     state = trainer.init_train_state(model, init_key, shapes, types, shardings)
-    step = trainer.make_train_step(model, mesh, shardings)
+    step = train_step.make_train_step(model, mesh, shardings)
     flops: Dict[Tuple, float] = {}
     compiled: Dict[Tuple, Any] = {}  # One compilation per shape, run as it is.
     for batch in [first, *batches]:  # Compile and run every shape once, off the clock.
       if _shape(batch) not in flops:
-        sharded = trainer.shard_batch(batch, mesh, batch_size)
+        sharded = train_step.shard_batch(batch, mesh, batch_size)
         compiled[_shape(batch)] = step.lower(state, sharded, key).compile()
         cost = compiled[_shape(batch)].cost_analysis()
         # XLA's cost analysis is of one device's program: the mesh runs one on every device.
@@ -162,8 +163,8 @@ def time_train_step(model, batch_size: int, first: Mapping[str, np.ndarray],
     jax.block_until_ready(metrics)
     start = time.perf_counter()
     for batch in batches:
-      state, metrics = compiled[_shape(batch)](state, trainer.shard_batch(batch, mesh, batch_size),
-                                               key)
+      state, metrics = compiled[_shape(batch)](
+          state, train_step.shard_batch(batch, mesh, batch_size), key)
     jax.block_until_ready((state, metrics))
     seconds = time.perf_counter() - start
   steps = len(batches)

@@ -12,7 +12,7 @@ Every builder returns an `Optimizer`: optax's `init` / `update` plus the schedul
 Gradient accumulation is not an optimizer wrapper here: the trainer splits each batch into
 `num_microbatches` inside its jitted step and averages their gradients before one update, so a
 checkpoint never holds a half-accumulated gradient and resuming is exact (see
-`padir.trainer.make_train_step`).
+`padir.train_step.make_train_step`).
 """
 import re
 from typing import Any, Callable, Mapping, NamedTuple, Optional, Union

@@ -5,6 +5,7 @@ import os
 
 import jax
 import jax.numpy as jnp
+import pytest
 
 from benchmarks import profile_pass
 from padir import decoding
@@ -59,3 +60,18 @@ def test_profile_of_a_checkpoint_splits_a_pass_from_the_fixed_part(tiny_padir_di
   assert three["groups_us"]["decoder layers"] > one["groups_us"]["decoder layers"]
   assert abs(report["fixed"]["wall_us"] + report["per_pass"]["wall_us"] - one["wall_us"]) < 1e-6
   assert "| one pass, µs | the fixed part, µs |" in (out / "profile.md").read_text()
+
+
+@pytest.mark.slow
+def test_profile_of_a_preset_with_random_weights_has_ar_greedy_beside_it(tmp_path):
+  out = tmp_path / "profile"
+  assert profile_pass.main(["--model", "test", "--iterations", "1,2", "--repeats", "2",
+                            "--output", str(out)]) == 0
+  report = json.loads((out / "profile.json").read_text())
+  assert [r["decoder_params"]["num_decode_iterations"] for r in report["runs"]] == [1, 2]
+  assert report["ar_greedy"]["decoder_params"] == {"decode_method": "greedy"}
+  assert report["ar_greedy"]["groups_us"]["decoder layers"] > 0
+  assert report["runs"][0]["shape"] == report["ar_greedy"]["shape"]
+  assert report["per_pass"]["groups_us"]["decoder layers"] > 0
+  table = (out / "profile.md").read_text()
+  assert '{"decode_method": "greedy"}' in table and "random weights" in table

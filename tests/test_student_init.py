@@ -15,6 +15,7 @@ from padir import network
 from padir import optimizers
 from padir import partitioning
 from padir import student_init
+from padir import train_step
 from padir import trainer
 from padir.special_tokens import SpecialTokens
 
@@ -261,7 +262,7 @@ def test_warm_start_adapts_a_student_from_an_ar_run(tmp_path, teacher_params, cl
 
   student = models.PadirModel(_network(), special_tokens=SPECIAL,
                               optimizer_def=optimizers.adamw(learning_rate=1e-3))
-  mesh = trainer.make_train_mesh(None)
+  mesh = train_step.make_train_mesh(None)
   with jax.set_mesh(mesh), nn.logical_axis_rules(partitioning.LOGICAL_AXIS_RULES):
     shardings = trainer.train_state_shardings(
         mesh, trainer.abstract_train_state(student, INPUT_SHAPES))

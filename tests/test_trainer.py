@@ -274,7 +274,7 @@ def run_python(code, env_extra=None, timeout=240):
 
 SHARDED_SCRIPT = """
 import jax, numpy as np
-from padir import partitioning, trainer
+from padir import partitioning, train_step, trainer
 import test_trainer as t
 
 assert jax.device_count() == 8
@@ -287,10 +287,10 @@ def run(mesh, model, num_microbatches=1, steps=3):
     boxed = trainer.abstract_train_state(model, shapes, types)
     shardings = trainer.train_state_shardings(mesh, boxed)
     state = trainer.init_train_state(model, jax.random.PRNGKey(0), shapes, types, shardings)
-    step = trainer.make_train_step(model, mesh, shardings, num_microbatches)
+    step = train_step.make_train_step(model, mesh, shardings, num_microbatches)
     history = []
     for batch in [first] + [next(data) for _ in range(steps - 1)]:
-      state, metrics = step(state, trainer.shard_batch(batch, mesh, 8), jax.random.PRNGKey(1))
+      state, metrics = step(state, train_step.shard_batch(batch, mesh, 8), jax.random.PRNGKey(1))
       history.append(jax.device_get(metrics))
     assert step._cache_size() == 1
   return state, history
@@ -314,12 +314,12 @@ full, _ = run(sharded, no_dropout(), steps=2)
 accumulated, _ = run(sharded, no_dropout(), num_microbatches=2, steps=2)
 jax.tree.map(close, jax.device_get(accumulated.params), jax.device_get(full.params))
 try:
-  trainer.check_batch_size(6, sharded)
+  train_step.check_batch_size(6, sharded)
 except trainer.TrainConfigError as e:
   assert "batch_size=6 is not divisible by the mesh's data axis (4" in str(e), e
 else:
   raise AssertionError("no error for batch 6 on data axis 4")
-assert trainer.data_layout(sharded, 8) == (0, 1)
+assert train_step.data_layout(sharded, 8) == (0, 1)
 print("OK")
 """
 
