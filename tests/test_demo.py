@@ -1,5 +1,6 @@
 """`padir demo` at the reduced size: every stage runs, every system gets every field, the report
-files exist, and a second run reuses the finished stages (fast, the same results)."""
+files exist, a second run reuses the finished stages (fast, the same results), and the raw-data
+student can be added to a finished run."""
 import dataclasses
 import math
 import os
@@ -14,8 +15,7 @@ from padir import pipeline
 from padir import reporting
 from padir.commands import demo as demo_command
 
-SYSTEMS = (["ar_greedy", "ar_beam4"] +
-           [f"padir_{data}@{k}" for data in ("raw", "distilled") for k in demo.ITERATIONS])
+SYSTEMS = ["ar_greedy", "ar_beam4"] + [f"padir_distilled@{k}" for k in demo.ITERATIONS]
 
 
 @pytest.fixture(scope="module")
@@ -51,7 +51,7 @@ def test_every_system_has_every_field(demo_run):
     assert 0 <= row["stutter_rate"] <= 1
     assert row["latency_ms_batch1"] > 0 and row["sentences_per_s_batch64"] > 0
   assert results["checks"]["every_field"]
-  assert set(results["stages"]) == set(demo.STAGES)
+  assert set(results["stages"]) == set(demo.STAGES) - {"student_raw"}
 
 
 def test_report_files(demo_run):
@@ -181,12 +181,34 @@ def test_checks_with_and_without_the_raw_student():
   assert some_checks["students_iterations"] == [1, 2]
 
 
-def test_the_students_are_aligned_canvas_models(demo_run):
+def test_the_student_is_an_aligned_canvas_model(demo_run):
   workdir, results, _ = demo_run
-  for data in ("raw", "distilled"):
-    with open(os.path.join(workdir, f"student_{data}", "config.gin")) as f:
-      assert "ctc.CTCModel" in f.read()
+  with open(os.path.join(workdir, "student_distilled", "config.gin")) as f:
+    assert "ctc.CTCModel" in f.read()
+  assert not os.path.exists(os.path.join(workdir, "student_raw"))
   assert "best_fast_point_minus_ar_greedy" in results["checks"]
+
+
+def test_the_raw_data_student_joins_a_finished_run(demo_run, tmp_path, capsys):
+  """--raw_student on a finished default run trains that student alone (the rest is reused) and
+  evaluates both; the workdir then refuses to run without it."""
+  workdir = str(tmp_path / "work")
+  shutil.copytree(demo_run[0], workdir)
+  before = files.read_json(os.path.join(workdir, pipeline.STAGES_FILE))
+  assert demo_command.main(["--workdir", workdir, "--size", "reduced", "--raw_student"]) == 0
+  results = files.read_json(os.path.join(workdir, reporting.RESULTS_JSON))
+  names = [r["name"] for r in results["systems"]]
+  assert names == SYSTEMS[:2] + [f"padir_{data}@{k}" for data in ("raw", "distilled")
+                                 for k in demo.ITERATIONS]
+  stages = files.read_json(os.path.join(workdir, pipeline.STAGES_FILE))
+  assert set(stages) == set(demo.STAGES)
+  assert {s: stages[s] for s in ("teacher", "distill", "student_distilled")} == {
+      s: before[s] for s in ("teacher", "distill", "student_distilled")}  # Reused.
+  with open(os.path.join(workdir, "student_raw", "config.gin")) as f:
+    assert "ctc.CTCModel" in f.read()
+  assert results["checks"]["distilled_at_least_raw"] is not None
+  assert demo_command.main(["--workdir", workdir, "--size", "reduced"]) == 1
+  assert "raw_student True" in capsys.readouterr().err
 
 
 def test_demo_size_checks_the_students_start():
