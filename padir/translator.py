@@ -419,22 +419,16 @@ class Translator:
     empty = Prediction("", np.zeros((0,), np.int32), {})
     results = [empty] * len(lines)
     teacher_params = None if self.teacher is None else self.teacher.params
-    bar = (tqdm.tqdm(total=len(lines), unit="line", file=sys.stderr, dynamic_ncols=True)
-           if progress else None)  # Made only when shown: it costs ~10 µs a call.
-    for start in range(0, len(order), self.options.batch_size):
-      indices = order[start:start + self.options.batch_size]
-      batch = self._pad([encoded[i] for i in indices])
-      # Waited for, then read: `jax.device_get` on a pending result costs a batch-1 call of a
-      # small model ~70 µs more on CPU.
-      tokens, aux = jax.tree_util.tree_map(np.asarray, jax.block_until_ready(
-          predict_fn(self.params, teacher_params, batch, self._rng)))
-      for row, i in enumerate(indices):
-        results[i] = self._prediction(tokens[row], {k: v[row] for k, v in aux.items()})
-      if bar is not None:
-        bar.update(len(indices))
-    if bar is not None:
+    with tqdm.tqdm(total=len(lines), disable=not progress, unit="line", file=sys.stderr,
+                   dynamic_ncols=True) as bar:
       bar.update(len(lines) - len(order))
-      bar.close()
+      for start in range(0, len(order), self.options.batch_size):
+        indices = order[start:start + self.options.batch_size]
+        batch = self._pad([encoded[i] for i in indices])
+        tokens, aux = jax.device_get(predict_fn(self.params, teacher_params, batch, self._rng))
+        for row, i in enumerate(indices):
+          results[i] = self._prediction(tokens[row], {k: v[row] for k, v in aux.items()})
+        bar.update(len(indices))
     return results
 
   def _encode(self, lines: Sequence[str]) -> List[Optional[np.ndarray]]:
