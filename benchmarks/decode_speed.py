@@ -26,12 +26,13 @@ Protocol (also written into the JSON and the markdown):
   row ends at its reference length. PaDIR runs exactly k decoder passes (`early_exit=False`;
   converged rows are frozen but computed), with its length classifier (random, so candidate
   lengths are clipped to T; a pass costs the same for any length <= T).
-- Timing (`padir.timing.time_compiled`): compilation excluded (every point compiled ahead of
-  the timing, in parallel threads, then one warm-up call, untimed unless it alone exceeds
-  `--max_seconds`), inputs already on the device, `jax.block_until_ready` on the output before
-  the clock stops; median and p90 over the repeats (up to `--repeats`, at least
-  `--min_repeats`, stopping after `--max_seconds`); per batch, per sentence (batch latency / B)
-  and sentences/s (B / median).
+- Timing (`padir.timing.time_compiled_interleaved`): compilation excluded (every point compiled
+  ahead of the timing, in parallel threads, then one warm-up call, untimed unless it alone
+  exceeds `--max_seconds`), inputs already on the device, `jax.block_until_ready` on the output
+  before the clock stops; the systems of a batch size timed in turn, one call each a round, so
+  that the machine's drift reaches them alike; median, p90 and fastest over the repeats (up to
+  `--repeats`, at least `--min_repeats`, stopping after `--max_seconds` per system); per batch,
+  per sentence (batch latency / B) and sentences/s (B / median).
 - Length scaling: batch 1, source = target length 16 -> 128 tokens, AR greedy vs PaDIR@4.
 - Roofline: each AR step's and PaDIR pass's FLOP bound from the machine's rate of the decoder's
   own products at the call's own row count (B for a step, B x C x T for a pass: 1, T, 3T, 64T
@@ -374,7 +375,9 @@ def roofline(results: Sequence[Mapping[str, Any]], config: network.T5Config, mat
 
   A PaDIR pass is (latency at the most iterations - at 1) / (their difference): the fixed work
   (encoder, lengths, scoring) cancels. An AR step is the greedy latency / T, an upper bound (the
-  encoder is in it). Each bound is max(FLOPs / the dense matmul rate, bytes / the memory
+  encoder is in it). Both from each point's fastest call, the statistic of the row rates the
+  bound comes from (`row_cost` keeps each product's fastest call): a median against a fastest
+  would charge the pass this machine's call-to-call noise. Each bound is max(FLOPs / the dense matmul rate, bytes / the memory
   bandwidth), both measured in this run; with `row_rates` (`measure_row_rates` at
   `roofline_row_counts`) the FLOP bound is `row_flop_bound_ms` at the call's own row count.
   """
@@ -388,12 +391,12 @@ def roofline(results: Sequence[Mapping[str, Any]], config: network.T5Config, mat
   standard = [r for r in results if r["variant"] == "standard"]
   for ar in (r for r in standard if r["system"] == "ar_greedy"):
     batch, length, source = ar["batch_size"], ar["target_length"], ar["source_length"]
-    step = {"measured_ms": ar["latency_ms_p50"] / length,
+    step = {"measured_ms": ar["latency_ms_min"] / length,
             **bound(decoder_flops(config, batch, 1, length, source),
                     decoder_bytes(config, batch, length, source, itemsize), batch, length,
                     source)}
     for beam in sorted({r["length_beam"] for r in standard if r["system"] == "padir"}):
-      padir = {r["iterations"]: r["latency_ms_p50"] for r in standard
+      padir = {r["iterations"]: r["latency_ms_min"] for r in standard
                if r["system"] == "padir" and r["batch_size"] == batch
                and r["length_beam"] == beam}
       if 1 not in padir or max(padir) == 1:
@@ -501,7 +504,8 @@ def write_markdown(path: str, report: Dict[str, Any]):
               f"and memory bandwidth {roof['memory_bytes_s'] / 1e9:.1f} GB/s "
               "(`padir.timing`); a bound is max(FLOPs / rate, bytes / bandwidth). A pass is "
               "(latency at the most iterations - at 1) / their difference; a step is AR greedy's "
-              "latency / T (the encoder included).", "",
+              "latency / T (the encoder included); both from each point's fastest call, as the "
+              "rates are.", "",
               "| batch | length beam | T | AR step ms | its FLOP / byte bound ms | PaDIR pass ms "
               "| its FLOP / byte bound ms | pass / step |", "|" + "---|" * 8]
     for r in roof["rows"]:
@@ -748,15 +752,17 @@ def time_systems(args: argparse.Namespace, setup_: Setup, systems: Sequence["Sys
     batch = jax.device_put(setup_.batch_for(batch_size, args))
     calls = [(predict_fn(setup_.model_for(s), s),
               (setup_.params[s.kind, s.variant], batch, setup_.rng)) for s in systems]
+    points = []  # (system, call args, (compiled, compile seconds)) of the compiled ones
     for system, (_, call_args), exe in zip(systems, calls, compile_all(calls, workers)):
-      try:
-        if isinstance(exe, Exception):
+      if isinstance(exe, Exception):
+        if not _is_oom(exe):
           raise exe
-        timed = timing.time_compiled(exe[0], call_args, args.repeats, args.min_repeats,
-                                     args.max_seconds)
-      except Exception as e:  # pylint: disable=broad-except
-        if not _is_oom(e):
-          raise
+        notes.append(f"{system.label} at batch {batch_size}: out of memory")
+      else:
+        points.append((system, call_args, exe))
+    for (system, call_args, exe), timed in zip(points, _time_interleaved(
+        [(exe[0], call_args) for _, call_args, exe in points], args)):
+      if timed is None:
         notes.append(f"{system.label} at batch {batch_size}: out of memory")
         continue
       p50 = timed["latency_ms_p50"]
@@ -781,6 +787,28 @@ def time_systems(args: argparse.Namespace, setup_: Setup, systems: Sequence["Sys
     if ref_v:
       r["speedup_vs_ar_greedy_same_variant"] = ref_v["latency_ms_p50"] / r["latency_ms_p50"]
   return results
+
+
+def _time_interleaved(programs: Sequence[Tuple[Callable, Tuple]], args: argparse.Namespace
+                      ) -> List[Optional[Dict[str, Any]]]:
+  """`timing.time_compiled_interleaved` of the programs; if one runs out of memory, each is
+  timed alone instead (None for those that run out)."""
+  try:
+    return timing.time_compiled_interleaved(programs, args.repeats, args.min_repeats,
+                                            args.max_seconds)
+  except Exception as e:  # pylint: disable=broad-except
+    if not _is_oom(e):
+      raise
+  timed = []
+  for compiled, call_args in programs:
+    try:
+      timed.append(timing.time_compiled(compiled, call_args, args.repeats, args.min_repeats,
+                                        args.max_seconds))
+    except Exception as e:  # pylint: disable=broad-except
+      if not _is_oom(e):
+        raise
+      timed.append(None)
+  return timed
 
 
 def length_sweep(args: argparse.Namespace, setup_: Setup, workers: int, notes: List[str]

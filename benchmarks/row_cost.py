@@ -8,11 +8,13 @@ aligned CTC canvas, 3T for three length candidates).
 For each shape [d_in -> d_out] and row count R, `x @ W` ([R, d_in] x [d_in, d_out], float32) is
 timed inside one compiled program, as a decoder's products run: a chain of CHAIN_LONG products
 and one of CHAIN_SHORT (each product's input depends on the last product's output, so none is
-hoisted), each program the fastest of `--repeats` calls (`padir.timing.wall_seconds`), one
-product the difference over CHAIN_LONG - CHAIN_SHORT (below 0.1 µs it is lost in the jitter,
-and has no one-row unit). A lone jitted `x @ W` would add the call's dispatch (~10-15 µs on a
-CPU), more than a one-row product of a small network costs. The report
-gives the time, the FLOP rate and the cost in one-row products, with the machine and its load,
+hoisted; each product has its own weight array, as each of a network's kernels is read once a
+pass: one W reused along the chain stays in cache and measured a 14-row 256 -> 1,024 product at
+half its cost), each program the fastest of `--repeats` calls, the two programs called in turn
+(`padir.timing.time_compiled_interleaved`), one product the difference over CHAIN_LONG -
+CHAIN_SHORT (below 0.1 µs it is lost in the jitter, and has no one-row unit). A lone jitted
+`x @ W` would add the call's dispatch (~10-15 µs on a CPU), more than a one-row product of a
+small network costs. The report gives the time, the FLOP rate and the cost in one-row products, with the machine and its load,
 into OUTPUT/row_cost.json and OUTPUT/row_cost.md.
 """
 import argparse
@@ -36,11 +38,12 @@ RESOLUTION = 1e-7  # seconds
 
 
 def _chain(length: int):
-  """jit of `length` products x @ W in a row, each input x plus a multiple (`scale`, 0 at run
-  time) of the last output's row sums: [R, d_in] -> [R, d_in]."""
+  """jit of `length` products x @ W_i in a row (W_i the i-th of a list of weight arrays), each
+  input x plus a multiple (`scale`, 0 at run time) of the last output's row sums:
+  [R, d_in] -> [R, d_in]."""
   def run(x, weights, scale):
-    for _ in range(length):
-      x = x + scale * jnp.sum(x @ weights, axis=-1, keepdims=True)
+    for w in weights[:length]:
+      x = x + scale * jnp.sum(x @ w, axis=-1, keepdims=True)
     return x
   return jax.jit(run)
 
@@ -53,12 +56,16 @@ def measure(rows: Sequence[int], shapes: Sequence[Tuple[int, int]],
   short, long = _chain(CHAIN_SHORT), _chain(CHAIN_LONG)
   scale = jnp.zeros((), dtype)
   for d_in, d_out in shapes:
-    weights = jax.random.normal(jax.random.PRNGKey(0), (d_in, d_out), dtype)
+    weights = [jax.random.normal(key, (d_in, d_out), dtype)
+               for key in jax.random.split(jax.random.PRNGKey(0), CHAIN_LONG)]
     one_row = None
     for r in rows:
       x = jnp.ones((r, d_in), dtype)
-      fastest = [min(timing.wall_seconds(lambda f=f, x=x: f(x, weights, scale), repeats))
-                 for f in (short, long)]
+      # Both chains get every weight array (the short one reads 4): the same call overhead;
+      # their calls alternate, so that the machine's drift reaches both alike.
+      fastest = [t["latency_ms_min"] / 1e3 for t in timing.time_compiled_interleaved(
+          [(short, (x, weights, scale)), (long, (x, weights, scale))], repeats, repeats,
+          float("inf"))]
       seconds = max(fastest[1] - fastest[0], 0.0) / (CHAIN_LONG - CHAIN_SHORT) + 1e-12
       one_row = seconds if r == 1 else one_row
       # Below RESOLUTION a product is lost in the calls' jitter (or fused away): no unit.

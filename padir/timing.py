@@ -6,8 +6,9 @@
   latency_ms(fn, items, repeats)      one item a call: the fastest of `repeats` calls per item
                                       (the rest is the machine's noise), the median over items;
                                       `interleaved_latency_ms` for several settings in turn
-  time_compiled(compiled, args, ...)  an ahead-of-time compiled function: median and p90 of
-                                      repeats, bounded by a time budget
+  time_compiled(compiled, args, ...)  an ahead-of-time compiled function: median, p90 and
+                                      fastest of repeats, bounded by a time budget
+  time_compiled_interleaved(...)      the same for several, timed in turn
   matmul_flop_rate(), memory_bandwidth()   this machine's attainable rates (rooflines)
   machine(), load_average(), now()    what a measurement ran on, and when
 
@@ -99,26 +100,45 @@ def latency_ms(fn: Callable[[Any], Any], items: Sequence[Any], repeats: int) -> 
 
 def time_compiled(compiled: Callable, args: Tuple, repeats: int, min_repeats: int,
                   max_seconds: float) -> Dict[str, Any]:
-  """A warm-up call, then timed calls (each blocked on) until `repeats`, or until `max_seconds`
-  have passed once `min_repeats` are done. The warm-up is untimed, except for calls longer than
-  `max_seconds`, where it counts as the first repeat: compilation is already done (ahead of
-  time) and first-call allocations are then a small part of the call.
-  Returns latency_ms_p50, latency_ms_p90, repeats, warmup_timed."""
-  start = time.perf_counter()
-  jax.block_until_ready(compiled(*args))
-  first = time.perf_counter() - start
-  times = [first] if first > max_seconds else []
-  start = time.perf_counter()
-  while len(times) < repeats:
-    if len(times) >= min_repeats and time.perf_counter() - start > max_seconds:
-      break
-    t0 = time.perf_counter()
+  """`time_compiled_interleaved` of one program."""
+  return time_compiled_interleaved([(compiled, args)], repeats, min_repeats, max_seconds)[0]
+
+
+def time_compiled_interleaved(programs: Sequence[Tuple[Callable, Tuple]], repeats: int,
+                              min_repeats: int, max_seconds: float) -> List[Dict[str, Any]]:
+  """Programs (compiled, args) timed in turn: a warm-up call of each, then rounds of one timed
+  call (blocked on) of every program, until `repeats` rounds, or until `max_seconds` per
+  program have passed once `min_repeats` rounds are done, so that a drift of this machine's
+  speed reaches every program alike. A warm-up is untimed, except for calls longer than
+  `max_seconds`, where it counts as the program's first repeat: compilation is already done
+  (ahead of time) and first-call allocations are then a small part of the call.
+  Returns per program latency_ms_p50, latency_ms_p90, latency_ms_min (the fastest call),
+  repeats, warmup_timed."""
+  times = []
+  for compiled, args in programs:
+    start = time.perf_counter()
     jax.block_until_ready(compiled(*args))
-    times.append(time.perf_counter() - t0)
-  times_ms = np.asarray(times) * 1e3
-  return {"latency_ms_p50": float(np.median(times_ms)),
-          "latency_ms_p90": float(np.percentile(times_ms, 90)),
-          "repeats": len(times), "warmup_timed": bool(first > max_seconds)}
+    first = time.perf_counter() - start
+    times.append([first] if first > max_seconds else [])
+  warm = [bool(t) for t in times]
+  start = time.perf_counter()
+  budget = max_seconds * len(programs)
+  while min(len(t) for t in times) < repeats:
+    if min(len(t) for t in times) >= min_repeats and time.perf_counter() - start > budget:
+      break
+    for (compiled, args), program_times in zip(programs, times):
+      if len(program_times) < repeats:
+        t0 = time.perf_counter()
+        jax.block_until_ready(compiled(*args))
+        program_times.append(time.perf_counter() - t0)
+  out = []
+  for program_times, warmup_timed in zip(times, warm):
+    times_ms = np.asarray(program_times) * 1e3
+    out.append({"latency_ms_p50": float(np.median(times_ms)),
+                "latency_ms_p90": float(np.percentile(times_ms, 90)),
+                "latency_ms_min": float(np.min(times_ms)),
+                "repeats": len(program_times), "warmup_timed": warmup_timed})
+  return out
 
 
 def matmul_flop_rate(size: int = 1024, repeats: int = 20) -> float:

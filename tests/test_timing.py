@@ -26,8 +26,22 @@ def test_timers_return_what_they_promise():
   assert timing.latency_ms(lambda x: x, [1, 2, 3], repeats=2) >= 0
   timed = timing.time_compiled(lambda x: x + 1, (1,), repeats=5, min_repeats=2, max_seconds=10.0)
   assert timed["repeats"] == 5 and timed["latency_ms_p90"] >= timed["latency_ms_p50"] >= 0
+  assert 0 <= timed["latency_ms_min"] <= timed["latency_ms_p50"]
   assert not timed["warmup_timed"]
   assert set(timing.machine()) >= {"platform", "device_kind", "cpu_count", "jax"}
+
+
+def test_compiled_programs_are_timed_in_turn_until_the_budget():
+  order = []
+  programs = [(lambda name: order.append(name), ("a",)), (lambda name: order.append(name), ("b",))]
+  timed = timing.time_compiled_interleaved(programs, repeats=3, min_repeats=1, max_seconds=10.0)
+  assert order == ["a", "b"] + ["a", "b"] * 3  # Warm-ups, then one call of each a round.
+  assert [t["repeats"] for t in timed] == [3, 3]
+  # Past the budget (max_seconds per program), stop once min_repeats rounds are done.
+  slow = [(lambda: __import__("time").sleep(0.02), ())] * 2
+  timed = timing.time_compiled_interleaved(slow, repeats=50, min_repeats=2, max_seconds=0.01)
+  assert [t["repeats"] for t in timed] == [2, 2]
+  assert all(0 < t["latency_ms_min"] <= t["latency_ms_p50"] for t in timed)
 
 
 def test_markdown_table():
