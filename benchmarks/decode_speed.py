@@ -67,7 +67,8 @@ from padir import layers  # pylint: disable=g-import-not-at-top
 from padir import models  # pylint: disable=g-import-not-at-top
 from padir import network  # pylint: disable=g-import-not-at-top
 from padir import timing  # pylint: disable=g-import-not-at-top
-from benchmarks import row_cost  # pylint: disable=g-import-not-at-top
+from benchmarks import decode_speed_report  # pylint: disable=g-import-not-at-top
+from benchmarks import roofline  # pylint: disable=g-import-not-at-top
 from padir.special_tokens import SpecialTokens  # pylint: disable=g-import-not-at-top
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -292,304 +293,6 @@ def compile_all(calls: Sequence[Tuple[Callable, Tuple]], workers: int) -> List[A
 
 def machine_info() -> Dict[str, Any]:
   return {**timing.machine(), "load_average_at_start": timing.load_average()}
-
-
-# ------------------------------------------------------------------------------------------------
-# Roofline: what one AR step and one PaDIR pass must cost at this machine's rates.
-
-
-def decoder_flops(config: network.T5Config, rows: int, positions: int, self_keys: int,
-                  cross_keys: int) -> float:
-  """FLOPs of one decoder call on `rows` x `positions` (multiply-adds count 2): every layer's
-  self-attention q/k/v/o and cross-attention q/o projections (cross keys/values are computed
-  once per decode), its MLP, the attention over `self_keys` and `cross_keys` keys, and the
-  output projection to the vocabulary."""
-  d, inner, mlp = config.emb_dim, config.num_heads * config.head_dim, config.mlp_dim
-  layer = 2 * (6 * d * inner + (len(config.mlp_activations) + 1) * d * mlp)
-  attention = 4 * inner * (self_keys + cross_keys)
-  per_position = config.num_decoder_layers * (layer + attention) + 2 * d * config.vocab_size
-  return float(rows * positions * per_position)
-
-
-def decoder_bytes(config: network.T5Config, rows: int, self_keys: int, cross_keys: int,
-                  itemsize: int = 4) -> float:
-  """Bytes one decoder call must read at least: the decoder's weights (float32) and the
-  attention keys/values of every row (a KV cache of `self_keys`, the cross-attention's)."""
-  d, inner, mlp = config.emb_dim, config.num_heads * config.head_dim, config.mlp_dim
-  layer = 6 * d * inner + (len(config.mlp_activations) + 1) * d * mlp
-  weights = 4 * (config.num_decoder_layers * layer + d * config.vocab_size)
-  keys_values = itemsize * rows * 2 * inner * config.num_decoder_layers * (self_keys + cross_keys)
-  return float(weights + keys_values)
-
-
-def decoder_products(config: network.T5Config) -> Dict[Tuple[int, int], int]:
-  """The decoder's dense products of one position, {(d_in, d_out): how many}: every layer's
-  self-attention q/k/v/o and cross-attention q/o projections and MLP, the output projection
-  (the FLOPs `decoder_flops` counts, but for the attention over keys)."""
-  d, inner, mlp = config.emb_dim, config.num_heads * config.head_dim, config.mlp_dim
-  layers, products = config.num_decoder_layers, {}
-  for shape, count in (((d, inner), 4 * layers), ((inner, d), 2 * layers),
-                       ((d, mlp), len(config.mlp_activations) * layers), ((mlp, d), layers),
-                       ((d, config.vocab_size), 1)):
-    products[shape] = products.get(shape, 0) + count
-  return products
-
-
-def roofline_row_counts(results: Sequence[Mapping[str, Any]]) -> List[int]:
-  """The row counts of the decoder calls `roofline` bounds: B (an AR step, one position a row)
-  and B x C x T (a PaDIR pass over C candidates of T positions), ascending."""
-  counts = set()
-  for r in results:
-    if r["variant"] == "standard" and r["system"] == "ar_greedy":
-      counts.add(r["batch_size"])
-    elif r["variant"] == "standard" and r["system"] == "padir":
-      counts.add(r["batch_size"] * r["length_beam"] * r["target_length"])
-  return sorted(counts)
-
-
-def measure_row_rates(config: network.T5Config, row_counts: Sequence[int],
-                      repeats: int) -> List[Dict[str, Any]]:
-  """This machine's rate of each of the decoder's products at each row count
-  (`row_cost.measure`: a jitted `x @ W` in the config's dtype, the fastest of `repeats`)."""
-  return row_cost.measure(row_counts, list(decoder_products(config)), repeats,
-                          jnp.dtype(config.dtype))
-
-
-def row_flop_bound_ms(config: network.T5Config, rows: int, self_keys: int, cross_keys: int,
-                      row_rates: Sequence[Mapping[str, Any]]) -> float:
-  """The FLOP bound of one decoder call over `rows` positions in all from the rates at that row
-  count: each product's FLOPs at its own measured rate, the attention over `self_keys` +
-  `cross_keys` keys (products without weights) at the q projection's."""
-  rate = {(r["d_in"], r["d_out"]): r["flop_rate"] for r in row_rates if r["rows"] == rows}
-  d, inner = config.emb_dim, config.num_heads * config.head_dim
-  seconds = sum(count * 2 * rows * d_in * d_out / rate[(d_in, d_out)]
-                for (d_in, d_out), count in decoder_products(config).items())
-  attention = rows * config.num_decoder_layers * 4 * inner * (self_keys + cross_keys)
-  return 1e3 * (seconds + attention / rate[(d, inner)])
-
-
-def roofline(results: Sequence[Mapping[str, Any]], config: network.T5Config, matmul_rate: float,
-             bandwidth: float, itemsize: int,
-             row_rates: Optional[Sequence[Mapping[str, Any]]] = None) -> List[Dict[str, Any]]:
-  """Per batch size and length beam: the AR greedy step and the PaDIR pass, measured and bound.
-
-  A PaDIR pass is (latency at the most iterations - at 1) / (their difference): the fixed work
-  (encoder, lengths, scoring) cancels. An AR step is the greedy latency / T, an upper bound (the
-  encoder is in it). Both from each point's fastest call, the statistic of the row rates the
-  bound comes from (`row_cost` keeps each product's fastest call): a median against a fastest
-  would charge the pass this machine's call-to-call noise. Each bound is max(FLOPs / the dense matmul rate, bytes / the memory
-  bandwidth), both measured in this run; with `row_rates` (`measure_row_rates` at
-  `roofline_row_counts`) the FLOP bound is `row_flop_bound_ms` at the call's own row count.
-  """
-  def bound(flops, nbytes, rows, self_keys, cross_keys):
-    flop_ms = (1e3 * flops / matmul_rate if row_rates is None else
-               row_flop_bound_ms(config, rows, self_keys, cross_keys, row_rates))
-    return {"flops": flops, "bytes": nbytes, "rows": rows, "flop_bound_ms": flop_ms,
-            "byte_bound_ms": 1e3 * nbytes / bandwidth}
-
-  rows = []
-  standard = [r for r in results if r["variant"] == "standard"]
-  for ar in (r for r in standard if r["system"] == "ar_greedy"):
-    batch, length, source = ar["batch_size"], ar["target_length"], ar["source_length"]
-    step = {"measured_ms": ar["latency_ms_min"] / length,
-            **bound(decoder_flops(config, batch, 1, length, source),
-                    decoder_bytes(config, batch, length, source, itemsize), batch, length,
-                    source)}
-    for beam in sorted({r["length_beam"] for r in standard if r["system"] == "padir"}):
-      padir = {r["iterations"]: r["latency_ms_min"] for r in standard
-               if r["system"] == "padir" and r["batch_size"] == batch
-               and r["length_beam"] == beam}
-      if 1 not in padir or max(padir) == 1:
-        continue
-      most = max(padir)
-      candidates = batch * beam
-      pass_ = {"measured_ms": (padir[most] - padir[1]) / (most - 1),
-               **bound(decoder_flops(config, candidates, length, length, source),
-                       decoder_bytes(config, candidates, 0, source, itemsize),
-                       candidates * length, length, source)}
-      rows.append({"batch_size": batch, "length_beam": beam, "target_length": length,
-                   "source_length": source, "ar_step": step, "padir_pass": pass_,
-                   "pass_over_step": pass_["measured_ms"] / step["measured_ms"]})
-  return rows
-
-
-# ------------------------------------------------------------------------------------------------
-# Reports.
-
-
-def _fmt(x: Optional[float], digits: int = 1) -> str:
-  return "—" if x is None else f"{x:.{digits}f}"
-
-
-def headline(results: List[Dict[str, Any]], sweep: List[Dict[str, Any]],
-             batch_sizes: Sequence[int]) -> List[Dict[str, Any]]:
-  """The numbers a reader looks for first: PaDIR@4 and @1 against AR greedy at batch 1 and @4 at
-  the largest batch (speedups, by length beam), and each system's latency growth over the
-  length sweep. Measured only: comparing them with a goal is the caller's business."""
-
-  def speedup(batch_size, iterations, length_beam=1):
-    for r in results:
-      if (r["system"] == "padir" and r["batch_size"] == batch_size
-          and r["iterations"] == iterations and r["length_beam"] == length_beam):
-        return r["speedup_vs_ar_greedy"]
-    return None
-
-  numbers = []
-  large = 64 if 64 in batch_sizes else max(batch_sizes)
-  points = [("batch 1: PaDIR@4 vs AR greedy", 1, 4), ("batch 1: PaDIR@1 vs AR greedy", 1, 1)]
-  if large > 1:
-    points.append((f"batch {large}: PaDIR@4 vs AR greedy", large, 4))
-  for name, bs, k in points:
-    for lb in (1, 3):
-      value = speedup(bs, k, lb)
-      if value is not None:
-        numbers.append({"point": f"{name} (length beam {lb}): speedup", "measured": value})
-  by_system: Dict[str, List[Dict[str, Any]]] = {}
-  for s in sweep:
-    by_system.setdefault(s["system"], []).append(s)
-  for system, rows in by_system.items():
-    rows = sorted(rows, key=lambda r: r["target_length"])
-    if len(rows) >= 2:
-      numbers.append({
-          "point": f"length scaling {rows[0]['target_length']} -> {rows[-1]['target_length']} "
-                   f"tokens: {system} latency growth",
-          "measured": rows[-1]["latency_ms_p50"] / rows[0]["latency_ms_p50"]})
-  return numbers
-
-
-def write_markdown(path: str, report: Dict[str, Any]):
-  lines = [f"# Decoding speed: AR vs PaDIR ({report['model']['preset']}, "
-           f"{report['model']['dtype']})", ""]
-  m = report["machine"]
-  lines += [f"- Date: {report['date']}",
-            f"- Command: `{report['command']}`",
-            f"- Machine: {m['platform']} / {m['device_kind']} ({m['cpu_count']} CPU cores, "
-            f"{m['processor']}, load average at start {m['load_average_at_start']}), "
-            f"jax {m['jax']}",
-            f"- Model: `{report['model']['preset']}` {report['model']['standard']}; "
-            f"deep-shallow variant {report['model'].get('deep_shallow')}; vocabulary "
-            f"{report['model']['vocab_size']}",
-            "- Weights: " + "; ".join(f"{k}: {v}" for k, v in report["weights"].items()),
-            f"- Sentences: {report['sentences']['source']}; mean source/target length "
-            f"{report['sentences']['mean_source_length']:.1f}/"
-            f"{report['sentences']['mean_target_length']:.1f} pieces",
-            f"- Batch sizes: {report['batch_sizes']} (largest: {report['largest_batch']['how']})",
-            f"- Protocol: {report['protocol']}", ""]
-  lines += ["## Headline numbers", "", "| point | measured |", "|---|---:|"]
-  lines += [f"| {h['point']} | {h['measured']:.2f}x |" for h in report["headline"]]
-  lines += ["", "## Results", "",
-            "Speedup = AR greedy (standard model) median latency / the system's, at the same "
-            "batch size; > 1 is faster than AR greedy.", ""]
-  header = ("| batch | system | iterations | length beam | T | latency p50 (ms) | p90 (ms) | "
-            "ms / sentence | sentences/s | speedup vs AR greedy |")
-  lines += [header, "|" + "---|" * 10]
-  for r in report["results"]:
-    lines.append(
-        f"| {r['batch_size']} | {r['system']} | {r['iterations'] or '—'} | {r['length_beam']} | "
-        f"{r['target_length']} | {r['latency_ms_p50']:.1f} | {r['latency_ms_p90']:.1f} | "
-        f"{r['latency_ms_per_sentence_p50']:.2f} | {r['sentences_per_s']:.1f} | "
-        f"{_fmt(r['speedup_vs_ar_greedy'], 2)}x |")
-  if report["length_sweep"]:
-    lines += ["", "## Length scaling (batch 1, source length = target length)", "",
-              "| system | iterations | target length | latency p50 (ms) | p90 (ms) |",
-              "|---|---|---|---|---|"]
-    for s in report["length_sweep"]:
-      lines.append(f"| {s['system']} | {s['iterations'] or '—'} | {s['target_length']} | "
-                   f"{s['latency_ms_p50']:.1f} | {s['latency_ms_p90']:.1f} |")
-  if report.get("roofline"):
-    roof = report["roofline"]
-    lines += ["", "## Roofline: one AR greedy step and one PaDIR pass", "",
-              f"This run's dense {roof.get('matmul_dtype', 'float32')} matmul rate "
-              f"{roof['matmul_flop_s'] / 1e9:.1f} GFLOP/s "
-              f"and memory bandwidth {roof['memory_bytes_s'] / 1e9:.1f} GB/s "
-              "(`padir.timing`); a bound is max(FLOPs / rate, bytes / bandwidth). A pass is "
-              "(latency at the most iterations - at 1) / their difference; a step is AR greedy's "
-              "latency / T (the encoder included); both from each point's fastest call, as the "
-              "rates are.", "",
-              "| batch | length beam | T | AR step ms | its FLOP / byte bound ms | PaDIR pass ms "
-              "| its FLOP / byte bound ms | pass / step |", "|" + "---|" * 8]
-    for r in roof["rows"]:
-      step, pass_ = r["ar_step"], r["padir_pass"]
-      lines.append(
-          f"| {r['batch_size']} | {r['length_beam']} | {r['target_length']} | "
-          f"{step['measured_ms']:.2f} | {step['flop_bound_ms']:.3f} / {step['byte_bound_ms']:.3f} "
-          f"| {pass_['measured_ms']:.2f} | {pass_['flop_bound_ms']:.3f} / "
-          f"{pass_['byte_bound_ms']:.3f} | {r['pass_over_step']:.1f} |")
-    if roof.get("row_rates"):
-      lines += ["", "FLOP bounds above from the rates of the decoder's own products at each "
-                "call's row count (`benchmarks/row_cost.py`, the model's dtype, the fastest of "
-                f"{roof['row_rate_repeats']} calls), GFLOP/s:", "",
-                "| d_in → d_out | " + " | ".join(
-                    f"{n} rows" for n in sorted({r['rows'] for r in roof['row_rates']})) + " |",
-                "|---|" + "---:|" * len({r["rows"] for r in roof["row_rates"]})]
-      for d_in, d_out in dict.fromkeys((r["d_in"], r["d_out"]) for r in roof["row_rates"]):
-        lines.append(f"| {d_in} → {d_out} | " + " | ".join(
-            f"{r['flop_rate'] / 1e9:.1f}" for r in roof["row_rates"]
-            if (r["d_in"], r["d_out"]) == (d_in, d_out)) + " |")
-  if report.get("notes"):
-    lines += ["", "## Notes", ""] + [f"- {n}" for n in report["notes"]]
-  with open(path, "w") as f:
-    f.write("\n".join(lines) + "\n")
-
-
-def pyplot(path: str):
-  """matplotlib.pyplot on the Agg backend, or None (a warning that `path` is not written)."""
-  try:
-    import matplotlib  # pylint: disable=g-import-not-at-top
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt  # pylint: disable=g-import-not-at-top
-  except ImportError:
-    logging.warning("matplotlib not installed: no %s", path)
-    return None
-  return plt
-
-
-def write_plot(path: str, report: Dict[str, Any]) -> bool:
-  plt = pyplot(path)
-  if plt is None:
-    return False
-  fig, axes = plt.subplots(1, 2, figsize=(13, 5))
-  ax = axes[0]
-  series: Dict[str, List[Tuple[int, float]]] = {}
-  for r in report["results"]:
-    label = r["system"] if r["iterations"] is None else (
-        f"{r['system']}@{r['iterations']} lb{r['length_beam']}")
-    series.setdefault(label, []).append((r["batch_size"], r["speedup_vs_ar_greedy"]))
-  colours = plt.get_cmap("tab20")
-  for i, (label, points) in enumerate(series.items()):
-    points.sort()
-    style = "--" if "deep_shallow" in label else ("-" if "padir" in label else ":")
-    ax.plot([p[0] for p in points], [p[1] for p in points], style, marker="o", label=label,
-            color=colours(i % 20), linewidth=2.5 if label.startswith("ar_greedy") else 1.5)
-  ax.axhline(1.0, color="black", linewidth=0.8)
-  ax.set_xscale("log", base=2)
-  ax.set_yscale("log", base=2)
-  ax.set_xlabel("batch size")
-  ax.set_ylabel("speedup vs AR greedy (same batch size)")
-  ax.set_title(f"{report['model']['preset']} {report['model']['dtype']}, "
-               f"{report['machine']['device_kind']}")
-  ax.legend(fontsize=7, ncol=2)
-  ax.grid(True, which="both", alpha=0.3)
-  ax = axes[1]
-  sweep: Dict[str, List[Tuple[int, float]]] = {}
-  for s in report["length_sweep"]:
-    label = s["system"] if s["iterations"] is None else f"{s['system']}@{s['iterations']}"
-    sweep.setdefault(label, []).append((s["target_length"], s["latency_ms_p50"]))
-  for label, points in sweep.items():
-    points.sort()
-    ax.plot([p[0] for p in points], [p[1] for p in points], marker="o", label=label)
-  ax.set_xscale("log", base=2)
-  ax.set_yscale("log")
-  ax.set_xlabel("target length (tokens), batch 1")
-  ax.set_ylabel("latency p50 (ms)")
-  ax.set_title("length scaling")
-  if sweep:
-    ax.legend(fontsize=8)
-  ax.grid(True, which="both", alpha=0.3)
-  fig.tight_layout()
-  fig.savefig(path, dpi=110)
-  plt.close(fig)
-  return True
 
 
 # ------------------------------------------------------------------------------------------------
@@ -874,7 +577,7 @@ def make_report(args: argparse.Namespace, setup_: Setup, batch_sizes: Sequence[i
       "length_sweep": sweep,
       "notes": notes,
   }
-  report["headline"] = headline(results, sweep, batch_sizes)
+  report["headline"] = decode_speed_report.headline(results, sweep, batch_sizes)
   return report
 
 
@@ -903,17 +606,18 @@ def run(args: argparse.Namespace, rates: Optional[Mapping[str, float]] = None) -
   report = make_report(args, setup_, batch_sizes, largest, results, sweep, notes)
   row_rates = None
   if args.row_rate_repeats > 0:
-    row_rates = measure_row_rates(setup_.configs["standard"], roofline_row_counts(results),
-                                  args.row_rate_repeats)
+    row_rates = roofline.measure_row_rates(setup_.configs["standard"],
+                                           roofline.roofline_row_counts(results),
+                                           args.row_rate_repeats)
   report["roofline"] = {**rates, "row_rates": row_rates,
-                        "row_rate_repeats": args.row_rate_repeats, "rows": roofline(
+                        "row_rate_repeats": args.row_rate_repeats, "rows": roofline.roofline(
       results, setup_.configs["standard"], rates["matmul_flop_s"], rates["memory_bytes_s"],
       2 if args.dtype == "bfloat16" else 4, row_rates)}
   os.makedirs(args.out_dir, exist_ok=True)
   with open(os.path.join(args.out_dir, "decode_speed.json"), "w") as f:
     json.dump(report, f, indent=1)
-  write_markdown(os.path.join(args.out_dir, "decode_speed.md"), report)
-  write_plot(os.path.join(args.out_dir, "decode_speed.png"), report)
+  decode_speed_report.write_markdown(os.path.join(args.out_dir, "decode_speed.md"), report)
+  decode_speed_report.write_plot(os.path.join(args.out_dir, "decode_speed.png"), report)
   return report
 
 

@@ -699,8 +699,8 @@ def write_markdown(path: str, report: Mapping[str, Any]) -> None:
 
 
 def write_plot(path: str, report: Mapping[str, Any]) -> bool:
-  from benchmarks import decode_speed  # pylint: disable=g-import-not-at-top
-  plt = decode_speed.pyplot(path)
+  from benchmarks import decode_speed_report  # pylint: disable=g-import-not-at-top
+  plt = decode_speed_report.pyplot(path)
   if plt is None:
     return False
   decodes = [r["result"] for r in report["parts"]

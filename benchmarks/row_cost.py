@@ -14,8 +14,8 @@ half its cost), each program the fastest of `--repeats` calls, the two programs 
 (`padir.timing.time_compiled_interleaved`), one product the difference over CHAIN_LONG -
 CHAIN_SHORT (below 0.1 µs it is lost in the jitter, and has no one-row unit). A lone jitted
 `x @ W` would add the call's dispatch (~10-15 µs on a CPU), more than a one-row product of a
-small network costs. The report gives the time, the FLOP rate and the cost in one-row products, with the machine and its load,
-into OUTPUT/row_cost.json and OUTPUT/row_cost.md.
+small network costs. The report gives the time, the FLOP rate and the cost in one-row products,
+with the machine and its load, into OUTPUT/row_cost.json and OUTPUT/row_cost.md.
 """
 import argparse
 import sys

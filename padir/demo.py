@@ -32,12 +32,13 @@ Sources are padded to one of `LENGTH_BUCKETS` (16 or 32 pieces), so each system 
 shapes (two lengths, batch 1 and 64).
 
 Workdir: `demo.json` (the settings), `teacher/`, `teacher_init/`, `distill_sources.txt`,
-`distilled/`, `student_distilled/` (and `student_raw/`) (model dirs and the distillation), `stages.json` (finished
-stages: wall time, this process's CPU time, budget; `padir.pipeline`), `hypotheses/SYSTEM.txt`,
-`results.json`, `results.md`, `tradeoff.png` (BLEU vs batch-1 latency). Re-running with the same
-workdir reuses finished stages; an interrupted training resumes from its newest checkpoint and
-an interrupted distillation from its finished shards. A workdir of another size (or made with
-another `--raw_student`) is refused.
+`distilled/`, `student_distilled/` and with `--raw_student` `student_raw/` (model dirs and the
+distillation), `stages.json` (finished stages: wall time, this process's CPU time, budget;
+`padir.pipeline`), `hypotheses/SYSTEM.txt`, `results.json`, `results.md`, `tradeoff.png` (BLEU vs
+batch-1 latency). Re-running with the same workdir reuses finished stages; an interrupted
+training resumes from its newest checkpoint and an interrupted distillation from its finished
+shards. A workdir of another size is refused, and so is one made with `--raw_student` when run
+without it (one made without it takes the raw-data student later).
 """
 import dataclasses
 import json

@@ -8,6 +8,7 @@ import sys
 import pytest
 
 from benchmarks import decode_speed
+from benchmarks import roofline
 from padir import network
 
 REPO = pathlib.Path(__file__).resolve().parents[1]
@@ -70,20 +71,25 @@ def test_decode_speed_benchmark_writes_every_system_and_batch_size(tmp_path):
     # FLOP bounds from the rates at each call's own row count: B for a step, B x C x T a pass.
     assert step["rows"] == r["batch_size"]
     assert pass_["rows"] == r["batch_size"] * r["length_beam"] * r["target_length"]
+    # The ceiling of PaDIR at K against greedy: T steps at their bound over K passes at theirs.
+    bound = lambda call: max(call["flop_bound_ms"], call["byte_bound_ms"])
+    assert r["ceiling"] == pytest.approx(
+        r["target_length"] * bound(step) / (r["iterations"] * bound(pass_)))
+    assert r["share_of_ceiling"] == pytest.approx(r["speedup_fastest"] / r["ceiling"])
   config = network.get_config("test")
   counts = {r["rows"] for r in roof["row_rates"]}
   assert counts == {b for b in BATCH_SIZES} | {
       r["padir_pass"]["rows"] for r in roof["rows"]}
   assert {(r["d_in"], r["d_out"]) for r in roof["row_rates"]} == set(
-      decode_speed.decoder_products(config))
+      roofline.decoder_products(config))
   for r in roof["rows"]:
     for call, keys in ((r["ar_step"], r["target_length"]), (r["padir_pass"], r["target_length"])):
-      assert call["flop_bound_ms"] == pytest.approx(decode_speed.row_flop_bound_ms(
+      assert call["flop_bound_ms"] == pytest.approx(roofline.row_flop_bound_ms(
           config, call["rows"], keys, r["source_length"], roof["row_rates"]), rel=1e-6)
 
   markdown = (tmp_path / "decode_speed.md").read_text()
   assert "speedup vs AR greedy" in markdown and "Length scaling" in markdown
-  assert "Roofline" in markdown and "row count" in markdown
+  assert "Roofline" in markdown and "row count" in markdown and "share of the ceiling" in markdown
   assert (tmp_path / "decode_speed.png").stat().st_size > 0
 
 
