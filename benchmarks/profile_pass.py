@@ -54,14 +54,21 @@ GROUPS = (
 OTHER = "other"
 _INSTRUCTION = re.compile(r'^\s*(?:ROOT )?%([\w.\-]+) = .*?metadata=\{op_name="([^"]*)"', re.M)
 _CONTROL = re.compile(r"^\s*(?:ROOT )?%((?:while|cond|conditional|call)[\w.\-]*) = ", re.M)
+_CONTROL_NAME = re.compile(r"(while|cond|conditional|call)[\w.\-]*$")
+_OPERANDS = re.compile(r"^\s*(?:ROOT )?%([\w.\-]+) = [^(\n]*\(([^)\n]*)\)", re.M)
 
 
 def op_sources(hlo_text: str) -> Dict[str, str]:
   """Compiled HLO text -> {instruction name: its source (op_name metadata, or the control op's
-  own name for loops and branches)}."""
+  own name for loops and branches)}. An instruction that XLA left without metadata (the dots of
+  an AR loop body, for one) takes the source of its first user that has one."""
   sources = {name: op_name for name, op_name in _INSTRUCTION.findall(hlo_text)}
   for name in _CONTROL.findall(hlo_text):
     sources[name] = name  # Its own time is control: its body's ops are counted by themselves.
+  for user, operands in _OPERANDS.findall(hlo_text):
+    if user in sources and not _CONTROL_NAME.match(user):
+      for operand in re.findall(r"%([\w.\-]+)", operands):
+        sources.setdefault(operand, sources[user])
   return sources
 
 
@@ -162,10 +169,11 @@ def profile_program(predict: Callable, calls: Sequence[Tuple], repeats: int,
     own = self_times(_trace_events(trace_dir))
   cpu, ops = collections.Counter(), []
   for name, microseconds in own.items():
-    source = sources_of.get(name) or sources_of.get(name.removesuffix(".clone"))
+    op = name.removeprefix("end: ")  # An asynchronous op's completion.
+    source = sources_of.get(op) or sources_of.get(op.removesuffix(".clone"))
     if source is None:
       continue  # Host-side events (dispatch, argument handling, the executor's own spans).
-    group = group_of(source if source != name else name)
+    group = group_of(source)
     cpu[group] += microseconds / num_calls
     ops.append({"op": name, "source": source, "group": group, "cpu_us": microseconds / num_calls})
   ops.sort(key=lambda op: -op["cpu_us"])

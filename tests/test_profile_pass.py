@@ -43,6 +43,18 @@ def test_ops_are_attributed_to_their_source():
   assert profile_pass.group_of("jit(predict)/add") == profile_pass.OTHER
 
 
+def test_an_op_without_metadata_takes_its_users_source():
+  text = """
+  %dot.7 = f32[1,32]{1,0} dot(%x.1, %w.2), lhs_contracting_dims={1}, rhs_contracting_dims={0}
+  %fusion.9 = f32[2,16]{1,0} fusion(%dot.7), kind=kLoop, calls=%c.1, metadata={op_name="jit(f)/while/body/Transformer.decode/decoder/layers_1/mlp/mul"}
+  %while.3 = (f32[1,32]{1,0}) while(%tuple.4), condition=%cond.1, body=%body.1
+  """
+  sources = profile_pass.op_sources(text)
+  assert sources["dot.7"] == sources["fusion.9"]
+  assert profile_pass.group_of(sources["dot.7"]) == "decoder layers"
+  assert sources["while.3"] == "while.3" and "tuple.4" not in sources  # Control keeps its own.
+
+
 def test_profile_of_a_checkpoint_splits_a_pass_from_the_fixed_part(tiny_padir_dir, tmp_path):
   sources = tmp_path / "sources.txt"
   sources.write_text("a dog sees the cat .\nthe cat sees a dog .\n")
