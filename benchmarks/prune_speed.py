@@ -1,6 +1,6 @@
 """Length candidates pruned after the first pass, timed at batch 1: a PaDIR student at K passes
 with one length candidate, with three refined to the end, and with three of which only the best
-after pass 1 is refined (`keep_candidates_after_first_pass`), AR greedy beside them.
+one or two after pass 1 are refined (`keep_candidates_after_first_pass`), AR greedy beside them.
 
   python -m benchmarks.prune_speed --student runs/m30k/student_distilled \
       --teacher runs/m30k/teacher --task multi30k_en_de_ar --module tasks.multi30k \
@@ -23,14 +23,17 @@ from padir import reporting
 
 
 def settings(iterations: int, candidates: int) -> Dict[str, Dict[str, Any]]:
-  """Name -> PaDIR decoder_params of each timed setting."""
+  """Name -> PaDIR decoder_params of each timed setting: one candidate, all of `candidates`
+  refined to the end, and the best m of them refined after pass 1 for each m below."""
   fixed = {"num_decode_iterations": iterations, "early_exit": False}
-  return {
+  named = {
       f"padir@{iterations}, 1 candidate": {**fixed, "top_k_lengths": 1},
       f"padir@{iterations}, {candidates} candidates": {**fixed, "top_k_lengths": candidates},
-      f"padir@{iterations}, {candidates} candidates, best 1 after pass 1": {
-          **fixed, "top_k_lengths": candidates, "keep_candidates_after_first_pass": 1},
   }
+  for kept in range(1, candidates):
+    named[f"padir@{iterations}, {candidates} candidates, best {kept} after pass 1"] = {
+        **fixed, "top_k_lengths": candidates, "keep_candidates_after_first_pass": kept}
+  return named
 
 
 def markdown(report: Mapping[str, Any]) -> str:

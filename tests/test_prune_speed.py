@@ -32,12 +32,13 @@ def test_settings_interleaved_fastest_of_repeats_then_median():
 
 def test_settings_differ_only_in_candidates_and_pruning():
   named = prune_speed.settings(4, 3)
-  assert len(named) == 3
-  one, every, pruned = named.values()
+  assert len(named) == 4
+  one, every, best1, best2 = named.values()
   assert all(p["num_decode_iterations"] == 4 and p["early_exit"] is False
              for p in named.values())
-  assert (one["top_k_lengths"], every["top_k_lengths"], pruned["top_k_lengths"]) == (1, 3, 3)
-  assert pruned["keep_candidates_after_first_pass"] == 1
+  assert [p["top_k_lengths"] for p in named.values()] == [1, 3, 3, 3]
+  assert (best1["keep_candidates_after_first_pass"], best2["keep_candidates_after_first_pass"]) == (
+      1, 2)
   assert "keep_candidates_after_first_pass" not in every
 
 
