@@ -1,7 +1,7 @@
 """`padir demo`: the main job on the built-in offline corpus, end to end, in one command.
 
-  padir demo --workdir runs/demo                    # ~13 minutes on 2 CPU cores
-  padir demo --workdir runs/demo_raw --raw_student  # + a student on the raw data (~21 minutes)
+  padir demo --workdir runs/demo                    # ~10 minutes on 2 CPU cores
+  padir demo --workdir runs/demo_raw --raw_student  # + a student on the raw data (~18 minutes)
   padir demo --workdir /tmp/demo --size reduced     # a smoke test of the pipeline (minutes)
 
 Stages, each timed and logged against its budget (`DemoSize.budgets_s`):
@@ -97,7 +97,7 @@ class DemoSize:
     teacher_steps: AR teacher training steps, in all (the AR baseline's training: not past
       its best validation BLEU; on the default corpus 2,000 steps give 70.05 greedy BLEU on
       validation against 75.17 at 1,000, the longer run memorising the training references).
-    student_init_step: the teacher's step where both students start (its parameters are kept
+    student_init_step: the teacher's step where the students start (its parameters are kept
       in `teacher_init/`).
     student_steps: training steps of each PaDIR student after its warm start. The AR baseline
       is trained to its best and stays the fair baseline; the students get the time it does

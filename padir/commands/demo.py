@@ -34,7 +34,7 @@ def main(argv: Sequence[str]) -> int:
   parser = argparse.ArgumentParser(prog="padir demo", usage=USAGE)
   parser.add_argument("--workdir", default="runs/demo", help="where everything goes")
   parser.add_argument("--size", default="default", choices=sorted(demo_lib.SIZES),
-                      help="default: ~13 minutes on 2 CPU cores; reduced: a quick smoke test")
+                      help="default: ~10 minutes on 2 CPU cores; reduced: a quick smoke test")
   parser.add_argument("--raw_student", action="store_true",
                       help="also train the student on the original (undistilled) data, to see "
                            "what distillation buys (~8 more minutes)")
