@@ -126,23 +126,26 @@ def profile(translator: translator_lib.Translator, sources: Sequence[str],
       batches[0].shape)}
 
 
-def profile_random(model_name: str, decoder_params: Optional[Dict[str, Any]],
-                   repeats: int) -> Dict[str, Any]:
-  """The same for a `model_name` preset with random weights (`benchmarks.decode_speed`'s models,
-  batch 1, its median-length sentence, fixed work): PaDIR with `decoder_params`, or AR greedy
-  when they are None."""
+def profile_random(model_name: str, iterations: Sequence[int], repeats: int
+                   ) -> Tuple[List[Dict[str, Any]], Dict[str, Any]]:
+  """The same for a `model_name` preset with random weights (`benchmarks.decode_speed`'s models
+  and parameters, drawn once; batch 1, its median-length sentence, fixed work): PaDIR at each
+  of `iterations`, and AR greedy. Returns (the PaDIR runs, the AR greedy run)."""
   from benchmarks import decode_speed  # pylint: disable=g-import-not-at-top
   args = decode_speed.parse_args(["--model", model_name, "--deep_shallow", "none"])
   setup = decode_speed.setup(args)
-  system = (decode_speed.System("ar_greedy", "ar", "standard") if decoder_params is None else
-            decode_speed.System("padir", "padir", "standard",
-                                decoder_params["num_decode_iterations"]))
-  predict = jax.jit(decode_speed.predict_fn(setup.model_for(system), system))
   batch = setup.batch_for(1, args)
-  params = setup.params[system.kind, system.variant]
-  return {"decoder_params": decoder_params or {"decode_method": "greedy"},
-          **profile_program(predict, [(params, batch, setup.rng)], repeats,
-                            batch["encoder_input_tokens"].shape)}
+
+  def run(system, decoder_params):
+    predict = jax.jit(decode_speed.predict_fn(setup.model_for(system), system))
+    return {"decoder_params": decoder_params, **profile_program(
+        predict, [(setup.params[system.kind, system.variant], batch, setup.rng)], repeats,
+        batch["encoder_input_tokens"].shape)}
+
+  runs = [run(decode_speed.System("padir", "padir", "standard", k),
+              {"num_decode_iterations": k, "early_exit": False}) for k in iterations]
+  return runs, run(decode_speed.System("ar_greedy", "ar", "standard"),
+                   {"decode_method": "greedy"})
 
 
 def profile_program(predict: Callable, calls: Sequence[Tuple], repeats: int,
@@ -250,9 +253,7 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
   extra = {}
   if args.model:
     iterations = sorted(set(args.iterations))
-    runs = [profile_random(args.model, {"num_decode_iterations": k, "early_exit": False},
-                           args.repeats) for k in iterations]
-    extra["ar_greedy"] = profile_random(args.model, None, args.repeats)
+    runs, extra["ar_greedy"] = profile_random(args.model, iterations, args.repeats)
   else:
     if not args.sources or not os.path.exists(args.sources):
       parser.error(f"--sources {args.sources}: no such file (--checkpoint needs one)")

@@ -353,10 +353,11 @@ def check_vocabulary(model_dir: str, vocabulary: Any) -> None:
   current = vocabulary_record(vocabulary)
   if recorded and current and recorded["md5"] != current["md5"]:
     raise VocabularyMismatchError(
-        f"{os.path.join(model_dir, RUN_INFO_FILE)}: the run was trained with the SentencePiece model {recorded['file']} (md5 "
-        f"{recorded['md5']}), but its gin config now gives {current['file']} (md5 "
-        f"{current['md5']}): the task or vocabulary it names was registered again over other "
-        "data; register the run's own corpus under that name, or bind its vocabulary file")
+        f"{os.path.join(model_dir, RUN_INFO_FILE)}: the run was trained with the SentencePiece "
+        f"model {recorded['file']} (md5 {recorded['md5']}), but its gin config now gives "
+        f"{current['file']} (md5 {current['md5']}): the task or vocabulary it names was "
+        "registered again over other data; register the run's own corpus under that name, or "
+        "bind its vocabulary file")
 
 
 def write_run_record(model_dir: str, *, gin_config: str, seed: int,
