@@ -1,4 +1,6 @@
 """padir.timing (the project's one set of timers) and padir.tables (its table writer)."""
+import time
+
 import pytest
 
 from padir import tables
@@ -38,7 +40,7 @@ def test_compiled_programs_are_timed_in_turn_until_the_budget():
   assert order == ["a", "b"] + ["a", "b"] * 3  # Warm-ups, then one call of each a round.
   assert [t["repeats"] for t in timed] == [3, 3]
   # Past the budget (max_seconds per program), stop once min_repeats rounds are done.
-  slow = [(lambda: __import__("time").sleep(0.02), ())] * 2
+  slow = [(lambda: time.sleep(0.02), ())] * 2
   timed = timing.time_compiled_interleaved(slow, repeats=50, min_repeats=2, max_seconds=0.01)
   assert [t["repeats"] for t in timed] == [2, 2]
   assert all(0 < t["latency_ms_min"] <= t["latency_ms_p50"] for t in timed)
