@@ -55,16 +55,22 @@ OTHER = "other"
 _INSTRUCTION = re.compile(r'^\s*(?:ROOT )?%([\w.\-]+) = .*?metadata=\{op_name="([^"]*)"', re.M)
 _CONTROL = re.compile(r"^\s*(?:ROOT )?%((?:while|cond|conditional|call)[\w.\-]*) = ", re.M)
 _CONTROL_NAME = re.compile(r"(while|cond|conditional|call)[\w.\-]*$")
+_DOT = re.compile(r"^\s*(?:ROOT )?%([\w.\-]+) = f32\[(?:\d+,)*(\d+)\]\S* dot\(", re.M)
 _OPERANDS = re.compile(r"^\s*(?:ROOT )?%([\w.\-]+) = [^(\n]*\(([^)\n]*)\)", re.M)
 
 
-def op_sources(hlo_text: str) -> Dict[str, str]:
+def op_sources(hlo_text: str, vocab_size: Optional[int] = None) -> Dict[str, str]:
   """Compiled HLO text -> {instruction name: its source (op_name metadata, or the control op's
   own name for loops and branches)}. An instruction that XLA left without metadata (the dots of
-  an AR loop body, for one) takes the source of its first user that has one."""
+  an AR loop body, for one) takes the source of its first user that has one; a dot among them
+  whose result ends in `vocab_size` ids (AR greedy's one-row logits) is the output projection."""
   sources = {name: op_name for name, op_name in _INSTRUCTION.findall(hlo_text)}
   for name in _CONTROL.findall(hlo_text):
     sources[name] = name  # Its own time is control: its body's ops are counted by themselves.
+  if vocab_size:
+    for name, last_dim in _DOT.findall(hlo_text):
+      if name not in sources and int(last_dim) == vocab_size:
+        sources[name] = f"{name} (no metadata; [..., {vocab_size}]: /logits/)"
   for user, operands in _OPERANDS.findall(hlo_text):
     if user in sources and not _CONTROL_NAME.match(user):
       for operand in re.findall(r"%([\w.\-]+)", operands):
@@ -123,7 +129,7 @@ def profile(translator: translator_lib.Translator, sources: Sequence[str],
   rng = translator._rng  # pylint: disable=protected-access
   return {"decoder_params": decoder_params, **profile_program(
       predict, [(translator.params, None, b, rng) for b in batches], repeats,
-      batches[0].shape)}
+      batches[0].shape, translator.model.module.config.vocab_size)}
 
 
 def profile_random(model_name: str, iterations: Sequence[int], repeats: int
@@ -137,10 +143,11 @@ def profile_random(model_name: str, iterations: Sequence[int], repeats: int
   batch = setup.batch_for(1, args)
 
   def run(system, decoder_params):
-    predict = jax.jit(decode_speed.predict_fn(setup.model_for(system), system))
+    model = setup.model_for(system)
+    predict = jax.jit(decode_speed.predict_fn(model, system))
     return {"decoder_params": decoder_params, **profile_program(
         predict, [(setup.params[system.kind, system.variant], batch, setup.rng)], repeats,
-        batch["encoder_input_tokens"].shape)}
+        batch["encoder_input_tokens"].shape, model.module.config.vocab_size)}
 
   runs = [run(decode_speed.System("padir", "padir", "standard", k),
               {"num_decode_iterations": k, "early_exit": False}) for k in iterations]
@@ -149,16 +156,17 @@ def profile_random(model_name: str, iterations: Sequence[int], repeats: int
 
 
 def profile_program(predict: Callable, calls: Sequence[Tuple], repeats: int,
-                    shape: Sequence[int]) -> Dict[str, Any]:
+                    shape: Sequence[int], vocab_size: Optional[int] = None) -> Dict[str, Any]:
   """Per-call wall time and grouped op times (µs) of the jitted `predict`, called with each
-  argument tuple of `calls` (sources of one `shape`) `repeats` times, one call at a time."""
+  argument tuple of `calls` (sources of one `shape`) `repeats` times, one call at a time
+  (`vocab_size`: see `op_sources`)."""
 
   def call(args):
     return jax.block_until_ready(predict(*args))
 
   for args in calls:
     call(args)  # Compiles (one shape) and warms up.
-  sources_of = op_sources(predict.lower(*calls[0]).compile().as_text())
+  sources_of = op_sources(predict.lower(*calls[0]).compile().as_text(), vocab_size)
   # The wall time without the profiler: per call the fastest repeat, then the median.
   wall = timing.latency_ms(call, calls, repeats) / 1e3
   num_calls = repeats * len(calls)

@@ -55,6 +55,18 @@ def test_an_op_without_metadata_takes_its_users_source():
   assert sources["while.3"] == "while.3" and "tuple.4" not in sources  # Control keeps its own.
 
 
+def test_a_dot_without_metadata_onto_the_vocabulary_is_the_output_projection():
+  text = """
+  %dot.410 = f32[1,320]{1,0} dot(%norm.1, %w.2), lhs_contracting_dims={0}, rhs_contracting_dims={0}
+  %dot.411 = f32[1,64]{1,0} dot(%norm.1, %w.3), lhs_contracting_dims={0}, rhs_contracting_dims={0}
+  %select.5 = f32[1,320]{1,0} fusion(%dot.410, %dot.411), kind=kLoop, calls=%c.1, metadata={op_name="jit(f)/while/body/jit(_where)/select_n"}
+  """
+  sources = profile_pass.op_sources(text, vocab_size=320)
+  assert profile_pass.group_of(sources["dot.410"]) == "output projection"
+  assert sources["dot.411"] == sources["select.5"]  # Not onto the vocabulary: its user's.
+  assert profile_pass.group_of(profile_pass.op_sources(text)["dot.410"]) == "other"
+
+
 def test_profile_of_a_checkpoint_splits_a_pass_from_the_fixed_part(tiny_padir_dir, tmp_path):
   sources = tmp_path / "sources.txt"
   sources.write_text("a dog sees the cat .\nthe cat sees a dog .\n")
