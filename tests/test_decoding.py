@@ -606,6 +606,41 @@ def test_padir_decode_clips_long_predicted_length():
   assert tokens.tolist() == [[9, 10, 11, 12, 13, EOS_ID]]
 
 
+def test_candidates_carry_their_lengths_log_prob_under_length_scores():
+  config = decoding.RefinementConfig(decoder_input_scheme="mask", top_k_lengths=3)
+  scores = jnp.array([[9.0, 0.0, 1.0, 3.0, 2.0, -1.0]])  # Class 0 (length 0) is never chosen.
+  _, aux = _decode(_fixed_fn([9, 10, 11, 12, 13, 14]), scores, config, 6)
+  assert aux["candidate_lengths"].tolist() == [[3, 4, 2]]
+  expected = jax.nn.log_softmax(scores[0, 1:])[np.array([3, 4, 2]) - 1]
+  np.testing.assert_allclose(aux["candidate_length_log_probs"][0], expected, rtol=1e-6)
+  # Predicted lengths [B] (no distribution): no log-probs, and none to weigh.
+  assert "candidate_length_log_probs" not in _decode(_fixed_fn([9, 10, 11]), jnp.array([3]),
+                                                     config, 3)[1]
+  with pytest.raises(ValueError, match="length_score_weight=0.5 weighs"):
+    _decode(_fixed_fn([9, 10, 11]), jnp.array([3]),
+            dataclasses.replace(config, decode=dataclasses.replace(
+                config.decode, length_score_weight=0.5)), 3)
+
+
+@pytest.mark.parametrize("keep", [None, 1])
+def test_length_score_weight_ranks_by_the_lengths_log_prob_too(keep):
+  """Every candidate gets the same tokens; EOS's low log-prob weighs least in the mean of the
+  longest one, which wins on the tokens alone; weighted by length log-probs, the predictor's
+  most likely length (3) wins, after the first pass (pruning) and at the end."""
+  scores = jnp.array([[9.0, 0.0, 1.0, 3.0, 2.0, -1.0]])
+  lengths = {}
+  for weight in (0.0, 10.0):
+    config = decoding.RefinementConfig(decoder_input_scheme="mask", top_k_lengths=3,
+                                       num_decode_iterations=2, length_score_weight=weight,
+                                       keep_candidates_after_first_pass=keep)
+    fixed = _fixed_fn([9, 10, 11, 12, 13, 14])
+    _, aux = _decode(lambda x, positions=None, rows=None: fixed(x), scores, config, 6)
+    lengths[weight] = int(aux["lengths"][0])
+    if keep is not None:
+      assert aux["candidate_kept"][0, int(aux["best"][0])]
+  assert lengths == {0.0: 4, 10.0: 3}
+
+
 def test_rescoring_picks_the_candidate_the_rescorer_prefers():
   def rescore_fn(tokens):  # An "AR teacher" that likes length 3.
     return -jnp.abs(jnp.sum(tokens != PAD_ID, axis=-1) - 3).astype(jnp.float32)

@@ -234,7 +234,8 @@ test_gin_names.run.model = %MODEL
 
 # Fields added since the recording: gin writes their defaults too; every other line must match.
 ADDED_SINCE_THE_RECORDING = ("decoding.PadirDecodeConfig.blank_penalty = ",
-                             "decoding.PadirDecodeConfig.blank_penalty_decay = ")
+                             "decoding.PadirDecodeConfig.blank_penalty_decay = ",
+                             "decoding.PadirDecodeConfig.length_score_weight = ")
 
 
 def _as_recorded(text: str) -> str:

@@ -126,6 +126,11 @@ class PadirDecodeConfig:
       ('random' scheme only).
     scoring: candidate score, 'mean' or 'sum' of the log-probs of its tokens (EOS included).
     alpha: brevity penalty exponent: the score is divided by ((5 + length) / 6) ** alpha.
+    length_score_weight: w: a candidate's ranking score (after the first pass with
+      `keep_candidates_after_first_pass`, and at the end) adds w x the length predictor's
+      log-prob of its length, where the predictor scores lengths ([B, num_classes]); 0 (the
+      default) ranks by the tokens alone. With 'sum' scoring, 1 ranks by the joint log-prob
+      log p(length) + log p(tokens | length).
     return_all_candidates: `padir_decode` also returns every candidate.
     return_history: also return the tokens predicted at every iteration.
     early_exit: stop the loop once every row has converged (the default). False runs exactly
@@ -175,6 +180,7 @@ class PadirDecodeConfig:
   num_parallel_samples: int = 1
   scoring: str = "mean"
   alpha: float = 0.0
+  length_score_weight: float = 0.0
   return_all_candidates: bool = False
   return_history: bool = False
   early_exit: bool = True
@@ -205,6 +211,9 @@ class PadirDecodeConfig:
       raise ValueError(f"num_parallel_samples={self.num_parallel_samples} must be >= 1")
     if self.alpha < 0:
       raise ValueError(f"alpha={self.alpha} must be >= 0")
+    if not (math.isfinite(self.length_score_weight) and self.length_score_weight >= 0):
+      raise ValueError(f"length_score_weight={self.length_score_weight} must be a finite "
+                       "number >= 0")
     if not 0.0 <= self.exit_confidence < 1.0:
       raise ValueError(f"exit_confidence={self.exit_confidence} must be in [0, 1)")
     if self.num_canvas_sizes < 1:

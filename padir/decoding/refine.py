@@ -422,9 +422,12 @@ def padir_decode(logits_fn: LogitsFn,
     tokens [B, T] int32, the best candidate of each example (EOS-terminated, PAD after, no
     stutter when `stutter_remasking`), and aux:
       'scores' [B, C] ranking scores (-inf for duplicate candidates, and for those dropped
-        after the first pass with `keep_candidates_after_first_pass`);
+        after the first pass with `keep_candidates_after_first_pass`; with
+        `length_score_weight`, the length's log-prob weighted in);
       'model_scores' [B, C] the candidates' own scores (when rescoring);
       'candidate_lengths' [B, C], 'candidate_valid' [B, C] (False for duplicates);
+      'candidate_length_log_probs' [B, C] (with length scores [B, num_classes]: each
+        candidate length's log-prob under the length predictor);
       'candidate_kept' [B, C] the candidates refined past the first pass (with
         `keep_candidates_after_first_pass` < C);
       'best' [B] index of the chosen candidate, 'lengths' [B] its length;
@@ -438,6 +441,25 @@ def padir_decode(logits_fn: LogitsFn,
   init_rng, refine_rng = jax.random.split(rng)
   initial = initial_decoder_inputs(lengths.reshape(-1), max_decode_len,
                                    config.scheme.decoder_input_scheme, special_tokens, init_rng)
+  length_log_probs = None  # [B, C]: each candidate length's log-prob, where lengths are scored.
+  if config.decode.length_score_weight and length_predictions.ndim != 2:
+    raise ValueError(f"length_score_weight={config.decode.length_score_weight} weighs the length "
+                     "predictor's log-probs, but this predictor gives lengths [B], not scores "
+                     "[B, num_classes]")
+  if length_predictions.ndim == 2:
+    length_log_probs = jax.nn.log_softmax(
+        length_predictions.astype(jnp.float32).at[:, 0].set(NEG_INF), axis=-1)
+    length_log_probs = jnp.take_along_axis(
+        length_log_probs, jnp.minimum(lengths, length_log_probs.shape[1] - 1), axis=1)
+
+  def own_scores(tokens: Array, token_log_probs: Array) -> Array:
+    """The candidates' own ranking scores: [B * C, W] -> [B, C]."""
+    scores = score_candidates(tokens, token_log_probs, config,
+                              special_tokens.pad_id).reshape(batch, num_candidates)
+    if config.decode.length_score_weight and length_log_probs is not None:
+      scores = scores + config.decode.length_score_weight * length_log_probs
+    return scores
+
   keep = config.decode.keep_candidates_after_first_pass
   prune_fn = None
   if keep is not None and keep < num_candidates:
@@ -445,15 +467,13 @@ def padir_decode(logits_fn: LogitsFn,
     def prune_fn(tokens: Array, token_log_probs: Array) -> Array:
       """The `keep` best valid candidates of each example after the first pass, by their own
       scores: [B * C, W] -> rows [B * keep]."""
-      first_scores = score_candidates(tokens, token_log_probs, config, special_tokens.pad_id)
-      first_scores = jnp.where(valid, first_scores.reshape(batch, num_candidates), NEG_INF)
+      first_scores = jnp.where(valid, own_scores(tokens, token_log_probs), NEG_INF)
       best_first = lax.top_k(first_scores, keep)[1]
       return (jnp.arange(batch)[:, None] * num_candidates + best_first).reshape(-1)
 
   tokens, token_log_probs, refine_aux = _refine_on_fitted_canvas(
       logits_fn, initial, jnp.max(lengths), refine_rng, config, special_tokens, prune_fn)
-  model_scores = score_candidates(tokens, token_log_probs, config,
-                                  special_tokens.pad_id).reshape(batch, num_candidates)
+  model_scores = own_scores(tokens, token_log_probs)
   scores = model_scores if rescore_fn is None else (
       rescore_fn(tokens).astype(jnp.float32).reshape(batch, num_candidates))
   kept = refine_aux["kept"].reshape(batch, num_candidates) if "kept" in refine_aux else None
@@ -472,6 +492,8 @@ def padir_decode(logits_fn: LogitsFn,
       "lengths": pick(lengths),
       "iterations": pick(refine_aux["iterations"].reshape(batch, num_candidates)),
   }
+  if length_log_probs is not None:
+    aux["candidate_length_log_probs"] = length_log_probs
   if rescore_fn is not None:
     aux["model_scores"] = model_scores
   if kept is not None:
