@@ -15,6 +15,7 @@ on an idle machine: the numbers mean nothing under CPU contention.
 """
 import argparse
 import importlib
+import json
 import sys
 from typing import Any, Callable, Dict, Mapping, Optional, Sequence
 
@@ -22,10 +23,12 @@ from benchmarks import latency
 from padir import reporting
 
 
-def settings(iterations: int, candidates: int) -> Dict[str, Dict[str, Any]]:
+def settings(iterations: int, candidates: int, extra: Optional[Mapping[str, Any]] = None
+             ) -> Dict[str, Dict[str, Any]]:
   """Name -> PaDIR decoder_params of each timed setting: one candidate, all of `candidates`
-  refined to the end, and the best m of them refined after pass 1 for each m below."""
-  fixed = {"num_decode_iterations": iterations, "early_exit": False}
+  refined to the end, and the best m of them refined after pass 1 for each m below; `extra`
+  decoder_params in every one (e.g. {'length_score_weight': 0.1})."""
+  fixed = {**(extra or {}), "num_decode_iterations": iterations, "early_exit": False}
   named = {
       f"padir@{iterations}, 1 candidate": {**fixed, "top_k_lengths": 1},
       f"padir@{iterations}, {candidates} candidates": {**fixed, "top_k_lengths": candidates},
@@ -67,6 +70,9 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
   parser.add_argument("--repeats", type=int, default=5)
   parser.add_argument("--iterations", type=int, default=4)
   parser.add_argument("--candidates", type=int, default=3)
+  parser.add_argument("--decoder_params", type=json.loads, default=None,
+                      help="decoder_params (JSON) of every PaDIR setting, e.g. "
+                           "'{\"length_score_weight\": 0.1}'")
   parser.add_argument("--output", default="runs/prune_speed")
   args = parser.parse_args(argv)
   importlib.import_module(args.module)
@@ -78,7 +84,7 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     teacher = latency.one_a_call(args.teacher)
     calls["ar_greedy"] = lambda s: teacher.translate([s], {"decode_method": "greedy"})
   student = latency.one_a_call(args.student)
-  for name, params in settings(args.iterations, args.candidates).items():
+  for name, params in settings(args.iterations, args.candidates, args.decoder_params).items():
     calls[name] = lambda s, params=params: student.translate([s], params)
   report = latency.interleaved_report("benchmarks.prune_speed", argv, calls, sources,
                                       args.repeats)

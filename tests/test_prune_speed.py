@@ -40,6 +40,9 @@ def test_settings_differ_only_in_candidates_and_pruning():
   assert (best1["keep_candidates_after_first_pass"], best2["keep_candidates_after_first_pass"]) == (
       1, 2)
   assert "keep_candidates_after_first_pass" not in every
+  weighted = prune_speed.settings(4, 3, {"length_score_weight": 0.1, "early_exit": True})
+  assert all(p["length_score_weight"] == 0.1 and p["early_exit"] is False  # Fixed work stays.
+             for p in weighted.values())
 
 
 def test_latency_systems_are_parsed_with_their_decoder_params():
