@@ -157,8 +157,9 @@ class PadirDecodeConfig:
       scores, duplicates never kept over valid ones) are refined further, on a batch of B * m
       rows (static shapes: their loop state and encoder rows gathered once; `logits_fn` gets
       `rows`). The others keep their first-pass output and rank last (-inf). None (the
-      default), or m >= C: every candidate is refined. Off by default: it costs
-      BLEU (the first pass's scores favour short candidates; BENCHMARKS.md).
+      default), or m >= C: every candidate is refined. Off by default: the best candidate
+      after one pass is not always the best after K, whichever score ranks them (the
+      brevity penalty, `length_score_weight`; BENCHMARKS.md measures what it costs).
     blank_penalty: on an aligned (CTC) canvas, subtracted from the blank's logit before each
       token choice (the chosen tokens' log-probs are then under that shifted distribution): a
       length control for CTC decoding, > 0 gives longer outputs. 0 (the default) leaves the
