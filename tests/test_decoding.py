@@ -622,6 +622,15 @@ def test_candidates_carry_their_lengths_log_prob_under_length_scores():
                 config.decode, length_score_weight=0.5)), 3)
 
 
+def test_a_length_past_the_predictors_classes_has_no_log_prob():
+  from padir.decoding import pieces  # pylint: disable=g-import-not-at-top
+  scores = jnp.array([[9.0, 0.0, 1.0, 3.0, 2.0, -1.0]])  # Lengths 1..5.
+  got = pieces.length_log_probs(scores, jnp.array([[3, 5, 6]]))
+  np.testing.assert_allclose(got[0, :2], jax.nn.log_softmax(scores[0, 1:])[np.array([2, 4])],
+                             rtol=1e-6)
+  assert float(got[0, 2]) <= -1e9
+
+
 @pytest.mark.parametrize("keep", [None, 1])
 def test_length_score_weight_ranks_by_the_lengths_log_prob_too(keep):
   """Every candidate gets the same tokens; EOS's low log-prob weighs least in the mean of the

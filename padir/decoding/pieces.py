@@ -1,9 +1,10 @@
 """The pieces of PaDIR refinement, public so that the model's unrolled multi-stage training uses
-what inference uses: `length_candidates`, `canvas_sizes`, `projected_counts`,
-`initial_decoder_inputs`, `stutter_mask`, `reject`, `keep_visible_tokens`, `remask`, `glance`
-(training's glancing sampler), and the output clean-up `cut_at_eos`, `remove_stutter`,
-`ctc_collapse`, `postprocess`. The token choice is `padir.decoding.choice.choose_tokens`; the
-step and the loop that put them together are in `padir.decoding.refine`.
+what inference uses: `length_candidates`, `length_log_probs`, `canvas_sizes`,
+`projected_counts`, `initial_decoder_inputs`, `stutter_mask`, `reject`, `keep_visible_tokens`,
+`remask`, `glance` (training's glancing sampler), and the output clean-up `cut_at_eos`,
+`remove_stutter`, `ctc_collapse`, `postprocess`. The token choice is
+`padir.decoding.choice.choose_tokens`; the step and the loop that put them together are in
+`padir.decoding.refine`.
 """
 import math
 from typing import Optional, Tuple
@@ -17,6 +18,21 @@ from padir.decoding.config import DECODER_INPUT_SCHEMES, RefinementConfig
 from padir.special_tokens import EOS_ID, PAD_ID, SpecialTokens
 
 Array = jax.Array
+
+
+def _length_class_scores(length_predictions: Array) -> Array:
+  """Length classifier scores [B, num_classes] as float32, class 0 (length 0) ruled out."""
+  return length_predictions.astype(jnp.float32).at[:, 0].set(NEG_INF)
+
+
+def length_log_probs(length_predictions: Array, lengths: Array) -> Array:
+  """Each candidate length's log-prob under length classifier scores [B, num_classes]:
+  lengths [B, C] -> [B, C] float32; a length without a class (past the last one, as a length
+  beam's offset can reach) gets NEG_INF."""
+  log_probs = jax.nn.log_softmax(_length_class_scores(length_predictions), axis=-1)
+  num_classes = log_probs.shape[1]
+  chosen = jnp.take_along_axis(log_probs, jnp.minimum(lengths, num_classes - 1), axis=1)
+  return jnp.where(lengths < num_classes, chosen, NEG_INF)
 
 
 @jax.named_scope("length_candidates")  # Names its ops in profiles (benchmarks/profile_pass.py).
@@ -44,8 +60,7 @@ def length_candidates(length_predictions: Array, config: RefinementConfig,
     if k > num_classes - 1:
       raise ValueError(f"top_k_lengths={k} exceeds the {num_classes - 1} lengths the predictor "
                        "scores")
-    scores = length_predictions.astype(jnp.float32).at[:, 0].set(NEG_INF)
-    top = lax.top_k(scores, k)[1]
+    top = lax.top_k(_length_class_scores(length_predictions), k)[1]
   elif length_predictions.ndim == 1:
     prediction = length_predictions.astype(jnp.float32)[:, None]
     window = jnp.floor(prediction) + jnp.arange(1 - k, k + 1, dtype=jnp.float32)  # [B, 2k]

@@ -18,7 +18,7 @@ from padir.decoding.config import RefinementConfig
 from padir.decoding.pieces import (_compact, _front_order, _linear_schedule_count,
                                   _real_positions, canvas_sizes, ctc_collapse,
                                   initial_decoder_inputs, keep_visible_tokens, length_candidates,
-                                  projected_counts, reject, remask, stutter_mask)
+                                  length_log_probs, projected_counts, reject, remask, stutter_mask)
 from padir.special_tokens import PAD_ID, SpecialTokens
 
 Array = jax.Array
@@ -441,23 +441,20 @@ def padir_decode(logits_fn: LogitsFn,
   init_rng, refine_rng = jax.random.split(rng)
   initial = initial_decoder_inputs(lengths.reshape(-1), max_decode_len,
                                    config.scheme.decoder_input_scheme, special_tokens, init_rng)
-  length_log_probs = None  # [B, C]: each candidate length's log-prob, where lengths are scored.
+  candidate_log_probs = None  # [B, C]: each candidate length's log-prob, where lengths are scored.
   if config.decode.length_score_weight and length_predictions.ndim != 2:
     raise ValueError(f"length_score_weight={config.decode.length_score_weight} weighs the length "
                      "predictor's log-probs, but this predictor gives lengths [B], not scores "
                      "[B, num_classes]")
   if length_predictions.ndim == 2:
-    length_log_probs = jax.nn.log_softmax(
-        length_predictions.astype(jnp.float32).at[:, 0].set(NEG_INF), axis=-1)
-    length_log_probs = jnp.take_along_axis(
-        length_log_probs, jnp.minimum(lengths, length_log_probs.shape[1] - 1), axis=1)
+    candidate_log_probs = length_log_probs(length_predictions, lengths)
 
   def own_scores(tokens: Array, token_log_probs: Array) -> Array:
     """The candidates' own ranking scores: [B * C, W] -> [B, C]."""
     scores = score_candidates(tokens, token_log_probs, config,
                               special_tokens.pad_id).reshape(batch, num_candidates)
-    if config.decode.length_score_weight and length_log_probs is not None:
-      scores = scores + config.decode.length_score_weight * length_log_probs
+    if config.decode.length_score_weight:  # Scored lengths: checked above.
+      scores = scores + config.decode.length_score_weight * candidate_log_probs
     return scores
 
   keep = config.decode.keep_candidates_after_first_pass
@@ -492,8 +489,8 @@ def padir_decode(logits_fn: LogitsFn,
       "lengths": pick(lengths),
       "iterations": pick(refine_aux["iterations"].reshape(batch, num_candidates)),
   }
-  if length_log_probs is not None:
-    aux["candidate_length_log_probs"] = length_log_probs
+  if candidate_log_probs is not None:
+    aux["candidate_length_log_probs"] = candidate_log_probs
   if rescore_fn is not None:
     aux["model_scores"] = model_scores
   if kept is not None:
