@@ -55,7 +55,7 @@ OTHER = "other"
 _INSTRUCTION = re.compile(r'^\s*(?:ROOT )?%([\w.\-]+) = .*?metadata=\{op_name="([^"]*)"', re.M)
 _CONTROL = re.compile(r"^\s*(?:ROOT )?%((?:while|cond|conditional|call)[\w.\-]*) = ", re.M)
 _CONTROL_NAME = re.compile(r"(while|cond|conditional|call)[\w.\-]*$")
-_DOT = re.compile(r"^\s*(?:ROOT )?%([\w.\-]+) = f32\[(?:\d+,)*(\d+)\]\S* dot\(", re.M)
+_DOT = re.compile(r"^\s*(?:ROOT )?%([\w.\-]+) = \w+\[(?:\d+,)*(\d+)\]\S* dot\(", re.M)
 _OPERANDS = re.compile(r"^\s*(?:ROOT )?%([\w.\-]+) = [^(\n]*\(([^)\n]*)\)", re.M)
 
 
