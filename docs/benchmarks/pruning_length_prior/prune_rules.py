@@ -23,9 +23,9 @@ from padir import evaluation, reporting, translator as translator_lib
 def rule_scores(first, lengths, length_log_probs, final):
   """{rule: scores [N, C]} (higher is kept); `first` pass-1 mean log-probs (-inf: invalid),
   `lengths` [N, C] pieces, `final` the K-pass scores."""
-  ranks = np.arange(first.shape[1])
   rules = {"keep all: final score": final, "keep all: final + 0.1 x length log-prob":
-           final + 0.1 * length_log_probs, "the likeliest length": -ranks + 0 * first}
+           final + 0.1 * length_log_probs,
+           "the likeliest length": np.broadcast_to(-np.arange(first.shape[1]), first.shape)}
   for alpha in (0.0, 0.5, 1.0, 2.0, 4.0):
     rules[f"pass 1: mean, brevity alpha {alpha}"] = first / ((5 + lengths) / 6) ** alpha
   for gamma in (0.01, 0.05):
@@ -51,7 +51,7 @@ def main():
   sources, references = reporting.task_texts(args.task, args.split)
   translator = translator_lib.Translator.from_checkpoint(args.student)
   common = {"top_k_lengths": args.candidates, "return_all_candidates": True, "early_exit": False,
-            "length_score_weight": 0.0}  # The rules weigh the length themselves.
+            "scoring": "mean", "length_score_weight": 0.0}  # The rules weigh the rest.
   first = translator.predict(sources, {**common, "num_decode_iterations": 1, "alpha": 0.0})
   final = translator.predict(sources, {**common, "num_decode_iterations": args.iterations})
   first_scores = np.stack([p.aux["candidate_scores"] for p in first])
